@@ -1,0 +1,77 @@
+"""A backend call on a worker thread, with a deadline and cancellation through its handle.
+
+Python cannot kill a thread, so a call that misses its deadline is cancelled through the
+handle the backend opened (PostgreSQL cancels the query, for example) and then abandoned;
+every backend also sets protocol-level timeouts, so an abandoned call ends on its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .errors import StepTimeout
+
+# A call receives `on_handle`, to report the handle it opened so it can be cancelled.
+Work = Callable[[Callable[[Any], None]], dict[str, Any]]
+
+
+class Call:
+    def __init__(self, work: Work, timeout: float, *,
+                 on_done: Callable[[Call], None] | None = None, name: str = "call") -> None:
+        self.timeout = timeout
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.handle: Any = None
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self.finished = threading.Event()
+        self._on_done = on_done
+        self._work = work
+        self._lock = threading.Lock()
+        self._expired = False
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        result: dict[str, Any] | None = None
+        error: BaseException | None = None
+        try:
+            result = self._work(self._set_handle)
+        except BaseException as exc:  # noqa: BLE001 - handed back as the call's outcome
+            error = exc
+        with self._lock:
+            if not self._expired:  # a late answer does not overwrite the timeout
+                self.result, self.error = result, error
+            self.finished.set()
+        if self._on_done is not None:
+            self._on_done(self)
+
+    def _set_handle(self, handle: Any) -> None:
+        self.handle = handle
+
+    @property
+    def elapsed_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 1)
+
+    def expire(self) -> None:
+        """Give up on the call: cancel it through its handle and record a timeout."""
+        with self._lock:
+            if self.finished.is_set():
+                return
+            self._expired = True
+            self.result, self.error = None, StepTimeout(
+                f"no answer within {self.timeout:g}s (cancelled)")
+        cancel = getattr(self.handle, "cancel", None)
+        if callable(cancel):
+            try:
+                cancel()
+            except Exception:  # noqa: BLE001, S110 - best effort: the call is abandoned anyway
+                pass
+
+    def wait(self) -> tuple[dict[str, Any] | None, BaseException | None]:
+        """Block until done or expired; (result, error)."""
+        if not self.finished.wait(max(0.0, self.deadline - time.monotonic())):
+            self.expire()
+        return self.result, self.error

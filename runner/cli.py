@@ -1,0 +1,492 @@
+"""The `runbook` command line.
+
+Exit codes: 0 nothing found, 1 findings, 2 usage or validation error, 3 the run could not
+diagnose (a step failed or timed out and nothing was found).
+Heavy modules are imported inside the commands so `runbook --help` and `runbook list` start
+at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .inventory import Inventory
+    from .journal import Journal
+    from .loader import LoadedPlaybook
+    from .registry import Registry
+    from .state import Event, RunState
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNDIAGNOSED = 0, 1, 2, 3
+
+EPILOG = """\
+examples:
+  runbook list
+  runbook plan db-pool-exhausted --target db=lab-db
+  runbook run db-pool-exhausted --target db=lab-db
+  runbook run db-pool-exhausted --approve end-idle-transactions --as alice
+  runbook approve RUN_ID end-idle-transactions --as alice && runbook resume RUN_ID
+
+Remedies never run without a recorded approval: at a terminal runbook asks; elsewhere
+use --approve ID, or `runbook approve` then `runbook resume`.
+
+environment:
+  RUNBOOK_HOME        journal and run directories (default ~/.local/state/runbook)
+  RUNBOOK_PLAYBOOKS   playbook folders, ':'-separated (default ./playbooks, shipped ones)
+  RUNBOOK_INVENTORY   inventory files or folders (default ./inventory)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runbook", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Run incident playbooks: read-only diagnostics at once, remedies only "
+                    "after a recorded approval.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_)
+
+    def add_sources(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--playbooks", metavar="DIR", action="append",
+                       help="folder of playbooks (repeatable; default $RUNBOOK_PLAYBOOKS)")
+        p.add_argument("--inventory", metavar="PATH", action="append",
+                       help="inventory file or folder (repeatable; default $RUNBOOK_INVENTORY)")
+
+    def add_home(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--home", metavar="DIR", help="journal location (default $RUNBOOK_HOME)")
+
+    def add_format(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+
+    def add_bindings(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", "-t", metavar="ROLE=NAME", action="append", default=[],
+                       help="bind a playbook role to an inventory target (repeatable)")
+        p.add_argument("--param", "-p", metavar="NAME=VALUE", action="append", default=[],
+                       help="set a playbook parameter (repeatable)")
+
+    def add_approver(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--approve", metavar="REMEDY", action="append", default=[],
+                       help="pre-approve this remedy, for the arguments the run resolves "
+                            "(repeatable; recorded with --as)")
+        p.add_argument("--as", dest="who", metavar="NAME", help="who approves (default: OS user)")
+        p.add_argument("--no-input", action="store_true",
+                       help="never ask at the terminal; unapproved remedies wait")
+        p.add_argument("--concurrency", type=int, default=8, metavar="N",
+                       help="read-only steps run at once (default 8)")
+
+    p = command("list", "List the playbooks.")
+    add_sources(p)
+    p = command("show", "Show a playbook: steps, findings, remedies (read-only or mutating).")
+    p.add_argument("playbook")
+    add_sources(p)
+    p = command("validate", "Validate playbooks and inventory; every problem as file:line:col.")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="playbook files (default: all)")
+    add_sources(p)
+    p = command("plan", "Show what a run would do with these targets and params; runs nothing.")
+    p.add_argument("playbook")
+    add_sources(p)
+    add_bindings(p)
+    p = command("run", "Run a playbook: diagnose, report, propose (and with approval run) remedies.")
+    p.add_argument("playbook")
+    add_sources(p)
+    add_bindings(p)
+    add_approver(p)
+    add_format(p)
+    add_home(p)
+    p = command("history", "List recent runs.")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--status", help="only runs with this status, e.g. awaiting_approval")
+    add_home(p)
+    p = command("report", "Show a run's report from the journal.")
+    p.add_argument("run_id")
+    add_format(p)
+    add_home(p)
+    p = command("approve", "Record an approval (or --decline) of a proposed remedy.")
+    p.add_argument("run_id")
+    p.add_argument("remedy")
+    p.add_argument("--as", dest="who", metavar="NAME", help="who approves (default: OS user)")
+    p.add_argument("--decline", action="store_true", help="record a refusal instead")
+    add_home(p)
+    p = command("resume", "Carry on a run: unfinished diagnostics, then approved remedies.")
+    p.add_argument("run_id")
+    add_sources(p)
+    add_approver(p)
+    add_format(p)
+    add_home(p)
+    command("kinds", "List the installed step kinds and what they need.")
+    command("schema", "Print the playbook JSON Schema (for editors).")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"runbook {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "home", None):
+        os.environ["RUNBOOK_HOME"] = args.home
+    from .errors import JournalError, PlaybookError, RunbookError, UsageError
+
+    try:
+        return int(globals()[f"cmd_{args.command}"](args))
+    except PlaybookError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); nothing ran", file=sys.stderr)
+        return EXIT_USAGE
+    except (UsageError, JournalError) as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RunbookError as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return EXIT_UNDIAGNOSED
+    except KeyboardInterrupt:
+        print("runbook: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `runbook show x | head`
+        sys.stderr.close()
+        return EXIT_OK
+
+
+# Sources
+
+
+def _playbook_dirs(args: argparse.Namespace) -> list[Path]:
+    from .paths import playbook_dirs
+
+    return [Path(p) for p in args.playbooks] if args.playbooks else playbook_dirs()
+
+
+def _registry() -> Registry:
+    from .registry import default_registry
+
+    return default_registry()
+
+
+def _inventory(args: argparse.Namespace, registry: Registry) -> Inventory:
+    from . import inventory
+    from .paths import inventory_paths
+
+    paths = [Path(p) for p in args.inventory] if args.inventory else inventory_paths()
+    return inventory.load(paths, registry)
+
+
+def _load(args: argparse.Namespace, registry: Registry) -> LoadedPlaybook:
+    from . import loader
+
+    return loader.load(loader.resolve(args.playbook, _playbook_dirs(args)), registry)
+
+
+def _journal() -> Journal:
+    from .journal import Journal
+    from .paths import home
+
+    return Journal(home())
+
+
+def _who(args: argparse.Namespace) -> str:
+    import getpass
+
+    return str(args.who or getpass.getuser())
+
+
+# Commands
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .loader import discover
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    rows = []
+    for name, path in sorted(discover(_playbook_dirs(args)).items()):
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - safe loader
+            data = data if isinstance(data, dict) else {}
+        except (OSError, yaml.YAMLError):
+            data = {"summary": "(does not parse: runbook validate)"}
+        rows.append((name, str(data.get("severity", "")), str(data.get("summary", ""))))
+    if not rows:
+        print("no playbooks found (set RUNBOOK_PLAYBOOKS or --playbooks)", file=sys.stderr)
+        return EXIT_OK
+    width = max(len(r[0]) for r in rows)
+    for name, severity, summary in rows:
+        print(f"{name:<{width}}  {severity:<2}  {summary}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    registry = _registry()
+    book = _load(args, registry).playbook
+    print(f"{book.name} [{book.severity}]: {book.summary}")
+    if book.description:
+        print(f"\n{book.description.strip()}")
+    if book.params:
+        print("\nparams")
+        for name, param in book.params.items():
+            print(f"  {name} ({param.type}, default {param.default!r}) {param.description}")
+    print("\ntargets")
+    for role, spec in book.targets.items():
+        print(f"  {role}: {spec.kind} {spec.description}")
+    print("\nsteps (read-only)")
+    for step in book.steps:
+        needs = f"  needs {', '.join(step.needs)}" if step.needs else ""
+        print(f"  read-only  {step.id}: {step.run}{needs}")
+    print("\nfindings")
+    for finding in book.findings:
+        print(f"  {finding.id}: when {finding.when}")
+    print("\nremedies (mutating: run only with a recorded approval)")
+    for remedy in book.remedies:
+        kind = registry.kind(remedy.run)
+        print(f"  {'MUTATING' if kind.mutating else 'read-only'}   {remedy.id}: {remedy.run}"
+              f"{'  when ' + remedy.when if remedy.when else ''}")
+    if book.verify:
+        print("\nverify")
+        for i, check in enumerate(book.verify):
+            window = f" for {check.for_:g}s" if check.for_ else ""
+            print(f"  read-only  {book.verify_id(i)}: {check.run}{window}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from . import inventory, loader
+    from .errors import PlaybookError, Problem
+    from .paths import inventory_paths
+
+    registry = _registry()
+    paths = [Path(p) for p in args.paths] or list(loader.discover(_playbook_dirs(args)).values())
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            loader.load(path, registry)
+        except PlaybookError as exc:
+            problems += exc.problems
+    inv_paths = [Path(p) for p in args.inventory] if args.inventory else inventory_paths()
+    try:
+        inventory.load(inv_paths, registry)
+    except PlaybookError as exc:
+        problems += exc.problems
+    if problems:
+        raise PlaybookError(problems)
+    print(f"ok: {len(paths)} playbook(s), inventory {', '.join(map(str, inv_paths)) or 'none'}")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import make_plan, parse_assignments
+
+    registry = _registry()
+    loaded = _load(args, registry)
+    plan = make_plan(loaded, _inventory(args, registry), registry,
+                     parse_assignments(args.target, "target"),
+                     parse_assignments(args.param, "param"))
+    book = plan.playbook
+    print(f"plan for {book.name} [{book.severity}]: {book.summary}\n\ntargets")
+    for role, target in plan.targets.items():
+        print(f"  {role} = {target.name} ({target.kind}) {target.description}")
+    if plan.params:
+        print("\nparams")
+        for name, value in plan.params.items():
+            print(f"  {name} = {value!r}")
+    print("\nsteps (read-only, concurrent where independent)")
+    from .validate import step_dependencies
+
+    for step in book.steps:
+        kind = registry.kind(step.run)
+        target = plan.targets[plan.role_for(step.target, kind)]
+        deps = step_dependencies(step)
+        after = f"  after {', '.join(sorted(deps))}" if deps else ""
+        timeout = step.timeout or kind.timeout
+        print(f"  read-only  {step.id}: {kind.name} on {target.name}  "
+              f"timeout {timeout:g}s, retries {step.retries}{after}")
+    print("\nremedies (MUTATING: each needs a recorded approval, run in this order)")
+    for remedy in book.remedies:
+        kind = registry.kind(remedy.run)
+        target = plan.targets[plan.role_for(remedy.target, kind)]
+        print(f"  MUTATING   {remedy.id}: {kind.name} on {target.name}"
+              f"{'  when ' + remedy.when if remedy.when else ''}")
+    for i, check in enumerate(book.verify):
+        kind = registry.kind(check.run)
+        target = plan.targets[plan.role_for(check.target, kind)]
+        print(f"{'' if i else chr(10) + 'verify (after remedies)' + chr(10)}"
+              f"  read-only  {book.verify_id(i)}: {kind.name} on {target.name}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .journal import new_run_id
+    from .plan import make_plan, parse_assignments
+
+    registry = _registry()
+    loaded = _load(args, registry)
+    plan = make_plan(loaded, _inventory(args, registry), registry,
+                     parse_assignments(args.target, "target"),
+                     parse_assignments(args.param, "param"))
+    _check_approvals(args.approve, loaded)
+    journal = _journal()
+    run_id = new_run_id()
+    engine = _engine(args, registry, journal)
+    print(f"run {run_id}: {loaded.playbook.name}", file=sys.stderr)
+    state = engine.start(plan, run_id, trigger="cli", requested_by=_who(args))
+    return _finish(args, state)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from . import loader
+    from .plan import make_plan
+
+    registry = _registry()
+    journal = _journal()
+    row = journal.get_run(args.run_id)
+    source = row.source
+    # The run continues with the playbook it started with, not today's file.
+    loaded = loader.parse(source["playbook_text"], source["playbook_path"], registry)
+    _check_approvals(args.approve, loaded)
+    plan = make_plan(loaded, _inventory(args, registry), registry, source["targets"],
+                     {k: v for k, v in source["params"].items()})
+    state = _engine(args, registry, journal).resume(plan, args.run_id, by=_who(args))
+    return _finish(args, state)
+
+
+def _check_approvals(approve: list[str], loaded: LoadedPlaybook) -> None:
+    from .errors import UsageError
+
+    known = {r.id for r in loaded.playbook.remedies}
+    for remedy in approve:
+        if remedy not in known:
+            raise UsageError(f"--approve {remedy}: {loaded.playbook.name} has no remedy "
+                             f"{remedy!r}; remedies: {', '.join(sorted(known)) or 'none'}")
+
+
+def _engine(args: argparse.Namespace, registry: Registry, journal: Journal) -> Engine:
+    from .engine import Engine
+    from .gate import Gate
+
+    interactive = not args.no_input and sys.stdin.isatty() and sys.stderr.isatty()
+    gate = Gate(journal, registry, approver=_who(args), pre_approved=frozenset(args.approve),
+                prompter=_ask if interactive else None)
+    progress = _progress if args.format == "text" or sys.stderr.isatty() else None
+    return Engine(registry, journal, gate, concurrency=args.concurrency, progress=progress)
+
+
+def _ask(proposal: Any) -> bool:
+    import json
+
+    print(f"\nremedy {proposal.remedy}: {proposal.kind} on {proposal.target}", file=sys.stderr)
+    if proposal.explain:
+        print(f"  {proposal.explain}", file=sys.stderr)
+    for key, value in proposal.args.items():
+        print(f"  {key}: {json.dumps(value, default=str)}", file=sys.stderr)
+    print("Run it? [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    return answer in {"y", "yes"}
+
+
+def _progress(event: Event) -> None:
+    data = event.data
+    if event.type == "step.started":
+        attempt = f" (attempt {data['attempt']})" if data.get("attempt", 1) > 1 else ""
+        print(f"  ...     {data['step']}  {data['kind']} on {data['target']}{attempt}",
+              file=sys.stderr)
+    elif event.type == "step.finished":
+        from .durations import format_duration
+
+        took = data.get("duration_ms")
+        took_text = format_duration(took / 1000) if took is not None else ""
+        error = f"  {data['error']}" if data.get("error") else ""
+        print(f"  {data['status']:<7} {data['step']}  {took_text}{error}", file=sys.stderr)
+    elif event.type == "remedy.started":
+        print(f"  ...     remedy {data['remedy']}", file=sys.stderr)
+    elif event.type == "remedy.finished":
+        print(f"  {data['status']:<7} remedy {data['remedy']}", file=sys.stderr)
+    elif event.type == "verify.started":
+        print(f"  ...     verify {data['verify']}", file=sys.stderr)
+
+
+def _finish(args: argparse.Namespace, state: RunState) -> int:
+    _print(args.format, state)
+    if state.fired():
+        return EXIT_FINDINGS
+    if state.not_checked():
+        return EXIT_UNDIAGNOSED
+    return EXIT_OK
+
+
+def _print(fmt: str, state: RunState) -> None:
+    from . import report
+
+    if fmt == "json":
+        print(report.as_json(state))
+    elif fmt == "markdown":
+        print(report.markdown(state), end="")
+    else:
+        print(report.text(state), end="")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    rows = _journal().runs(limit=args.limit, status=args.status)
+    if not rows:
+        print("no runs yet", file=sys.stderr)
+    for row in rows:
+        targets = ", ".join(f"{r}={n}" for r, n in row.source.get("targets", {}).items())
+        print(f"{row.id}  {row.created_at[:19]}  {row.status:<17} {row.severity}  "
+              f"{row.playbook}  {targets}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    state = _journal().state(args.run_id)
+    _print(args.format, state)
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+    from .gate import APPROVED, DECLINED
+
+    journal = _journal()
+    state = journal.state(args.run_id)
+    remedy = state.remedies.get(args.remedy)
+    if remedy is None or remedy.status != "proposed":
+        waiting = [r.id for r in state.remedies.values() if r.status == "proposed"]
+        now = f" (it is {remedy.status})" if remedy else ""
+        raise UsageError(f"run {args.run_id} has no proposed remedy {args.remedy!r}{now}; "
+                         f"waiting: {', '.join(waiting) or 'none'}")
+    decision = DECLINED if args.decline else APPROVED
+    from .journal import Approval, now as timestamp
+
+    journal.record_approval(Approval(args.run_id, remedy.id, remedy.fingerprint, decision,
+                                     _who(args), "runbook approve", timestamp()))
+    print(f"{decision}: {remedy.id} ({remedy.kind} on {remedy.target}) by {_who(args)}")
+    if remedy.explain:
+        print(f"  {remedy.explain}")
+    print(f"next: runbook resume {args.run_id}")
+    return EXIT_OK
+
+
+def cmd_kinds(args: argparse.Namespace) -> int:
+    for kind in _registry():
+        mark = "MUTATING " if kind.mutating else "read-only"
+        fields = ", ".join(kind.params.model_fields)
+        print(f"{mark}  {kind.name}({fields})  [{kind.target_kind}]  {kind.summary}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import playbook_schema
+
+    import json
+
+    print(json.dumps(playbook_schema(_registry()), indent=2))
+    return EXIT_OK

@@ -1,0 +1,392 @@
+"""The engine: diagnose concurrently, conclude, remedy through the gate, verify.
+
+Every state change is a journal event, appended before the thing happens and after it
+ends; the run's state is the fold of those events (`runner.state`), which is also how a
+run is resumed. Read-only steps run on worker threads, at most `concurrency` at once, each
+with a deadline (`runner.calls`). Mutating steps run only through `Gate.execute`.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import expressions
+from .calls import Call
+from .errors import NotApproved, PermanentError, StepTimeout, TemporaryError
+from .gate import APPROVED, DECLINED, Gate, Proposal
+from .inventory import Target
+from .journal import Journal
+from .model import Step
+from .plan import Plan
+from .redact import SECRETS
+from .registry import Registry, StepKind
+from .state import AWAITING, COMPLETED, FAILED, RUNNING, Event, RunState
+from .validate import step_dependencies
+
+DONE = {"ok", "failed", "timeout", "skipped"}
+SETTLED_REMEDY = {"succeeded", "declined", "not_needed", "skipped"}
+Progress = Callable[[Event], None]
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the report: runbook's own errors speak for themselves."""
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, TemporaryError | PermanentError | NotApproved):
+        text = f"{type(exc).__name__}: {text}"
+    return str(SECRETS.scrub(text))
+
+
+@dataclass
+class _Attempt:
+    """One try of one read-only step."""
+
+    step: Step
+    kind: StepKind
+    target: Target
+    params: Any
+    timeout: float
+    number: int = 1
+    call: Call | None = None
+
+
+class Engine:
+    def __init__(self, registry: Registry, journal: Journal, gate: Gate, *,
+                 concurrency: int = 8, progress: Progress | None = None) -> None:
+        self.registry, self.journal, self.gate = registry, journal, gate
+        self.concurrency = max(1, concurrency)
+        self.progress = progress
+
+    # Entry points
+
+    def start(self, plan: Plan, run_id: str, *, trigger: str, requested_by: str) -> RunState:
+        book = plan.playbook
+        self.journal.create_run(run_id, book.name, book.severity, {
+            "playbook_path": plan.loaded.path, "playbook_text": plan.loaded.text,
+            "targets": plan.bindings(), "params": plan.params})
+        state = RunState(run_id)
+        self._emit(state, "run.started", {
+            "status": RUNNING, "playbook": book.name, "summary": book.summary,
+            "severity": book.severity, "trigger": trigger, "requested_by": requested_by,
+            "targets": {r: {"name": t.name, "kind": t.kind} for r, t in plan.targets.items()},
+            "params": plan.params})
+        return self._drive(plan, state)
+
+    def resume(self, plan: Plan, run_id: str, *, by: str) -> RunState:
+        """Carry on a run: finish diagnosis, then the remedies not yet settled."""
+        self.journal.claim(run_id)
+        state = self.journal.state(run_id)
+        self._emit(state, "run.resumed", {"status": RUNNING, "by": by})
+        return self._drive(plan, state)
+
+    def _drive(self, plan: Plan, state: RunState) -> RunState:
+        try:
+            self._diagnose(plan, state)
+            if not any(e.type == "finding" for e in state.timeline):
+                self._conclude(plan, state)
+            outcome = self._remedy(plan, state)
+            if outcome == COMPLETED and self._verify_due(state):
+                outcome = self._verify(plan, state)
+        except BaseException as exc:  # Ctrl-C included: say why and leave it resumable
+            self._emit(state, "run.finished", {"status": FAILED, "error": describe_error(exc)})
+            self._write_outputs(state)
+            raise
+        self._emit(state, "run.finished", {"status": outcome})
+        self._write_outputs(state)
+        return state
+
+    # Diagnosis
+
+    def _diagnose(self, plan: Plan, state: RunState) -> None:
+        todo = {s.id: s for s in plan.playbook.steps
+                if s.id not in state.steps or state.steps[s.id].status not in DONE}
+        deps = {s.id: step_dependencies(s) for s in plan.playbook.steps}
+        finished: queue.Queue[_Attempt] = queue.Queue()
+        running: list[_Attempt] = []
+        delayed: list[tuple[float, _Attempt]] = []  # retries waiting out their back-off
+
+        def busy(step_id: str) -> bool:
+            return (step_id in todo or any(a.step.id == step_id for a in running)
+                    or any(a.step.id == step_id for _, a in delayed))
+
+        while todo or running or delayed:
+            for ready_at, attempt in sorted(delayed, key=lambda d: d[0]):
+                if ready_at <= time.monotonic() and len(running) < self.concurrency:
+                    delayed.remove((ready_at, attempt))
+                    running.append(self._launch(state, attempt, finished))
+            for step_id in list(todo):
+                if len(running) >= self.concurrency:
+                    break
+                if not any(busy(d) for d in deps[step_id]):
+                    attempt = self._prepare(plan, state, todo.pop(step_id), deps[step_id])
+                    if attempt is not None:
+                        running.append(self._launch(state, attempt, finished))
+            if not running and not delayed:
+                continue  # everything left was skipped or became ready
+            wake = min([a.call.deadline for a in running if a.call] + [t for t, _ in delayed])
+            try:
+                done = [finished.get(timeout=max(0.0, wake - time.monotonic()))]
+            except queue.Empty:
+                done = []
+            for attempt in running:
+                if attempt.call and attempt not in done and attempt.call.deadline <= time.monotonic():
+                    attempt.call.expire()
+                    done.append(attempt)
+            for attempt in done:
+                if attempt in running:
+                    running.remove(attempt)
+                    retry = self._settle(state, attempt)
+                    if retry is not None:
+                        delayed.append((time.monotonic() + _backoff(retry.number), retry))
+
+    def _prepare(self, plan: Plan, state: RunState, step: Step, deps: set[str]) -> _Attempt | None:
+        kind = self.registry.kind(step.run)
+        target = plan.targets[plan.role_for(step.target, kind)]
+        base = {"step": step.id, "kind": kind.name, "target": target.name}
+        failed = sorted(d for d in deps if state.steps[d].status != "ok")
+        context = plan.context(_results(state))
+        try:
+            reason = None
+            if failed:
+                reason = f"needs {', '.join(failed)}, which did not succeed"
+            elif step.when and not expressions.evaluate(step.when, context):
+                reason = f"condition is false: {step.when}"
+            if reason:
+                self._emit(state, "step.finished", {**base, "status": "skipped", "error": reason})
+                return None
+            params = kind.params.model_validate(expressions.render(step.with_, context))
+        except (expressions.ExpressionError, ValidationError) as exc:
+            self._emit(state, "step.finished", {**base, "status": "failed",
+                                                "error": f"bad arguments: {_short(exc)}"})
+            return None
+        return _Attempt(step, kind, target, params, step.timeout or kind.timeout)
+
+    def _launch(self, state: RunState, attempt: _Attempt,
+                finished: queue.Queue[_Attempt]) -> _Attempt:
+        kind, target, params = attempt.kind, attempt.target, attempt.params
+        self._emit(state, "step.started", {"step": attempt.step.id, "kind": kind.name,
+                                           "target": target.name, "attempt": attempt.number})
+        attempt.call = Call(lambda on_handle: self._probe(kind, target, params, on_handle),
+                            attempt.timeout, on_done=lambda _: finished.put(attempt),
+                            name=f"step-{attempt.step.id}")
+        return attempt
+
+    def _probe(self, kind: StepKind, target: Target, params: Any,
+               on_handle: Callable[[Any], None]) -> dict[str, Any]:
+        """The only way a step or check reaches a backend: through a read-only handle."""
+        if kind.mutating:  # validation forbids this; refuse it here regardless
+            raise NotApproved(f"{kind.name} is mutating: it runs only as an approved remedy")
+        with self.registry.backend(kind.target_kind).connector.probe(target, kind.timeout) as h:
+            on_handle(h)
+            return kind.func(h, params)
+
+    def _settle(self, state: RunState, attempt: _Attempt) -> _Attempt | None:
+        """Journal an attempt's outcome; return the next attempt when it should retry."""
+        assert attempt.call is not None
+        call, step = attempt.call, attempt.step
+        base = {"step": step.id, "kind": attempt.kind.name, "target": attempt.target.name,
+                "duration_ms": call.elapsed_ms, "attempts": attempt.number}
+        if call.error is None:
+            self._emit(state, "step.finished", {**base, "status": "ok", "result": call.result})
+            self.journal.write_file(state.run_id, f"evidence/{step.id}.json", {
+                **base, "result": call.result})
+            return None
+        if isinstance(call.error, TemporaryError) and attempt.number <= step.retries:
+            self._emit(state, "step.retry", {**base, "error": describe_error(call.error)})
+            return _Attempt(step, attempt.kind, attempt.target, attempt.params,
+                            attempt.timeout, attempt.number + 1)
+        status = "timeout" if isinstance(call.error, StepTimeout) else "failed"
+        self._emit(state, "step.finished", {**base, "status": status,
+                                            "error": describe_error(call.error)})
+        return None
+
+    def _conclude(self, plan: Plan, state: RunState) -> None:
+        context = plan.context(_results(state))
+        for finding in plan.playbook.findings:
+            base = {"finding": finding.id, "hint": finding.hint,
+                    "severity": finding.severity or plan.playbook.severity}
+            needed = {name for space, name in expressions.references(finding.when, template=False)
+                      if space == "steps"}
+            missing = sorted(n for n in needed if n not in context["steps"])
+            if missing:
+                self._emit(state, "finding", {**base, "status": "unknown", "reason":
+                                              f"needs {', '.join(missing)}, which did not succeed"})
+                continue
+            try:
+                fired = bool(expressions.evaluate(finding.when, context))
+                message = str(expressions.render(finding.say, context)) if fired else None
+            except expressions.ExpressionError as exc:
+                self._emit(state, "finding", {**base, "status": "unknown",
+                                              "reason": f"could not evaluate: {exc}"})
+                continue
+            self._emit(state, "finding", {**base, "status": "fired" if fired else "clear",
+                                          "message": message})
+
+    # Remedies
+
+    def _proposal(self, plan: Plan, state: RunState, index: int) -> Proposal:
+        """Resolve a remedy against the journaled diagnosis (raises when it cannot)."""
+        remedy = plan.playbook.remedies[index]
+        kind = self.registry.kind(remedy.run)
+        target = plan.targets[plan.role_for(remedy.target, kind)]
+        params = kind.params.model_validate(
+            expressions.render(remedy.with_, plan.context(_results(state))))
+        return Proposal(state.run_id, remedy.id, kind.name, target.name,
+                        params.model_dump(mode="json"), kind.explain(params) if kind.explain else "")
+
+    def _remedy(self, plan: Plan, state: RunState) -> str:
+        """Propose every applicable remedy, then run them in order through the gate."""
+        context = plan.context(_results(state))
+        for index, remedy in enumerate(plan.playbook.remedies):
+            if remedy.id in state.remedies:
+                continue  # proposed or settled before a resume
+            base = {"remedy": remedy.id, "kind": remedy.run}
+            try:
+                if remedy.when and not expressions.evaluate(remedy.when, context):
+                    self._emit(state, "remedy.skipped", {**base, "status": "not_needed",
+                                                         "reason": f"condition is false: {remedy.when}"})
+                    continue
+                proposal = self._proposal(plan, state, index)
+            except (expressions.ExpressionError, ValidationError) as exc:
+                self._emit(state, "remedy.skipped", {**base, "status": "skipped",
+                                                     "reason": f"cannot be resolved: {_short(exc)}"})
+                continue
+            self._emit(state, "remedy.proposed", {
+                **base, "target": proposal.target, "args": proposal.args,
+                "explain": proposal.explain, "fingerprint": proposal.fingerprint})
+        for index, remedy in enumerate(plan.playbook.remedies):
+            current = state.remedies.get(remedy.id)
+            if current is None or current.status in SETTLED_REMEDY:
+                continue
+            if current.status == "running":  # the process died mid-action: never re-run it
+                self._emit(state, "remedy.interrupted", {
+                    "remedy": remedy.id, "reason": "interrupted while it ran; its outcome is "
+                    "unknown, so it is not run again: run the playbook again to re-diagnose"})
+            if state.remedies[remedy.id].status in {"failed", "interrupted"}:
+                return FAILED
+            outcome = self._run_remedy(plan, state, self._proposal(plan, state, index))
+            if outcome != COMPLETED:
+                return outcome
+        return COMPLETED
+
+    def _run_remedy(self, plan: Plan, state: RunState, proposal: Proposal) -> str:
+        decision = self.gate.decide(proposal)
+        self._catch_up(state)  # the gate journals approvals itself
+        if decision == DECLINED:
+            self._emit(state, "remedy.skipped", {"remedy": proposal.remedy, "status": "declined",
+                                                 "reason": "declined at the gate"})
+            return COMPLETED
+        if decision != APPROVED:
+            return AWAITING
+        kind = self.registry.kind(proposal.kind)
+        spec = next(r for r in plan.playbook.remedies if r.id == proposal.remedy)
+        timeout = spec.timeout or kind.timeout
+        target = next(t for t in plan.targets.values() if t.name == proposal.target)
+        self.journal.lock_target(target.name, state.run_id)
+        try:
+            self._emit(state, "remedy.started", {"remedy": proposal.remedy,
+                                                 "fingerprint": proposal.fingerprint})
+            call = Call(lambda on_handle: self.gate.execute(proposal, target, timeout, on_handle),
+                        timeout, name=f"remedy-{proposal.remedy}")
+            result, error = call.wait()
+        finally:
+            self.journal.unlock_target(target.name, state.run_id)
+        base = {"remedy": proposal.remedy, "duration_ms": call.elapsed_ms}
+        if error is not None:
+            self._emit(state, "remedy.finished", {**base, "status": "failed",
+                                                  "error": describe_error(error)})
+            return FAILED
+        self._emit(state, "remedy.finished", {**base, "status": "succeeded", "result": result})
+        self.journal.write_file(state.run_id, f"evidence/remedy-{proposal.remedy}.json", {
+            "remedy": proposal.remedy, "kind": kind.name, "target": target.name,
+            "args": proposal.args, "result": result})
+        return COMPLETED
+
+    # Verification
+
+    def _verify_due(self, state: RunState) -> bool:
+        ran = any(r.status == "succeeded" for r in state.remedies.values())
+        return ran and not state.verify
+
+    def _verify(self, plan: Plan, state: RunState) -> str:
+        outcome = COMPLETED
+        for index, check in enumerate(plan.playbook.verify):
+            kind = self.registry.kind(check.run)
+            target = plan.targets[plan.role_for(check.target, kind)]
+            base = {"verify": plan.playbook.verify_id(index), "kind": kind.name,
+                    "target": target.name}
+            self._emit(state, "verify.started", base)
+            window_end = time.monotonic() + (check.for_ or 0)
+            checks, error, result = 0, None, None
+            while True:
+                checks += 1
+                context = plan.context(_results(state))
+                try:
+                    params = kind.params.model_validate(expressions.render(check.with_, context))
+                    result, failure = Call(
+                        lambda on_handle: self._probe(kind, target, params, on_handle),
+                        check.timeout or kind.timeout).wait()
+                    if failure is not None:
+                        raise failure
+                    assert result is not None
+                    if check.expect:
+                        passed = expressions.evaluate(check.expect, {**context, "result": result})
+                    else:
+                        passed = result.get("ok", True) is not False
+                    if not passed:
+                        error = f"expected {check.expect or 'ok'}, but it was not so"
+                except Exception as exc:  # noqa: BLE001 - a failed check is what verify reports
+                    error = describe_error(exc)
+                if error or time.monotonic() + check.interval > window_end:
+                    break
+                time.sleep(check.interval)
+            self._emit(state, "verify.finished", {**base, "status": "failed" if error else "passed",
+                                                  "checks": checks, "result": result,
+                                                  "error": error})
+            if error:
+                outcome = FAILED
+        return outcome
+
+    # Events and outputs
+
+    def _emit(self, state: RunState, type_: str, data: Mapping[str, Any]) -> Event:
+        event = self.journal.append(state.run_id, type_, dict(data))
+        self._apply(state, event)
+        return event
+
+    def _apply(self, state: RunState, event: Event) -> None:
+        state.apply(event)
+        if self.progress is not None:
+            self.progress(event)
+
+    def _catch_up(self, state: RunState) -> None:
+        """Fold in events others appended to this run (the gate's approvals)."""
+        last = state.timeline[-1].seq if state.timeline else 0
+        for event in self.journal.events(state.run_id):
+            if event.seq > last:
+                self._apply(state, event)
+
+    def _write_outputs(self, state: RunState) -> None:
+        from .report import markdown
+
+        self.journal.write_file(state.run_id, "run.json", state.to_json())
+        self.journal.write_file(state.run_id, "report.md", markdown(state))
+
+
+def _results(state: RunState) -> dict[str, Any]:
+    return {s.id: s.result for s in state.steps.values() if s.status == "ok"}
+
+
+def _backoff(attempt_number: int) -> float:
+    return min(0.5 * 2 ** (attempt_number - 2), 5.0)  # 0.5s, 1s, 2s ...
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return describe_error(exc)

@@ -1,0 +1,91 @@
+"""Bind a validated playbook to real targets and parameter values; nothing runs here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UsageError
+from .inventory import Inventory, Target
+from .loader import LoadedPlaybook
+from .model import Playbook, coerce_param
+from .registry import Registry, StepKind
+
+
+@dataclass(frozen=True)
+class Plan:
+    loaded: LoadedPlaybook
+    targets: dict[str, Target]  # role -> inventory target
+    params: dict[str, Any]
+
+    @property
+    def playbook(self) -> Playbook:
+        return self.loaded.playbook
+
+    def role_for(self, role: str | None, kind: StepKind) -> str:
+        """The role a step acts on: its own, or the only role of the kind it needs."""
+        if role is not None:
+            return role
+        return next(r for r, spec in self.playbook.targets.items() if spec.kind == kind.target_kind)
+
+    def context(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        """What expressions see: step results, params, and the bound targets."""
+        return {
+            "steps": results,
+            "params": self.params,
+            "targets": {role: {"name": t.name, "kind": t.kind} for role, t in self.targets.items()},
+        }
+
+    def bindings(self) -> dict[str, str]:
+        return {role: target.name for role, target in self.targets.items()}
+
+
+def parse_assignments(items: list[str], what: str) -> dict[str, str]:
+    """`["a=b", "c=d"]` from repeated --target / --param options."""
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--{what} wants NAME=VALUE, got {item!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def make_plan(loaded: LoadedPlaybook, inventory: Inventory, registry: Registry,
+              targets: Mapping[str, str], params: Mapping[str, Any]) -> Plan:
+    book = loaded.playbook
+    for role in targets:
+        if role not in book.targets:
+            raise UsageError(f"{book.name} has no target role {role!r}; "
+                             f"roles: {', '.join(book.targets) or 'none'}")
+    bound: dict[str, Target] = {}
+    for role, spec in book.targets.items():
+        if role in targets:
+            target = inventory.get(targets[role])
+            if target.kind != spec.kind:
+                raise UsageError(f"role {role!r} needs a {spec.kind!r} target; "
+                                 f"{target.name!r} is {target.kind!r}")
+        else:
+            candidates = inventory.of_kind(spec.kind)
+            if len(candidates) != 1:
+                names = ", ".join(t.name for t in candidates) or "none in the inventory"
+                raise UsageError(f"say which target plays {role!r}: --target {role}=NAME "
+                                 f"({spec.kind} targets: {names})")
+            target = candidates[0]
+        registry.backend(target.kind)  # fails early if no backend serves it
+        bound[role] = target
+    for name in params:
+        if name not in book.params:
+            raise UsageError(f"{book.name} has no param {name!r}; "
+                             f"params: {', '.join(book.params) or 'none'}")
+    values: dict[str, Any] = {}
+    for name, spec in book.params.items():
+        raw = params.get(name, spec.default)
+        try:
+            values[name] = coerce_param(spec, raw)
+        except ValueError as exc:
+            raise UsageError(f"--param {name}: {exc}") from None
+        if values[name] is None:
+            raise UsageError(f"{book.name} needs --param {name}=VALUE ({spec.description})")
+    return Plan(loaded, bound, values)

@@ -1,0 +1,136 @@
+"""Step kinds and the backends that carry them out, looked up by name.
+
+A backend (`diagnostics.postgres`, ...) registers itself through the `runbook.backends`
+entry point group: a `register(registry)` function adds one `Backend` (how to reach a kind
+of target) and its `StepKind`s. A registry is an instance: tests and embedders build their
+own; `default_registry()` is the one built from installed entry points.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from .errors import RunbookError
+
+ENTRY_POINT_GROUP = "runbook.backends"
+
+
+class Target(Protocol):
+    """What a connector needs of an inventory target (see `runner.inventory.Target`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def settings(self) -> BaseModel: ...
+
+
+class Connector(Protocol):
+    """Opens handles to a backend's targets.
+
+    `probe` must return a handle that cannot change anything (the safety model's first rule:
+    enforced by the backend, not promised by the step). `action` returns a handle that may.
+    A handle may offer `cancel()`, which the engine calls from another thread on timeout.
+    """
+
+    def probe(self, target: Target, timeout: float) -> AbstractContextManager[Any]: ...
+    def action(self, target: Target, timeout: float) -> AbstractContextManager[Any]: ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to reach one kind of target."""
+
+    kind: str
+    connector: Connector
+    settings: type[BaseModel]  # validates the inventory entry's fields
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """A named step: a function of (handle, params) returning a JSON-able dict."""
+
+    name: str
+    target_kind: str
+    func: Callable[[Any, Any], dict[str, Any]]
+    params: type[BaseModel]
+    mutating: bool
+    summary: str
+    result: Mapping[str, str] = field(default_factory=dict)  # field -> meaning, for docs
+    timeout: float = 30.0
+    # For remedies: one line saying what the resolved arguments will do, shown at the gate.
+    explain: Callable[[Any], str] | None = None
+
+
+class UnknownKind(RunbookError):
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        self.name, self.suggestions = name, suggestions
+        hint = f" (did you mean {' or '.join(suggestions)}?)" if suggestions else ""
+        super().__init__(f"unknown step kind {name!r}{hint}")
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._kinds: dict[str, StepKind] = {}
+        self._backends: dict[str, Backend] = {}
+
+    def add_backend(self, backend: Backend) -> None:
+        if backend.kind in self._backends:
+            raise RunbookError(f"backend for {backend.kind!r} registered twice")
+        self._backends[backend.kind] = backend
+
+    def add(self, kind: StepKind) -> None:
+        if kind.name in self._kinds:
+            raise RunbookError(f"step kind {kind.name!r} registered twice")
+        self._kinds[kind.name] = kind
+
+    def kind(self, name: str) -> StepKind:
+        try:
+            return self._kinds[name]
+        except KeyError:
+            raise UnknownKind(name, self.suggest(name)) from None
+
+    def suggest(self, name: str) -> list[str]:
+        return difflib.get_close_matches(name, self._kinds, n=2, cutoff=0.6)
+
+    def backend(self, target_kind: str) -> Backend:
+        try:
+            return self._backends[target_kind]
+        except KeyError:
+            known = ", ".join(sorted(self._backends)) or "none"
+            raise RunbookError(f"no backend serves targets of kind {target_kind!r} "
+                               f"(known: {known})") from None
+
+    def has_backend(self, target_kind: str) -> bool:
+        return target_kind in self._backends
+
+    def __iter__(self) -> Iterator[StepKind]:
+        return iter(sorted(self._kinds.values(), key=lambda k: k.name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._kinds
+
+    @classmethod
+    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> Registry:
+        from importlib.metadata import entry_points
+
+        registry = cls()
+        for entry in sorted(entry_points(group=group), key=lambda e: e.name):
+            register: Callable[[Registry], None] = entry.load()
+            register(registry)
+        return registry
+
+
+@lru_cache(maxsize=1)
+def default_registry() -> Registry:
+    """The registry of every installed backend (built once per process)."""
+    return Registry.from_entry_points()

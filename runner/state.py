@@ -1,0 +1,185 @@
+"""A run's state, folded from its journal events.
+
+The engine appends events; this fold turns them into what the report shows. The live run,
+`runbook report RUN_ID` and `runbook resume RUN_ID` all read the same fold, so they agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Run statuses. A run is `running` while a process owns it; `interrupted` when that
+# process died; `awaiting_approval` when a proposed remedy needs a person.
+RUNNING, AWAITING, COMPLETED, FAILED, INTERRUPTED = (
+    "running", "awaiting_approval", "completed", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    run_id: str
+    at: str
+    type: str
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "run_id": self.run_id, "at": self.at, "type": self.type,
+                **self.data}
+
+
+@dataclass
+class StepState:
+    id: str
+    kind: str
+    target: str
+    mutating: bool = False
+    status: str = "pending"  # pending, running, ok, failed, timeout, skipped
+    duration_ms: float | None = None
+    attempts: int = 0
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class FindingState:
+    id: str
+    status: str  # fired, clear, unknown
+    severity: str
+    message: str | None = None
+    hint: str = ""
+    reason: str | None = None
+
+
+@dataclass
+class RemedyState:
+    id: str
+    kind: str
+    target: str
+    # proposed (waits for approval), declined, skipped, running, succeeded, failed,
+    # interrupted (the process died while it ran: never re-run by itself)
+    status: str = "proposed"
+    args: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+    explain: str = ""
+    approved_by: str | None = None
+    approved_how: str | None = None
+    duration_ms: float | None = None
+    result: Any = None
+    error: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class VerifyState:
+    id: str
+    kind: str
+    target: str
+    status: str = "pending"  # pending, passed, failed, skipped
+    checks: int = 0
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class RunState:
+    run_id: str
+    playbook: str = ""
+    summary: str = ""
+    severity: str = ""
+    status: str = RUNNING
+    trigger: str = ""
+    requested_by: str = ""
+    started_at: str = ""
+    finished_at: str | None = None
+    targets: dict[str, dict[str, str]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    steps: dict[str, StepState] = field(default_factory=dict)
+    findings: dict[str, FindingState] = field(default_factory=dict)
+    remedies: dict[str, RemedyState] = field(default_factory=dict)
+    verify: dict[str, VerifyState] = field(default_factory=dict)
+    timeline: list[Event] = field(default_factory=list)
+
+    @classmethod
+    def fold(cls, run_id: str, events: Iterable[Event]) -> RunState:
+        state = cls(run_id)
+        for event in events:
+            state.apply(event)
+        return state
+
+    def apply(self, event: Event) -> None:
+        self.timeline.append(event)
+        d, kind = event.data, event.type
+        if kind == "run.started":
+            self.playbook, self.summary = d["playbook"], d.get("summary", "")
+            self.severity, self.trigger = d["severity"], d.get("trigger", "")
+            self.requested_by, self.started_at = d.get("requested_by", ""), event.at
+            self.targets, self.params = d.get("targets", {}), d.get("params", {})
+        elif kind in {"run.finished", "run.interrupted", "run.resumed"}:
+            self.status = d["status"]
+            self.finished_at = event.at if kind == "run.finished" else None
+        elif kind == "step.started":
+            step = self.steps.setdefault(d["step"], StepState(d["step"], d["kind"], d["target"]))
+            step.status, step.attempts = "running", d.get("attempt", 1)
+        elif kind == "step.finished":
+            step = self.steps.setdefault(d["step"], StepState(d["step"], d["kind"], d["target"]))
+            step.status, step.duration_ms = d["status"], d.get("duration_ms")
+            step.result, step.error = d.get("result"), d.get("error")
+            step.attempts = d.get("attempts", step.attempts)
+        elif kind == "finding":
+            self.findings[d["finding"]] = FindingState(
+                d["finding"], d["status"], d["severity"], d.get("message"), d.get("hint", ""),
+                d.get("reason"))
+        elif kind == "remedy.proposed":
+            self.remedies[d["remedy"]] = RemedyState(
+                d["remedy"], d["kind"], d["target"], "proposed", d["args"], d["fingerprint"],
+                d.get("explain", ""))
+        elif kind == "remedy.skipped":
+            remedy = self.remedies.setdefault(
+                d["remedy"], RemedyState(d["remedy"], d.get("kind", ""), d.get("target", "")))
+            remedy.status, remedy.reason = d.get("status", "skipped"), d["reason"]
+        elif kind == "approval":
+            remedy = self.remedies.get(d["remedy"])
+            if remedy and d["decision"] == "approved":
+                remedy.approved_by, remedy.approved_how = d["by"], d["how"]
+        elif kind == "remedy.started":
+            self.remedies[d["remedy"]].status = "running"
+        elif kind == "remedy.finished":
+            remedy = self.remedies[d["remedy"]]
+            remedy.status, remedy.duration_ms = d["status"], d.get("duration_ms")
+            remedy.result, remedy.error = d.get("result"), d.get("error")
+        elif kind == "remedy.interrupted":
+            remedy = self.remedies[d["remedy"]]
+            remedy.status, remedy.reason = "interrupted", d["reason"]
+        elif kind == "verify.finished":
+            self.verify[d["verify"]] = VerifyState(
+                d["verify"], d["kind"], d["target"], d["status"], d.get("checks", 0),
+                d.get("result"), d.get("error"))
+
+    # What the run learned, for reports and exit codes.
+    def fired(self) -> list[FindingState]:
+        return [f for f in self.findings.values() if f.status == "fired"]
+
+    def not_checked(self) -> list[StepState]:
+        return [s for s in self.steps.values() if s.status in {"failed", "timeout"}]
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of a run (`--format json`, the daemon's API)."""
+        return {
+            "run_id": self.run_id,
+            "playbook": self.playbook,
+            "summary": self.summary,
+            "status": self.status,
+            "severity": self.severity,
+            "trigger": self.trigger,
+            "requested_by": self.requested_by,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "targets": self.targets,
+            "params": self.params,
+            "findings": [asdict(f) for f in self.findings.values() if f.status != "clear"],
+            "steps": [asdict(s) for s in self.steps.values()],
+            "remedies": [asdict(r) for r in self.remedies.values()],
+            "verify": [asdict(v) for v in self.verify.values()],
+        }
