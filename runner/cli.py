@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def add_bindings(p: argparse.ArgumentParser) -> None:
         p.add_argument("--target", "-t", metavar="ROLE=NAME", action="append", default=[],
-                       help="bind a playbook role to an inventory target (repeatable)")
+                       help="bind a playbook role to an inventory target (repeatable); a bare "
+                            "NAME binds the one role of its kind")
         p.add_argument("--param", "-p", metavar="NAME=VALUE", action="append", default=[],
                        help="set a playbook parameter (repeatable)")
 
@@ -289,7 +290,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     registry = _registry()
     loaded = _load(args, registry)
     plan = make_plan(loaded, _inventory(args, registry), registry,
-                     parse_assignments(args.target, "target"),
+                     parse_assignments(args.target, "target", bare_ok=True),
                      parse_assignments(args.param, "param"))
     book = plan.playbook
     print(f"plan for {book.name} [{book.severity}]: {book.summary}\n\ntargets")
@@ -331,7 +332,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry()
     loaded = _load(args, registry)
     plan = make_plan(loaded, _inventory(args, registry), registry,
-                     parse_assignments(args.target, "target"),
+                     parse_assignments(args.target, "target", bare_ok=True),
                      parse_assignments(args.param, "param"))
     _check_approvals(args.approve, loaded)
     journal = _journal()

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from . import expressions
 from .calls import Call
-from .errors import NotApproved, PermanentError, StepTimeout, TemporaryError
+from .errors import JournalError, NotApproved, PermanentError, StepTimeout, TemporaryError
 from .gate import APPROVED, DECLINED, Gate, Proposal
 from .inventory import Target
 from .journal import Journal
@@ -287,7 +287,12 @@ class Engine:
         spec = next(r for r in plan.playbook.remedies if r.id == proposal.remedy)
         timeout = spec.timeout or kind.timeout
         target = next(t for t in plan.targets.values() if t.name == proposal.target)
-        self.journal.lock_target(target.name, state.run_id)
+        try:
+            self.journal.lock_target(target.name, state.run_id)
+        except JournalError as exc:  # another run is changing this target right now
+            self._emit(state, "remedy.skipped", {"remedy": proposal.remedy, "status": "proposed",
+                                                 "reason": f"{exc}; resume this run later"})
+            return AWAITING
         try:
             self._emit(state, "remedy.started", {"remedy": proposal.remedy,
                                                  "fingerprint": proposal.fingerprint})

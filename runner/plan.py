@@ -41,20 +41,42 @@ class Plan:
         return {role: target.name for role, target in self.targets.items()}
 
 
-def parse_assignments(items: list[str], what: str) -> dict[str, str]:
+BARE = ""  # the key under which parse_assignments keeps a bare `--target NAME`
+
+
+def parse_assignments(items: list[str], what: str, *, bare_ok: bool = False) -> dict[str, str]:
     """`["a=b", "c=d"]` from repeated --target / --param options."""
     result: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        if not sep and bare_ok and BARE not in result:
+            result[BARE] = key.strip()
+            continue
         if not sep or not key.strip():
             raise UsageError(f"--{what} wants NAME=VALUE, got {item!r}")
         result[key.strip()] = value.strip()
     return result
 
 
+def _roles_for_bare_names(book: Playbook, inventory: Inventory,
+                          targets: Mapping[str, str]) -> dict[str, str]:
+    """`--target journey-db` binds the one role whose kind matches journey-db's kind."""
+    bound = dict(targets)
+    if BARE not in bound:
+        return bound
+    target = inventory.get(bound.pop(BARE))
+    roles = [r for r, spec in book.targets.items() if spec.kind == target.kind and r not in bound]
+    if len(roles) != 1:
+        raise UsageError(f"--target {target.name}: {len(roles)} roles of {book.name} take a "
+                         f"{target.kind!r} target; say which with --target ROLE={target.name}")
+    bound[roles[0]] = target.name
+    return bound
+
+
 def make_plan(loaded: LoadedPlaybook, inventory: Inventory, registry: Registry,
               targets: Mapping[str, str], params: Mapping[str, Any]) -> Plan:
     book = loaded.playbook
+    targets = _roles_for_bare_names(book, inventory, targets)
     for role in targets:
         if role not in book.targets:
             raise UsageError(f"{book.name} has no target role {role!r}; "

@@ -121,11 +121,25 @@ class Registry:
 
     @classmethod
     def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> Registry:
+        """Every installed backend, plus those named in RUNBOOK_BACKENDS.
+
+        RUNBOOK_BACKENDS lists `module:function` register functions (comma-separated), for
+        backends under development that are not packaged yet.
+        """
+        import os
+        from importlib import import_module
         from importlib.metadata import entry_points
 
         registry = cls()
         for entry in sorted(entry_points(group=group), key=lambda e: e.name):
             register: Callable[[Registry], None] = entry.load()
+            register(registry)
+        for spec in filter(None, os.environ.get("RUNBOOK_BACKENDS", "").split(",")):
+            module, _, function = spec.strip().partition(":")
+            try:
+                register = getattr(import_module(module), function or "register")
+            except (ImportError, AttributeError) as exc:
+                raise RunbookError(f"RUNBOOK_BACKENDS: cannot load {spec!r}: {exc}") from None
             register(registry)
         return registry
 

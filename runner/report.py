@@ -69,6 +69,8 @@ def text(state: RunState) -> str:
     for step in state.steps.values():
         mark = _STEP_MARK.get(step.status, step.status)
         extra = f"  ({step.error})" if step.status == "skipped" and step.error else ""
+        note = step.result.get("note") if isinstance(step.result, dict) else None
+        extra += f"  note: {note}" if note else ""
         out.append(f"  {mark:<8} {step.id:<{width}}  {step.kind}  {_ms(step.duration_ms)}{extra}")
     if state.remedies:
         out.append("")
@@ -80,6 +82,8 @@ def text(state: RunState) -> str:
                 out.append(f"             {remedy.explain}")
             if remedy.status == "proposed":
                 out.append(f"             args {_args(remedy.args)}")
+            if remedy.result:
+                out.append(f"             result {_args(remedy.result)}")
             if remedy.reason and remedy.status != "not_needed":
                 out.append(f"             {remedy.reason}")
             if remedy.error:
@@ -135,6 +139,8 @@ def markdown(state: RunState) -> str:
             out.append(f"  - args: `{_args(remedy.args, 400)}`")
             if remedy.reason:
                 out.append(f"  - {remedy.reason}")
+            if remedy.result:
+                out.append(f"  - result: `{_args(remedy.result, 400)}`")
             if remedy.error:
                 out.append(f"  - error: {remedy.error}")
     if state.verify:

@@ -108,6 +108,7 @@ class Faults:
 
     def _start_blocked(self, sql: str, params: tuple[Any, ...], application: str) -> int:
         conn = self._connect(self.db.app, application)
+        conn.autocommit = True  # once unblocked, it finishes and lets go of its locks
         pid = conn.info.backend_pid
 
         def run() -> None:

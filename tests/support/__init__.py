@@ -1,0 +1,1 @@
+"""Test support: an in-process backend for exercising the engine itself."""

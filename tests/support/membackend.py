@@ -1,0 +1,147 @@
+"""An in-process backend (`mem`) for testing the engine, gate and journal themselves.
+
+It stands in for no real system: its targets are folders, its probes sleep, echo, fail or
+wait for a file, and its one action appends to a file, so tests can count executions and
+observe concurrency. Load it with `RUNBOOK_BACKENDS=tests.support.membackend:register`
+or `register(registry)`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.errors import PermanentError, TemporaryError
+from runner.registry import Backend, Registry, StepKind, Target
+
+
+class MemSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str = Field(description="a folder the backend keeps its state in")
+
+
+class Handle:
+    def __init__(self, root: Path, writable: bool) -> None:
+        self.root, self.writable = root, writable
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def log(self, name: str, record: dict[str, Any]) -> None:
+        with open(self.root / name, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+
+
+_live = 0
+_peak = 0
+_lock = threading.Lock()
+
+
+def reset_peak() -> int:
+    global _peak
+    with _lock:
+        peak, _peak = _peak, 0
+    return peak
+
+
+class MemConnector:
+    @contextmanager
+    def _open(self, target: Target, writable: bool) -> Iterator[Handle]:
+        global _live, _peak
+        settings = target.settings
+        assert isinstance(settings, MemSettings)
+        root = Path(settings.path)
+        root.mkdir(parents=True, exist_ok=True)
+        with _lock:
+            _live += 1
+            _peak = max(_peak, _live)
+        try:
+            yield Handle(root, writable)
+        finally:
+            with _lock:
+                _live -= 1
+
+    def probe(self, target: Target, timeout: float) -> Any:
+        return self._open(target, writable=False)
+
+    def action(self, target: Target, timeout: float) -> Any:
+        return self._open(target, writable=True)
+
+
+class Sleep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 0.0
+    value: Any = None
+
+
+class Fail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    temporary: bool = False
+    times: int = Field(1_000_000, description="fail this many times, then succeed")
+    key: str = "fail"
+
+
+class WaitFor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str
+    value: Any = None
+
+
+class Act(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[Any] = Field(default_factory=list)
+    wait_for: str | None = None
+
+
+def sleep(h: Handle, p: Sleep) -> dict[str, Any]:
+    deadline = time.monotonic() + p.seconds
+    while time.monotonic() < deadline:
+        if h.cancelled.wait(min(0.01, max(0.0, deadline - time.monotonic()))):
+            h.log("cancelled.jsonl", {"at": time.time()})
+            raise TemporaryError("cancelled")
+    return {"ok": True, "value": p.value, "slept": p.seconds}
+
+
+def fail(h: Handle, p: Fail) -> dict[str, Any]:
+    counter = h.root / f"{p.key}.count"
+    n = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(n + 1))
+    if n < p.times:
+        raise (TemporaryError if p.temporary else PermanentError)(f"failure number {n + 1}")
+    return {"ok": True, "attempts": n + 1}
+
+
+def wait_for(h: Handle, p: WaitFor) -> dict[str, Any]:
+    while not (h.root / p.file).exists():
+        if h.cancelled.wait(0.05):
+            raise TemporaryError("cancelled")
+    return {"ok": True, "value": p.value}
+
+
+def act(h: Handle, p: Act) -> dict[str, Any]:
+    if not h.writable:
+        raise PermanentError("act needs a writable handle")
+    h.log("actions.jsonl", {"items": p.items, "phase": "start"})
+    if p.wait_for:
+        while not (h.root / p.wait_for).exists():
+            time.sleep(0.05)
+    h.log("actions.jsonl", {"items": p.items, "phase": "end"})
+    return {"done": len(p.items)}
+
+
+def register(registry: Registry) -> None:
+    registry.add_backend(Backend("mem", MemConnector(), MemSettings, "in-process test backend"))
+    registry.add(StepKind("mem.sleep", "mem", sleep, Sleep, False, "sleep, then echo value"))
+    registry.add(StepKind("mem.fail", "mem", fail, Fail, False, "fail (temporarily or not)"))
+    registry.add(StepKind("mem.wait_for", "mem", wait_for, WaitFor, False,
+                          "wait until a file exists in the target folder", timeout=120))
+    registry.add(StepKind("mem.act", "mem", act, Act, True, "record an action",
+                          explain=lambda p: f"act on {len(p.items)} item(s)", timeout=120))

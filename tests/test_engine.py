@@ -1,0 +1,151 @@
+"""The engine: ordering, concurrency, timeouts, retries, findings and verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.model import Playbook
+from runner.state import AWAITING, COMPLETED, FAILED
+from tests.enginekit import Kit
+from tests.support import membackend
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> Kit:
+    return Kit(tmp_path)
+
+
+def order(state, type_: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [e.data["step"] for e in state.timeline if e.type == type_]
+
+
+def test_independent_steps_run_concurrently_within_the_bound(kit: Kit) -> None:
+    steps = "".join(f"  - {{id: s{i}, run: mem.sleep, with: {{seconds: 0.3}}}}\n" for i in range(6))
+    membackend.reset_peak()
+    state = kit.run("steps:\n" + steps, concurrency=3)
+    assert membackend.reset_peak() == 3
+    assert {s.status for s in state.steps.values()} == {"ok"}
+    assert state.status == COMPLETED
+
+
+def test_a_step_waits_for_what_it_needs_and_reads_its_result(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: b, run: mem.sleep, needs: [a]}
+          - {id: c, run: mem.sleep, with: {value: "{{ steps.a.value * 2 }}"}}
+          - {id: a, run: mem.sleep, with: {seconds: 0.2, value: 21}}
+        """)
+    finished, started = order(state, "step.finished"), order(state, "step.started")
+    assert finished.index("a") < started.index("b")
+    assert finished.index("a") < started.index("c")
+    assert state.steps["c"].result["value"] == 42
+
+
+def test_a_timed_out_step_is_cancelled_and_the_others_carry_on(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: slow, run: mem.sleep, timeout: 200ms, with: {seconds: 30}}
+          - {id: quick, run: mem.sleep, with: {seconds: 0.1}}
+        """)
+    assert state.steps["slow"].status == "timeout"
+    assert "0.2s" in (state.steps["slow"].error or "")
+    assert state.steps["quick"].status == "ok"
+    assert (kit.box / "cancelled.jsonl").exists()  # the engine cancelled through the handle
+    assert [s.id for s in state.not_checked()] == ["slow"]
+
+
+def test_temporary_failures_are_retried_and_permanent_ones_are_not(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: flaky, run: mem.fail, retries: 2, with: {temporary: true, times: 2, key: t}}
+          - {id: broken, run: mem.fail, retries: 3, with: {temporary: false, key: p}}
+        """)
+    assert state.steps["flaky"].status == "ok"
+    assert state.steps["flaky"].attempts == 3
+    assert state.steps["broken"].status == "failed"
+    assert state.steps["broken"].attempts == 1
+    assert "failure number 1" in (state.steps["broken"].error or "")
+
+
+def test_dependents_of_a_failed_step_are_skipped_with_the_reason(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: broken, run: mem.fail}
+          - {id: after, run: mem.sleep, needs: [broken]}
+          - {id: other, run: mem.sleep}
+        """)
+    assert state.steps["after"].status == "skipped"
+    assert "broken" in (state.steps["after"].error or "")
+    assert state.steps["other"].status == "ok"
+
+
+def test_a_false_condition_skips_a_step(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: a, run: mem.sleep, with: {value: 1}}
+          - {id: b, run: mem.sleep, when: "steps.a.value > 5"}
+        """)
+    assert state.steps["b"].status == "skipped"
+
+
+def test_findings_fire_clear_or_say_why_they_could_not_be_judged(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: a, run: mem.sleep, with: {value: 7}}
+          - {id: broken, run: mem.fail}
+        findings:
+          - {id: high, when: steps.a.value > 5, say: "value is {{ steps.a.value }}"}
+          - {id: low, when: steps.a.value < 5, say: low}
+          - {id: blind, when: steps.broken.ok, say: never}
+        """)
+    assert state.findings["high"].status == "fired"
+    assert state.findings["high"].message == "value is 7"
+    assert state.findings["low"].status == "clear"
+    assert state.findings["blind"].status == "unknown"
+    assert "broken" in (state.findings["blind"].reason or "")
+
+
+def test_verify_watches_for_the_whole_window(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: a, run: mem.sleep, with: {value: [1, 2]}}
+        remedies:
+          - {id: fix, run: mem.act, with: {items: "{{ steps.a.value }}"}}
+        verify:
+          - {id: steady, run: mem.sleep, for: 300ms, interval: 100ms, expect: result.ok}
+          - {id: wrong, run: mem.sleep, with: {value: 1}, expect: "result.value == 2"}
+        """, approve=frozenset({"fix"}))
+    assert state.verify["steady"].status == "passed"
+    assert state.verify["steady"].checks >= 3
+    assert state.verify["wrong"].status == "failed"
+    assert state.status == FAILED
+
+
+def test_verify_does_not_run_when_no_remedy_ran(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: a, run: mem.sleep}
+        remedies:
+          - {id: fix, run: mem.act}
+        verify:
+          - {run: mem.sleep}
+        """)
+    assert state.status == AWAITING
+    assert state.verify == {}
+
+
+def test_the_engine_refuses_a_mutating_step_even_when_validation_is_bypassed(kit: Kit) -> None:
+    plan = kit.plan("steps:\n  - {id: a, run: mem.sleep}\n")
+    # Swap in a playbook that never went through validation, with an action as a step.
+    rogue = Playbook.model_validate({
+        "name": "pb", "summary": "rogue", "targets": {"box": {"kind": "mem"}},
+        "steps": [{"id": "sneaky", "run": "mem.act", "with": {"items": [1]}}]})
+    from dataclasses import replace
+
+    plan = replace(plan, loaded=replace(plan.loaded, playbook=rogue))
+    state = kit.engine().start(plan, "rogue-run", trigger="test", requested_by="tester")
+    assert state.steps["sneaky"].status == "failed"
+    assert "approved remedy" in (state.steps["sneaky"].error or "")
+    assert kit.actions() == []
