@@ -429,7 +429,7 @@ class SignalParams(BaseModel):
 # One statement re-checks the session and signals it, so a pid that was reused, or that
 # belongs to a superuser, a replication role, a background worker or runbook, is left alone.
 _SIGNAL_SQL = """
-SELECT a.pid, {function}(a.pid) AS done
+SELECT a.pid, {call} AS done
 FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
 WHERE a.pid = %(pid)s AND a.backend_start = %(start)s::timestamptz
   AND a.backend_type = 'client backend' AND NOT r.rolsuper AND NOT r.rolreplication
@@ -442,7 +442,7 @@ FROM pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid WHERE a.pid =
 """
 
 
-def _signal(db: ActionSession, params: SignalParams, function: str) -> dict[str, Any]:
+def _signal(db: ActionSession, params: SignalParams, call: str) -> dict[str, Any]:
     done: list[int] = []
     skipped: list[dict[str, Any]] = []
     for ref in params.backends:
@@ -450,7 +450,7 @@ def _signal(db: ActionSession, params: SignalParams, function: str) -> dict[str,
             skipped.append({"pid": ref.pid, "reason": f"over the max of {params.max}"})
             continue
         args = {"pid": ref.pid, "start": ref.backend_start}
-        rows = db.query(_SIGNAL_SQL.format(function=function), args)
+        rows = db.query(_SIGNAL_SQL.format(call=call), args)
         if rows and rows[0]["done"]:
             done.append(ref.pid)
         else:
@@ -478,12 +478,13 @@ def _why_not(db: ActionSession, args: dict[str, Any]) -> str:
 
 
 def terminate_backends(db: ActionSession, params: SignalParams) -> dict[str, Any]:
-    result = _signal(db, params, "pg_terminate_backend")
+    # With a timeout (PostgreSQL 14+), it returns once the session has really gone.
+    result = _signal(db, params, "pg_terminate_backend(a.pid, 5000)")
     return {**result, "terminated": result["signalled"]}
 
 
 def cancel_backends(db: ActionSession, params: SignalParams) -> dict[str, Any]:
-    result = _signal(db, params, "pg_cancel_backend")
+    result = _signal(db, params, "pg_cancel_backend(a.pid)")
     return {**result, "cancelled": result["signalled"]}
 
 

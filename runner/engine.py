@@ -319,6 +319,7 @@ class Engine:
         return ran and not state.verify
 
     def _verify(self, plan: Plan, state: RunState) -> str:
+        """Each check must come true within its settling time, then hold for its window."""
         outcome = COMPLETED
         for index, check in enumerate(plan.playbook.verify):
             kind = self.registry.kind(check.run)
@@ -326,29 +327,18 @@ class Engine:
             base = {"verify": plan.playbook.verify_id(index), "kind": kind.name,
                     "target": target.name}
             self._emit(state, "verify.started", base)
-            window_end = time.monotonic() + (check.for_ or 0)
-            checks, error, result = 0, None, None
+            checks, held_since = 0, None
+            settle_end = time.monotonic() + check.within
             while True:
                 checks += 1
-                context = plan.context(_results(state))
-                try:
-                    params = kind.params.model_validate(expressions.render(check.with_, context))
-                    result, failure = Call(
-                        lambda on_handle: self._probe(kind, target, params, on_handle),
-                        check.timeout or kind.timeout).wait()
-                    if failure is not None:
-                        raise failure
-                    assert result is not None
-                    if check.expect:
-                        passed = expressions.evaluate(check.expect, {**context, "result": result})
-                    else:
-                        passed = result.get("ok", True) is not False
-                    if not passed:
-                        error = f"expected {check.expect or 'ok'}, but it was not so"
-                except Exception as exc:  # noqa: BLE001 - a failed check is what verify reports
-                    error = describe_error(exc)
-                if error or time.monotonic() + check.interval > window_end:
-                    break
+                result, error = self._check(plan, state, check, kind, target)
+                now = time.monotonic()
+                if error is None:
+                    held_since = held_since or now
+                    if now - held_since >= (check.for_ or 0):
+                        break
+                elif held_since is not None or now + check.interval > settle_end:
+                    break  # it stopped holding, or it never came true in time
                 time.sleep(check.interval)
             self._emit(state, "verify.finished", {**base, "status": "failed" if error else "passed",
                                                   "checks": checks, "result": result,
@@ -356,6 +346,25 @@ class Engine:
             if error:
                 outcome = FAILED
         return outcome
+
+    def _check(self, plan: Plan, state: RunState, check: Any, kind: StepKind,
+               target: Target) -> tuple[dict[str, Any] | None, str | None]:
+        """One verify check: (result, None) when it holds, else (result, why not)."""
+        context = plan.context(_results(state))
+        try:
+            params = kind.params.model_validate(expressions.render(check.with_, context))
+            result, failure = Call(lambda on_handle: self._probe(kind, target, params, on_handle),
+                                   check.timeout or kind.timeout).wait()
+            if failure is not None:
+                return None, describe_error(failure)
+            assert result is not None
+            if check.expect:
+                holds = expressions.evaluate(check.expect, {**context, "result": result})
+            else:
+                holds = result.get("ok", True) is not False
+        except (expressions.ExpressionError, ValidationError) as exc:
+            return None, _short(exc)
+        return result, None if holds else f"expected {check.expect or 'ok'}, but it was not so"
 
     # Events and outputs
 

@@ -82,15 +82,17 @@ class Remedy(_Strict):
 
 
 class Verify(_Strict):
-    """A read-only check after remedies; with `for`, it must hold for that long."""
+    """A read-only check after remedies: it must come true `within` a settling time and,
+    with `for`, then hold for that long."""
 
     id: StepId | None = None
     run: str
     target: str | None = None
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     expect: str | None = Field(None, description="expression over `result`; default: ok")
-    for_: Duration | None = Field(None, alias="for")
-    interval: Duration = 5.0
+    within: Duration = Field(10.0, description="how long the fix may take to show")
+    for_: Duration | None = Field(None, alias="for", description="then it must hold this long")
+    interval: Duration = Field(1.0, description="time between checks")
     timeout: Duration | None = None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,11 @@ def test_a_timed_out_step_is_cancelled_and_the_others_carry_on(kit: Kit) -> None
     assert state.steps["slow"].status == "timeout"
     assert "0.2s" in (state.steps["slow"].error or "")
     assert state.steps["quick"].status == "ok"
-    assert (kit.box / "cancelled.jsonl").exists()  # the engine cancelled through the handle
+    # The engine cancelled through the handle; the abandoned thread notices soon after.
+    deadline = time.monotonic() + 5
+    while not (kit.box / "cancelled.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (kit.box / "cancelled.jsonl").exists()
     assert [s.id for s in state.not_checked()] == ["slow"]
 
 
@@ -115,7 +120,8 @@ def test_verify_watches_for_the_whole_window(kit: Kit) -> None:
           - {id: fix, run: mem.act, with: {items: "{{ steps.a.value }}"}}
         verify:
           - {id: steady, run: mem.sleep, for: 300ms, interval: 100ms, expect: result.ok}
-          - {id: wrong, run: mem.sleep, with: {value: 1}, expect: "result.value == 2"}
+          - {id: wrong, run: mem.sleep, with: {value: 1}, expect: "result.value == 2",
+             within: 300ms, interval: 100ms}
         """, approve=frozenset({"fix"}))
     assert state.verify["steady"].status == "passed"
     assert state.verify["steady"].checks >= 3
@@ -149,3 +155,19 @@ def test_the_engine_refuses_a_mutating_step_even_when_validation_is_bypassed(kit
     assert state.steps["sneaky"].status == "failed"
     assert "approved remedy" in (state.steps["sneaky"].error or "")
     assert kit.actions() == []
+
+
+def test_verify_waits_for_the_fix_to_show_within_its_settling_time(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: a, run: mem.sleep}
+        remedies:
+          - {id: fix, run: mem.act}
+        verify:
+          - {id: settles, run: mem.fail, with: {times: 2, key: v}, within: 2s, interval: 100ms}
+          - {id: never, run: mem.fail, with: {key: n}, within: 300ms, interval: 100ms}
+        """, approve=frozenset({"fix"}))
+    assert state.verify["settles"].status == "passed"
+    assert state.verify["settles"].checks == 3
+    assert state.verify["never"].status == "failed"
+    assert "failure number" in (state.verify["never"].error or "")
