@@ -193,7 +193,7 @@ def _conninfo(target: Target, settings: PostgresSettings, *, action: bool) -> st
 
     try:
         SECRETS.register(str(conninfo_to_dict(value).get("password") or ""))
-    except Exception as exc:  # noqa: BLE001 - psycopg raises ProgrammingError for bad syntax
+    except Exception as exc:
         raise PermanentError(f"the DSN of {target.name} does not parse: "
                              f"{SECRETS.scrub(str(exc))}") from None
     SECRETS.register(os.environ.get("PGPASSWORD"))
@@ -290,9 +290,10 @@ def ping(db: ReadOnlySession, params: NoParams) -> dict[str, Any]:
 
 
 def connection_usage(db: ReadOnlySession, params: TopN) -> dict[str, Any]:
-    limits = db.one("SELECT current_setting('max_connections')::int AS max_connections, "
-                    "current_setting('superuser_reserved_connections')::int AS superuser_reserved,"
-                    " coalesce(current_setting('reserved_connections', true), '0')::int AS reserved")
+    limits = db.one(
+        "SELECT current_setting('max_connections')::int AS max_connections, "
+        "current_setting('superuser_reserved_connections')::int AS superuser_reserved, "
+        "coalesce(current_setting('reserved_connections', true), '0')::int AS reserved")
     sessions = db.query(
         "SELECT coalesce(state, 'unknown') AS state, usename AS user, "
         "coalesce(nullif(application_name, ''), '(none)') AS application, "
@@ -345,7 +346,8 @@ def idle_in_transaction(db: ReadOnlySession, params: Threshold) -> dict[str, Any
 
 
 def long_running_queries(db: ReadOnlySession, params: LongQueries) -> dict[str, Any]:
-    lock_waits = "" if params.include_lock_waits else "AND a.wait_event_type IS DISTINCT FROM 'Lock' "
+    lock_waits = ("" if params.include_lock_waits
+                  else "AND a.wait_event_type IS DISTINCT FROM 'Lock' ")
     queries = db.query(
         f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
         "WHERE a.state = 'active' AND a.backend_type = 'client backend' "
@@ -511,7 +513,8 @@ def register(registry: Registry) -> None:
            "server_version": "e.g. 15.8", "in_recovery": "true on a standby"})
     probe("connection_usage", connection_usage, TopN,
           "client connections in use against max_connections minus reserved slots",
-          {"used": "client backends, runbook's own excluded", "max": "slots for non-superusers", "used_pct": "percent",
+          {"used": "client backends, runbook's own excluded",
+           "max": "slots for non-superusers", "used_pct": "percent",
            "free": "slots left", "by_state": "state -> count",
            "by_application / by_user / by_client": "top N as [{name, count}]"})
     probe("idle_in_transaction", idle_in_transaction, Threshold,

@@ -7,6 +7,7 @@ every backend also sets protocol-level timeouts, so an abandoned call ends on it
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ class Call:
         error: BaseException | None = None
         try:
             result = self._work(self._set_handle)
-        except BaseException as exc:  # noqa: BLE001 - handed back as the call's outcome
+        except BaseException as exc:
             error = exc
         with self._lock:
             if not self._expired:  # a late answer does not overwrite the timeout
@@ -65,10 +66,8 @@ class Call:
                 f"no answer within {self.timeout:g}s (cancelled)")
         cancel = getattr(self.handle, "cancel", None)
         if callable(cancel):
-            try:
+            with contextlib.suppress(Exception):  # best effort: the call is abandoned anyway
                 cancel()
-            except Exception:  # noqa: BLE001, S110 - best effort: the call is abandoned anyway
-                pass
 
     def wait(self) -> tuple[dict[str, Any] | None, BaseException | None]:
         """Block until done or expired; (result, error)."""

@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("playbook")
     add_sources(p)
     add_bindings(p)
-    p = command("run", "Run a playbook: diagnose, report, propose (and with approval run) remedies.")
+    p = command("run", "Run a playbook: diagnose, report, propose remedies (run if approved).")
     p.add_argument("playbook")
     add_sources(p)
     add_bindings(p)
@@ -213,7 +213,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name, path in sorted(discover(_playbook_dirs(args)).items()):
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - safe loader
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
             data = data if isinstance(data, dict) else {}
         except (OSError, yaml.YAMLError):
             data = {"summary": "(does not parse: runbook validate)"}
@@ -465,7 +465,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
         raise UsageError(f"run {args.run_id} has no proposed remedy {args.remedy!r}{now}; "
                          f"waiting: {', '.join(waiting) or 'none'}")
     decision = DECLINED if args.decline else APPROVED
-    from .journal import Approval, now as timestamp
+    from .journal import Approval
+    from .journal import now as timestamp
 
     journal.record_approval(Approval(args.run_id, remedy.id, remedy.fingerprint, decision,
                                      _who(args), "runbook approve", timestamp()))
@@ -485,9 +486,9 @@ def cmd_kinds(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import playbook_schema
-
     import json
+
+    from .schema import playbook_schema
 
     print(json.dumps(playbook_schema(_registry()), indent=2))
     return EXIT_OK

@@ -123,9 +123,9 @@ class Engine:
                 if len(running) >= self.concurrency:
                     break
                 if not any(busy(d) for d in deps[step_id]):
-                    attempt = self._prepare(plan, state, todo.pop(step_id), deps[step_id])
-                    if attempt is not None:
-                        running.append(self._launch(state, attempt, finished))
+                    ready = self._prepare(plan, state, todo.pop(step_id), deps[step_id])
+                    if ready is not None:
+                        running.append(self._launch(state, ready, finished))
             if not running and not delayed:
                 continue  # everything left was skipped or became ready
             wake = min([a.call.deadline for a in running if a.call] + [t for t, _ in delayed])
@@ -134,8 +134,9 @@ class Engine:
             except queue.Empty:
                 done = []
             for attempt in running:
-                if attempt.call and attempt not in done and attempt.call.deadline <= time.monotonic():
-                    attempt.call.expire()
+                call = attempt.call
+                if call and attempt not in done and call.deadline <= time.monotonic():
+                    call.expire()
                     done.append(attempt)
             for attempt in done:
                 if attempt in running:
@@ -236,8 +237,9 @@ class Engine:
         target = plan.targets[plan.role_for(remedy.target, kind)]
         params = kind.params.model_validate(
             expressions.render(remedy.with_, plan.context(_results(state))))
+        explain = kind.explain(params) if kind.explain else ""
         return Proposal(state.run_id, remedy.id, kind.name, target.name,
-                        params.model_dump(mode="json"), kind.explain(params) if kind.explain else "")
+                        params.model_dump(mode="json"), explain)
 
     def _remedy(self, plan: Plan, state: RunState) -> str:
         """Propose every applicable remedy, then run them in order through the gate."""
@@ -248,13 +250,14 @@ class Engine:
             base = {"remedy": remedy.id, "kind": remedy.run}
             try:
                 if remedy.when and not expressions.evaluate(remedy.when, context):
-                    self._emit(state, "remedy.skipped", {**base, "status": "not_needed",
-                                                         "reason": f"condition is false: {remedy.when}"})
+                    self._emit(state, "remedy.skipped", {
+                        **base, "status": "not_needed",
+                        "reason": f"condition is false: {remedy.when}"})
                     continue
                 proposal = self._proposal(plan, state, index)
             except (expressions.ExpressionError, ValidationError) as exc:
-                self._emit(state, "remedy.skipped", {**base, "status": "skipped",
-                                                     "reason": f"cannot be resolved: {_short(exc)}"})
+                self._emit(state, "remedy.skipped", {
+                    **base, "status": "skipped", "reason": f"cannot be resolved: {_short(exc)}"})
                 continue
             self._emit(state, "remedy.proposed", {
                 **base, "target": proposal.target, "args": proposal.args,
@@ -397,7 +400,7 @@ def _results(state: RunState) -> dict[str, Any]:
 
 
 def _backoff(attempt_number: int) -> float:
-    return min(0.5 * 2 ** (attempt_number - 2), 5.0)  # 0.5s, 1s, 2s ...
+    return float(min(0.5 * 2 ** (attempt_number - 2), 5.0))  # 0.5s, 1s, 2s ...
 
 
 def _short(exc: BaseException) -> str:

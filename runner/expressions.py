@@ -104,12 +104,13 @@ def references(source: str, *, template: bool) -> Iterator[tuple[str, str]]:
         tree = _env().parse(source if template else "{{ " + source + " }}")
     except TemplateSyntaxError:
         return
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+    for node in tree.find_all(nodes.Getattr):
         if isinstance(node.node, nodes.Name):
-            if isinstance(node, nodes.Getattr):
-                yield node.node.name, node.attr
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                yield node.node.name, node.arg.value
+            yield node.node.name, node.attr
+    for item in tree.find_all(nodes.Getitem):
+        if (isinstance(item.node, nodes.Name) and isinstance(item.arg, nodes.Const)
+                and isinstance(item.arg.value, str)):
+            yield item.node.name, item.arg.value
 
 
 def template_references(value: Any) -> Iterator[tuple[str, str]]:

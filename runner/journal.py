@@ -198,7 +198,7 @@ class Journal:
                                    (run_id,)).fetchone()
         if row is None:
             raise JournalError(f"no run {run_id!r} in the journal at {self.home}")
-        return RunRow(*row[:6], json.loads(row[6]))
+        return RunRow(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
 
     def runs(self, limit: int = 20, status: str | None = None) -> list[RunRow]:
         self.mark_interrupted()
@@ -211,7 +211,7 @@ class Journal:
             query = query.format("")
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
-        return [RunRow(*r[:6], json.loads(r[6])) for r in rows]
+        return [RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     def mark_interrupted(self) -> list[str]:
         """Runs whose owning process died become `interrupted` (resumable)."""

@@ -102,12 +102,11 @@ def make_plan(loaded: LoadedPlaybook, inventory: Inventory, registry: Registry,
             raise UsageError(f"{book.name} has no param {name!r}; "
                              f"params: {', '.join(book.params) or 'none'}")
     values: dict[str, Any] = {}
-    for name, spec in book.params.items():
-        raw = params.get(name, spec.default)
+    for name, param in book.params.items():
         try:
-            values[name] = coerce_param(spec, raw)
+            values[name] = coerce_param(param, params.get(name, param.default))
         except ValueError as exc:
             raise UsageError(f"--param {name}: {exc}") from None
         if values[name] is None:
-            raise UsageError(f"{book.name} needs --param {name}=VALUE ({spec.description})")
+            raise UsageError(f"{book.name} needs --param {name}=VALUE ({param.description})")
     return Plan(loaded, bound, values)

@@ -140,9 +140,9 @@ class RunState:
                 d["remedy"], RemedyState(d["remedy"], d.get("kind", ""), d.get("target", "")))
             remedy.status, remedy.reason = d.get("status", "skipped"), d["reason"]
         elif kind == "approval":
-            remedy = self.remedies.get(d["remedy"])
-            if remedy and d["decision"] == "approved":
-                remedy.approved_by, remedy.approved_how = d["by"], d["how"]
+            approved = self.remedies.get(d["remedy"])
+            if approved and d["decision"] == "approved":
+                approved.approved_by, approved.approved_how = d["by"], d["how"]
         elif kind == "remedy.started":
             self.remedies[d["remedy"]].status = "running"
         elif kind == "remedy.finished":

@@ -74,7 +74,7 @@ def _build(
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool):
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
                 problems.append(Problem(doc.file, line, col, "mapping keys must be scalars"))
@@ -85,5 +85,6 @@ def _build(
             result[key] = _build(loader, value_node, (*path, str(key)), doc, problems)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+        return [_build(loader, item, (*path, i), doc, problems)
+                for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)

@@ -38,7 +38,7 @@ def lab_db() -> Iterator[LabDatabase]:
     try:
         container = postgres_container(max_connections=25)
         container.start()
-    except Exception as exc:  # noqa: BLE001 - say what is missing, loudly
+    except Exception as exc:
         pytest.fail(f"LAB MISSING: cannot start the lab PostgreSQL ({exc}); run scripts/setup",
                     pytrace=False)
     try:

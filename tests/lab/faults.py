@@ -8,6 +8,7 @@ locks with waiters queued behind them, or run a long query, and ends them all on
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -112,10 +113,8 @@ class Faults:
         pid = conn.info.backend_pid
 
         def run() -> None:
-            try:
+            with contextlib.suppress(psycopg.Error):  # cancelled or terminated: a remedy worked
                 conn.execute(sql, params)
-            except psycopg.Error:
-                pass  # cancelled or terminated: the remedy did its job
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
@@ -140,10 +139,8 @@ class Faults:
                 admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               "WHERE pid = ANY(%s)", (pids,))
         for conn in self._conns:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 conn.close()
-            except psycopg.Error:
-                pass
         for thread in self._threads:
             thread.join(timeout=5)
         self._conns.clear()

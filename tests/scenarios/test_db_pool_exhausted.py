@@ -61,7 +61,7 @@ def test_approve_and_resume_ends_the_leak_and_verify_passes(
 def test_approve_on_the_command_line_runs_in_one_go(
         cli: CLI, lab: LabDatabase, faults: Faults) -> None:
     pids = exhaust(faults)
-    code, report = cli.json(*RUN, "--approve", "end-idle-transactions", "--as", "bob")
+    _code, report = cli.json(*RUN, "--approve", "end-idle-transactions", "--as", "bob")
     assert remedy(report, "end-idle-transactions")["approved_by"] == "bob"
     assert alive(lab, pids) == set()
     assert report["status"] == "completed"

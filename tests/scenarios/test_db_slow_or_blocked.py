@@ -41,7 +41,7 @@ def test_a_runaway_query_is_found_and_cancelled_not_killed(
         cli: CLI, lab: LabDatabase, faults: Faults) -> None:
     pid = faults.long_query(600)
     time.sleep(1.1)  # long enough to count as long-running with long_after=1s
-    code, report = cli.json(*RUN, "--param", "long_after=1s", "--approve",
+    _code, report = cli.json(*RUN, "--param", "long_after=1s", "--approve",
                             "cancel-long-queries")
     assert "long-running-queries" in findings(report)
     done = remedy(report, "cancel-long-queries")

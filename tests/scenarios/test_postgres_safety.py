@@ -36,7 +36,7 @@ def test_a_probe_session_cannot_write_the_server_refuses(
         with pytest.raises(PermanentError, match="read-only transaction"):
             db.query("WITH x AS (UPDATE accounts SET balance = 0 RETURNING id) SELECT * FROM x")
         # Past the handle's own guard, on the raw session: still refused by the server.
-        raw = db._conn  # noqa: SLF001 - the point is to bypass the handle
+        raw = db._conn
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             raw.execute("UPDATE accounts SET balance = 0")
         raw.rollback()
@@ -55,9 +55,9 @@ def test_a_probe_session_cannot_write_the_server_refuses(
 ])
 def test_the_probe_handle_refuses_statements_that_could_change_anything(
         lab: LabDatabase, monkeypatch: pytest.MonkeyPatch, sql: str) -> None:
-    with PostgresConnector().probe(target(monkeypatch, lab.admin), 5) as db:
-        with pytest.raises(PermanentError, match="probe SQL"):
-            db.query(sql)
+    with (PostgresConnector().probe(target(monkeypatch, lab.admin), 5) as db,
+          pytest.raises(PermanentError, match="probe SQL")):
+        db.query(sql)
 
 
 def test_a_terminate_never_hits_a_recycled_pid(
