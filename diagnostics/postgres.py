@@ -171,6 +171,9 @@ class PostgresConnector:
         finally:
             slot.release()
 
+    def prepare(self) -> None:
+        import psycopg  # noqa: F401 - imported once, before any step's clock starts
+
     def probe(self, target: Target, timeout: float) -> Any:
         return self._session(target, timeout, action=False)
 

@@ -184,8 +184,9 @@ def _inventory(args: argparse.Namespace, registry: Registry) -> Inventory:
 
 def _load(args: argparse.Namespace, registry: Registry) -> LoadedPlaybook:
     from . import loader
+    from .catalog import resolve
 
-    return loader.load(loader.resolve(args.playbook, _playbook_dirs(args)), registry)
+    return loader.load(resolve(args.playbook, _playbook_dirs(args)), registry)
 
 
 def _journal() -> Journal:
@@ -207,7 +208,7 @@ def _who(args: argparse.Namespace) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     import yaml
 
-    from .loader import discover
+    from .catalog import discover
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     rows = []
@@ -262,11 +263,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from . import inventory, loader
+    from .catalog import discover
     from .errors import PlaybookError, Problem
     from .paths import inventory_paths
 
     registry = _registry()
-    paths = [Path(p) for p in args.paths] or list(loader.discover(_playbook_dirs(args)).values())
+    paths = [Path(p) for p in args.paths] or list(discover(_playbook_dirs(args)).values())
     problems: list[Problem] = []
     for path in paths:
         try:

@@ -102,7 +102,14 @@ class Engine:
 
     # Diagnosis
 
+    def _prepare_backends(self, plan: Plan) -> None:
+        for kind in {target.kind for target in plan.targets.values()}:
+            prepare = getattr(self.registry.backend(kind).connector, "prepare", None)
+            if callable(prepare):
+                prepare()
+
     def _diagnose(self, plan: Plan, state: RunState) -> None:
+        self._prepare_backends(plan)
         todo = {s.id: s for s in plan.playbook.steps
                 if s.id not in state.steps or state.steps[s.id].status not in DONE}
         deps = {s.id: step_dependencies(s) for s in plan.playbook.steps}

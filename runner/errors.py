@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class RunbookError(Exception):
@@ -24,8 +24,7 @@ class UsageError(RunbookError):
     """The caller asked for something that does not exist or does not fit."""
 
 
-@dataclass(frozen=True, order=True)
-class Problem:
+class Problem(NamedTuple):  # a NamedTuple, not a dataclass: the CLI imports this at start
     """One validation problem, located in its source file."""
 
     file: str

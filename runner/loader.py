@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from . import yamlsource
-from .errors import PlaybookError, Problem, UsageError
+from .errors import PlaybookError, Problem
 from .model import Playbook
 from .registry import Registry
 
@@ -19,32 +18,6 @@ class LoadedPlaybook:
     playbook: Playbook
     path: str
     text: str  # the source as loaded, kept with each run so resume uses the same playbook
-
-
-def discover(dirs: Iterable[Path]) -> dict[str, Path]:
-    """Playbook name (file stem) -> file, earlier folders winning."""
-    found: dict[str, Path] = {}
-    for folder in dirs:
-        for path in sorted(folder.glob("*.y*ml")):
-            if path.suffix in {".yaml", ".yml"}:
-                found.setdefault(path.stem, path)
-    return found
-
-
-def resolve(name_or_path: str, dirs: Iterable[Path]) -> Path:
-    """A playbook file from its name or path; UsageError with suggestions otherwise."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in {".yaml", ".yml"} and candidate.is_file():
-        return candidate
-    known = discover(dirs)
-    if name_or_path in known:
-        return known[name_or_path]
-    import difflib
-
-    close = difflib.get_close_matches(name_or_path, known, n=2)
-    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    raise UsageError(f"no playbook named {name_or_path!r}{hint}; "
-                     f"`runbook list` shows the {len(known)} there are")
 
 
 def parse(text: str, file: str, registry: Registry) -> LoadedPlaybook:

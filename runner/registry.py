@@ -39,6 +39,8 @@ class Connector(Protocol):
     `probe` must return a handle that cannot change anything (the safety model's first rule:
     enforced by the backend, not promised by the step). `action` returns a handle that may.
     A handle may offer `cancel()`, which the engine calls from another thread on timeout.
+    A connector may offer `prepare()`, called once before a run's steps start: the place to
+    import its client library, so that no step's time includes it.
     """
 
     def probe(self, target: Target, timeout: float) -> AbstractContextManager[Any]: ...
