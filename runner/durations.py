@@ -6,6 +6,7 @@ import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def parse_duration(value: object) -> float:
@@ -13,11 +14,13 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"bad duration {value!r}: use 30s, 5m, 1h or a number of seconds")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"bad duration {value!r}: must not be negative")
+        if not 0 <= value < float("inf"):  # also refuses NaN
+            raise ValueError(f"bad duration {value!r}: must be a finite, positive number")
         return float(value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
+        if _NUMBER.fullmatch(text):
+            return float(text)
         pos, total = 0, 0.0
         for match in _PART.finditer(text):
             if match.start() != pos:

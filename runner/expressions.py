@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.exceptions import TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -46,7 +46,10 @@ def _compiled_template(source: str) -> Any:
 def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     """Evaluate one expression against `context`."""
     try:
-        return _compiled_expression(source)(**context)
+        result = _compiled_expression(source)(**context)
+        if isinstance(result, Undefined):  # a bare undefined name is returned, not raised
+            result._fail_with_undefined_error()
+        return result
     except UndefinedError as exc:
         raise ExpressionError(f"{source!r}: {exc.message}") from None
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:

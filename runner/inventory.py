@@ -116,10 +116,9 @@ def _target(doc: yamlsource.Document, path: tuple[str | int, ...], name: str, en
     try:
         settings = registry.backend(kind).settings.model_validate(fields)
     except ValidationError as exc:
-        for error in exc.errors():
-            loc = (*path, *error["loc"])
-            problems.append(doc.problem(loc, f"{'.'.join(map(str, error['loc'])) or name}: "
-                                        f"{error['msg']}"))
+        from .loader import problem
+
+        problems += [problem(doc, error, path) for error in exc.errors()]
         return None
     line, _ = doc.where(path)
     return Target(name, kind, settings, str(entry.get("description", "")), f"{doc.file}:{line}")

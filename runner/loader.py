@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from . import yamlsource
 from .errors import PlaybookError, Problem
-from .model import Playbook
+from .model import Finding, Playbook, Remedy, Step, Verify
 from .registry import Registry
+
+_SECTIONS: dict[str, Any] = {"steps": Step, "findings": Finding, "remedies": Remedy,
+                             "verify": Verify}
 
 
 @dataclass(frozen=True)
@@ -27,17 +31,52 @@ def parse(text: str, file: str, registry: Registry) -> LoadedPlaybook:
         raise PlaybookError(problems)
     if not isinstance(doc.data, dict):
         raise PlaybookError([doc.problem((), "a playbook is a mapping with name, summary, steps")])
-    try:
-        book = Playbook.model_validate(doc.data)
-    except ValidationError as exc:
-        raise PlaybookError([_located(doc, e) for e in exc.errors()]) from None
-    problems = _check_name(book, doc)
-    from .validate import check
+    shape = _shape(doc)
+    problems = shape.problems
+    if shape.book is not None:
+        from .validate import check
 
-    problems += check(book, doc, registry)
+        problems += _check_name(shape.book, doc)
+        problems += check(shape.book, doc, registry, shape.positions, shape.broken_ids)
     if problems:
         raise PlaybookError(problems)
-    return LoadedPlaybook(book, file, text)
+    assert shape.book is not None
+    return LoadedPlaybook(shape.book, file, text)
+
+
+@dataclass
+class _Shape:
+    book: Playbook | None
+    positions: dict[str, list[int]]  # section -> original index of each item kept
+    broken_ids: set[str]  # ids of steps dropped for shape errors (no "unknown step" for them)
+    problems: list[Problem]
+
+
+def _shape(doc: yamlsource.Document) -> _Shape:
+    """Type-check each step, finding, remedy and verify on its own, so that one malformed
+    item does not hide the meaning problems of the others."""
+    data = dict(doc.data)
+    shape = _Shape(None, {}, set(), [])
+    for section, model in _SECTIONS.items():
+        items = data.get(section)
+        if not isinstance(items, list):
+            continue  # the whole-playbook validation below reports it
+        kept: list[Any] = []
+        shape.positions[section] = []
+        for index, item in enumerate(items):
+            try:
+                kept.append(model.model_validate(item))
+                shape.positions[section].append(index)
+            except ValidationError as exc:
+                shape.problems += [problem(doc, e, (section, index)) for e in exc.errors()]
+                if section == "steps" and isinstance(item, dict) and "id" in item:
+                    shape.broken_ids.add(str(item["id"]))
+        data[section] = kept
+    try:
+        shape.book = Playbook.model_validate(data)
+    except ValidationError as exc:
+        shape.problems += [problem(doc, e) for e in exc.errors()]
+    return shape
 
 
 def load(path: Path, registry: Registry) -> LoadedPlaybook:
@@ -60,9 +99,10 @@ def _check_name(book: Playbook, doc: yamlsource.Document) -> list[Problem]:
     return []
 
 
-def _located(doc: yamlsource.Document, error: object) -> Problem:
-    err = dict(error)  # type: ignore[call-overload]
-    loc = tuple(err["loc"])
+def problem(doc: yamlsource.Document, error: Any, prefix: tuple[str | int, ...] = ()) -> Problem:
+    """A pydantic error as a located Problem, in words a playbook author reads."""
+    err = dict(error)
+    loc = (*prefix, *err["loc"])
     where = ".".join(str(part) for part in loc)
     message = err["msg"]
     if err["type"] == "extra_forbidden":

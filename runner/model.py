@@ -16,7 +16,7 @@ from .durations import parse_duration
 # Seconds; accepts "500ms", "30s", "5m", "1h30m" or a number.
 Duration = Annotated[
     float,
-    BeforeValidator(parse_duration),
+    BeforeValidator(parse_duration, json_schema_input_type=float | str),
     PlainSerializer(lambda s: s, return_type=float),
     Field(json_schema_extra={"examples": ["30s", "5m"]}),
 ]

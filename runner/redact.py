@@ -14,8 +14,12 @@ from typing import Any
 MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?=@)",
                            re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|token|secret)\s*=\s*)"
-                          r"(?P<secret>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# password=..., PGPASSWORD=... (no \b: PGPASSWORD has none before "password")
+_KV_PASSWORD = re.compile(r"(?P<head>(?:password|passwd|token|secret)\s*=\s*)"
+                          r"(?P<secret>'(?:[^'\\]|\\.)*'|[^\s,;]+)", re.IGNORECASE)
+# "password": "..." in JSON
+_JSON_PASSWORD = re.compile(r'(?P<head>"(?:password|passwd|token|secret)"\s*:\s*)'
+                            r'(?P<secret>"(?:[^"\\]|\\.)*")', re.IGNORECASE)
 
 
 class Redactor:
@@ -43,8 +47,9 @@ class Redactor:
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
-        return _KV_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+        for pattern in (_URL_PASSWORD, _KV_PASSWORD, _JSON_PASSWORD):
+            text = pattern.sub(lambda m: m.group("head") + MASK, text)
+        return text
 
 
 SECRETS = Redactor()

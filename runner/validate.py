@@ -28,10 +28,18 @@ def _did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 
 class _Checker:
-    def __init__(self, book: Playbook, doc: Document, registry: Registry) -> None:
+    def __init__(self, book: Playbook, doc: Document, registry: Registry,
+                 positions: dict[str, list[int]], broken_ids: set[str]) -> None:
         self.book, self.doc, self.registry = book, doc, registry
+        self.positions = positions
         self.problems: list[Problem] = []
-        self.step_ids = {step.id for step in book.steps}
+        # Steps dropped for shape errors still count as defined: no "unknown step" noise.
+        self.step_ids = {step.id for step in book.steps} | broken_ids
+
+    def at(self, section: str, index: int) -> Loc:
+        """Where the section's index-th kept item was in the file."""
+        kept = self.positions.get(section)
+        return (section, kept[index] if kept else index)
 
     def add(self, loc: Loc, message: str) -> None:
         self.problems.append(self.doc.problem(loc, message))
@@ -47,7 +55,7 @@ class _Checker:
         self._unique("remedies", [r.id for r in self.book.remedies])
         self._unique("verify", [self.book.verify_id(i) for i in range(len(self.book.verify))])
         for i, step in enumerate(self.book.steps):
-            loc: Loc = ("steps", i)
+            loc: Loc = self.at("steps", i)
             kind = self._kind(loc, step.run, section="steps")
             self._target(loc, step.target, kind)
             self._params(loc, step.with_, kind)
@@ -59,29 +67,29 @@ class _Checker:
                              + _did_you_mean(need, self.step_ids))
         self._cycles()
         for i, finding in enumerate(self.book.findings):
-            self._expression(("findings", i, "when"), finding.when)
-            self._template(("findings", i, "say"), finding.say)
+            self._expression(self.at("findings", i) + ("when",), finding.when)
+            self._template(self.at("findings", i) + ("say",), finding.say)
         for i, remedy in enumerate(self.book.remedies):
-            loc = ("remedies", i)
+            loc = self.at("remedies", i)
             kind = self._kind(loc, remedy.run, section="remedies")
             self._target(loc, remedy.target, kind)
             self._params(loc, remedy.with_, kind)
             self._expression(loc + ("when",), remedy.when)
             self._templates(loc + ("with",), remedy.with_)
         for i, check in enumerate(self.book.verify):
-            loc = ("verify", i)
+            loc = self.at("verify", i)
             kind = self._kind(loc, check.run, section="verify")
             self._target(loc, check.target, kind)
             self._params(loc, check.with_, kind)
             self._templates(loc + ("with",), check.with_)
-            self._expression(loc + ("expect",), check.expect, extra={"result"})
+            self._expression(loc + ("expect",), check.expect)
         return self.problems
 
     def _unique(self, section: str, ids: list[str]) -> None:
         seen: set[str] = set()
         for i, id_ in enumerate(ids):
             if id_ in seen:
-                self.add((section, i, "id"), f"duplicate id {id_!r} in {section}")
+                self.add(self.at(section, i) + ("id",), f"duplicate id {id_!r} in {section}")
             seen.add(id_)
 
     def _kind(self, loc: Loc, name: str, section: str) -> StepKind | None:
@@ -103,9 +111,12 @@ class _Checker:
             if kind is None:
                 return
             matching = [r for r, spec in roles.items() if spec.kind == kind.target_kind]
-            if len(matching) != 1:
-                self.add(loc, f"'target:' is needed: {len(matching)} roles of kind "
-                              f"{kind.target_kind!r} could serve {kind.name}")
+            if not matching:
+                self.add(loc, f"{kind.name} needs a {kind.target_kind!r} target: add a role "
+                              f"of that kind under 'targets:'")
+            elif len(matching) > 1:
+                self.add(loc, f"say which 'target:': roles {', '.join(matching)} are all "
+                              f"{kind.target_kind!r}")
             return
         if role not in roles:
             self.add(loc + ("target",), f"unknown target role {role!r}"
@@ -139,7 +150,7 @@ class _Checker:
                     where = ".".join(map(str, error["loc"]))
                     self.add(loc + ("with", *error["loc"]), f"{where}: {error['msg']}")
 
-    def _refs(self, loc: Loc, refs: Iterable[tuple[str, str]], extra: set[str]) -> None:
+    def _refs(self, loc: Loc, refs: Iterable[tuple[str, str]]) -> None:
         known = {"steps": self.step_ids, "params": set(self.book.params),
                  "targets": set(self.book.targets)}
         for space, name in refs:
@@ -148,19 +159,19 @@ class _Checker:
                 self.add(loc, f"refers to unknown {what} {space}.{name}"
                          + _did_you_mean(name, known[space]))
 
-    def _expression(self, loc: Loc, source: str | None, extra: set[str] | None = None) -> None:
+    def _expression(self, loc: Loc, source: str | None) -> None:
         if source is None:
             return
         if error := expressions.syntax_error(source, template=False):
             self.add(loc, f"expression {source!r}: {error}")
             return
-        self._refs(loc, expressions.references(source, template=False), extra or set())
+        self._refs(loc, expressions.references(source, template=False))
 
     def _template(self, loc: Loc, source: str) -> None:
         if error := expressions.syntax_error(source, template=True):
             self.add(loc, f"template {source!r}: {error}")
             return
-        self._refs(loc, expressions.references(source, template=True), set())
+        self._refs(loc, expressions.references(source, template=True))
 
     def _templates(self, loc: Loc, value: Any) -> None:
         if isinstance(value, str):
@@ -181,10 +192,13 @@ class _Checker:
             state[node] = 1
             for dep in sorted(graph.get(node, ())):
                 if state.get(dep) == 1:
-                    cycle = trail[trail.index(dep):] + [dep] if dep in trail else [node, dep]
                     index = next(i for i, s in enumerate(self.book.steps) if s.id == node)
-                    self.add(("steps", index, "needs"), "steps depend on each other in a "
-                             f"cycle: {' -> '.join(cycle)}")
+                    if dep == node:
+                        self.add(self.at("steps", index), f"step {node!r} depends on itself")
+                        continue
+                    cycle = trail[trail.index(dep):] + [dep] if dep in trail else [node, dep]
+                    self.add(self.at("steps", index) + ("needs",), "steps depend on each other "
+                             f"in a cycle: {' -> '.join(cycle)}")
                 elif dep not in state:
                     visit(dep, trail + [dep])
             state[node] = 2
@@ -202,9 +216,11 @@ def step_dependencies(step: Any) -> set[str]:
     if step.when:
         deps |= {name for space, name in expressions.references(step.when, template=False)
                  if space == "steps"}
-    deps.discard(step.id)
-    return deps
+    return deps  # includes step.id itself when it refers to itself: validation refuses that
 
 
-def check(book: Playbook, doc: Document, registry: Registry) -> list[Problem]:
-    return _Checker(book, doc, registry).run()
+def check(book: Playbook, doc: Document, registry: Registry,
+          positions: dict[str, list[int]] | None = None,
+          broken_ids: set[str] | None = None) -> list[Problem]:
+    """Every meaning problem of `book`; `positions` maps kept items to their file index."""
+    return _Checker(book, doc, registry, positions or {}, broken_ids or set()).run()

@@ -80,6 +80,13 @@ def test_plan_resolves_targets_and_marks_remedies(runbook: Any, target: str) -> 
         "read-only  usage: postgres.connection_usage on lab-db  timeout 30s, retries 2"]
 
 
+def test_plan_takes_a_duration_param_in_plain_seconds(runbook: Any) -> None:
+    """`--param idle_after=30` means 30 seconds."""
+    code, out, err = runbook("plan", "db-pool-exhausted", "--param", "idle_after=30")
+    assert (code, err) == (0, "")
+    assert lines_with(out, "idle_after =") == ["idle_after = 30.0"]
+
+
 def test_plan_with_an_unknown_target_suggests_one(runbook: Any) -> None:
     code, out, err = runbook("plan", "db-pool-exhausted", "--target", "db=lab-bd")
     assert (code, out) == (2, "")
@@ -90,6 +97,7 @@ def test_run_refuses_to_approve_an_unknown_remedy(runbook: Any, runbook_home: Pa
     code, out, err = runbook("run", "db-pool-exhausted", "--approve", "no-such-remedy")
     assert (code, out) == (2, "")
     assert "has no remedy 'no-such-remedy'; remedies: end-idle-transactions" in err
+    assert not runbook_home.exists()  # refused before a run was journaled
 
 
 @pytest.mark.parametrize("command", ["show", "plan", "run"])
@@ -133,7 +141,7 @@ def types_allowed(schema: dict[str, Any]) -> set[str]:
 @pytest.mark.parametrize(("model", "field"), [
     ("Step", "timeout"), ("Remedy", "timeout"), ("Verify", "within"), ("Verify", "for")])
 def test_schema_lets_durations_be_written_as_text(runbook: Any, model: str, field: str) -> None:
-    """BUG: Duration's schema is a bare number, so editors flag `timeout: 10s` as an error."""
+    """Editors must accept `timeout: 10s` as well as a number."""
     assert "string" in types_allowed(schema_of(runbook)["$defs"][model]["properties"][field])
 
 
@@ -161,7 +169,7 @@ HEAVY = "{'pydantic', 'psycopg', 'jinja2', 'docker', 'testcontainers'}"
 
 
 def test_list_imports_no_heavy_module() -> None:
-    """`runbook list` must start fast: nothing heavy imported (BUG: runner.loader pulls pydantic)."""
+    """`runbook list` must start fast, so it imports no heavy module."""
     script = ("import sys; from runner.cli import main; main(['list']); "
               f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY}))")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,

@@ -283,7 +283,7 @@ steps:
 """
     (problem,) = problems_of(text, registry)
     assert (problem.line, problem.col) == at(text, "id: a")
-    assert "'target:' is needed: 2 roles of kind 'postgres'" in problem.message
+    assert "roles primary, replica are all 'postgres'" in problem.message
 
 
 def test_every_problem_is_reported_at_once_sorted_by_line(registry: Registry) -> None:
@@ -302,7 +302,9 @@ def test_every_problem_is_reported_at_once_sorted_by_line(registry: Registry) ->
             run: mem.act
             needs: [zz]
         """)
-    error = pytest.raises(PlaybookError, loader.parse, text, "pb.yaml", registry).value
+    with pytest.raises(PlaybookError) as caught:
+        loader.parse(text, "pb.yaml", registry)
+    error = caught.value
     assert [p.message.split(":")[0].split(" (")[0] for p in error.problems] == [
         "param 'n'",
         "postgres.ping is read-only",
@@ -319,7 +321,7 @@ def test_every_problem_is_reported_at_once_sorted_by_line(registry: Registry) ->
 
 
 def test_shape_and_meaning_problems_are_reported_together(registry: Registry) -> None:
-    """BUG: loader.parse stops after pydantic's shape errors, hiding the meaning problems."""
+    """A malformed step does not hide the meaning problems of the others."""
     text = playbook("""
         steps:
           - id: a
@@ -331,6 +333,19 @@ def test_shape_and_meaning_problems_are_reported_together(registry: Registry) ->
     messages = [p.message for p in problems_of(text, registry)]
     assert any("bad duration" in m for m in messages)
     assert any("unknown step kind" in m for m in messages)
+
+
+@pytest.mark.parametrize("field", ["needs: [a]", 'with: {value: "{{ steps.a.value }}"}'])
+def test_a_step_cannot_depend_on_itself(registry: Registry, field: str) -> None:
+    """A step that depends on itself is refused before anything runs."""
+    text = playbook(f"""
+        steps:
+          - id: a
+            run: mem.sleep
+            {field}
+        """)
+    (problem,) = problems_of(text, registry)
+    assert problem.line in {at(text, "id: a")[0], at(text, field)[0]}
 
 
 # The shipped files
