@@ -305,25 +305,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print("\nsteps (read-only, concurrent where independent)")
     from .validate import step_dependencies
 
+    def on(role: str | None, kind: Any) -> str:
+        target = plan.target_for(role, kind)
+        return target.name if target else f"(no target: optional role {plan.role_for(role, kind)})"
+
     for step in book.steps:
         kind = registry.kind(step.run)
-        target = plan.targets[plan.role_for(step.target, kind)]
         deps = step_dependencies(step)
         after = f"  after {', '.join(sorted(deps))}" if deps else ""
         timeout = step.timeout or kind.timeout
-        print(f"  read-only  {step.id}: {kind.name} on {target.name}  "
+        print(f"  read-only  {step.id}: {kind.name} on {on(step.target, kind)}  "
               f"timeout {timeout:g}s, retries {step.retries}{after}")
     print("\nremedies (MUTATING: each needs a recorded approval, run in this order)")
     for remedy in book.remedies:
         kind = registry.kind(remedy.run)
-        target = plan.targets[plan.role_for(remedy.target, kind)]
-        print(f"  MUTATING   {remedy.id}: {kind.name} on {target.name}"
+        print(f"  MUTATING   {remedy.id}: {kind.name} on {on(remedy.target, kind)}"
               f"{'  when ' + remedy.when if remedy.when else ''}")
     for i, check in enumerate(book.verify):
         kind = registry.kind(check.run)
-        target = plan.targets[plan.role_for(check.target, kind)]
         print(f"{'' if i else chr(10) + 'verify (after remedies)' + chr(10)}"
-              f"  read-only  {book.verify_id(i)}: {kind.name} on {target.name}")
+              f"  read-only  {book.verify_id(i)}: {kind.name} on {on(check.target, kind)}")
     return EXIT_OK
 
 

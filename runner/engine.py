@@ -90,8 +90,10 @@ class Engine:
             if not any(e.type == "finding" for e in state.timeline):
                 self._conclude(plan, state)
             outcome = self._remedy(plan, state)
-            if outcome == COMPLETED and self._verify_due(state):
-                outcome = self._verify(plan, state)
+            if outcome != FAILED and self._verify_due(state):
+                verified = self._verify(plan, state)
+                # A remedy still awaiting approval keeps the run open, whatever verify says.
+                outcome = AWAITING if outcome == AWAITING else verified
         except BaseException as exc:  # Ctrl-C included: say why and leave it resumable
             self._emit(state, "run.finished", {"status": FAILED, "error": describe_error(exc)})
             self._write_outputs(state)
@@ -154,13 +156,15 @@ class Engine:
 
     def _prepare(self, plan: Plan, state: RunState, step: Step, deps: set[str]) -> _Attempt | None:
         kind = self.registry.kind(step.run)
-        target = plan.targets[plan.role_for(step.target, kind)]
-        base = {"step": step.id, "kind": kind.name, "target": target.name}
+        target = plan.target_for(step.target, kind)
+        base = {"step": step.id, "kind": kind.name, "target": target.name if target else "-"}
         failed = sorted(d for d in deps if state.steps[d].status != "ok")
         context = plan.context(_results(state))
         try:
             reason = None
-            if failed:
+            if target is None:
+                reason = f"no target for the optional role {plan.role_for(step.target, kind)}"
+            elif failed:
                 reason = f"needs {', '.join(failed)}, which did not succeed"
             elif step.when and not expressions.evaluate(step.when, context):
                 reason = f"condition is false: {step.when}"
@@ -172,6 +176,7 @@ class Engine:
             self._emit(state, "step.finished", {**base, "status": "failed",
                                                 "error": f"bad arguments: {_short(exc)}"})
             return None
+        assert target is not None
         return _Attempt(step, kind, target, params, step.timeout or kind.timeout)
 
     def _launch(self, state: RunState, attempt: _Attempt,
@@ -241,7 +246,8 @@ class Engine:
         """Resolve a remedy against the journaled diagnosis (raises when it cannot)."""
         remedy = plan.playbook.remedies[index]
         kind = self.registry.kind(remedy.run)
-        target = plan.targets[plan.role_for(remedy.target, kind)]
+        target = plan.target_for(remedy.target, kind)
+        assert target is not None
         params = kind.params.model_validate(
             expressions.render(remedy.with_, plan.context(_results(state))))
         explain = kind.explain(params) if kind.explain else ""
@@ -255,6 +261,12 @@ class Engine:
             if remedy.id in state.remedies:
                 continue  # proposed or settled before a resume
             base = {"remedy": remedy.id, "kind": remedy.run}
+            kind = self.registry.kind(remedy.run)
+            if plan.target_for(remedy.target, kind) is None:
+                self._emit(state, "remedy.skipped", {
+                    **base, "status": "not_needed", "reason": "no target for the optional "
+                    f"role {plan.role_for(remedy.target, kind)}"})
+                continue
             try:
                 if remedy.when and not expressions.evaluate(remedy.when, context):
                     self._emit(state, "remedy.skipped", {
@@ -325,17 +337,25 @@ class Engine:
     # Verification
 
     def _verify_due(self, state: RunState) -> bool:
-        ran = any(r.status == "succeeded" for r in state.remedies.values())
-        return ran and not state.verify
+        """Verify after a remedy succeeded since the last verification (if any)."""
+        last_remedy = max((e.seq for e in state.timeline if e.type == "remedy.finished"
+                           and e.data["status"] == "succeeded"), default=0)
+        last_verify = max((e.seq for e in state.timeline if e.type == "verify.finished"),
+                          default=0)
+        return last_remedy > last_verify
 
     def _verify(self, plan: Plan, state: RunState) -> str:
         """Each check must come true within its settling time, then hold for its window."""
         outcome = COMPLETED
         for index, check in enumerate(plan.playbook.verify):
             kind = self.registry.kind(check.run)
-            target = plan.targets[plan.role_for(check.target, kind)]
+            target = plan.target_for(check.target, kind)
             base = {"verify": plan.playbook.verify_id(index), "kind": kind.name,
-                    "target": target.name}
+                    "target": target.name if target else "-"}
+            if target is None:
+                self._emit(state, "verify.finished", {**base, "status": "skipped", "error":
+                           f"no target for the optional role {plan.role_for(check.target, kind)}"})
+                continue
             self._emit(state, "verify.started", base)
             checks, held_since = 0, None
             settle_end = time.monotonic() + check.within

@@ -43,6 +43,7 @@ class TargetRole(_Strict):
 
     kind: Name
     description: str = ""
+    optional: bool = Field(False, description="without a target, its steps are skipped")
 
 
 class Step(_Strict):

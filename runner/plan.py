@@ -29,6 +29,10 @@ class Plan:
             return role
         return next(r for r, spec in self.playbook.targets.items() if spec.kind == kind.target_kind)
 
+    def target_for(self, role: str | None, kind: StepKind) -> Target | None:
+        """The bound target, or None for an optional role left unbound."""
+        return self.targets.get(self.role_for(role, kind))
+
     def context(self, results: Mapping[str, Any]) -> dict[str, Any]:
         """What expressions see: step results, params, and the bound targets."""
         return {
@@ -90,6 +94,8 @@ def make_plan(loaded: LoadedPlaybook, inventory: Inventory, registry: Registry,
                                  f"{target.name!r} is {target.kind!r}")
         else:
             candidates = inventory.of_kind(spec.kind)
+            if not candidates and spec.optional:
+                continue  # its steps are skipped, and the report says why
             if len(candidates) != 1:
                 names = ", ".join(t.name for t in candidates) or "none in the inventory"
                 raise UsageError(f"say which target plays {role!r}: --target {role}=NAME "

@@ -36,8 +36,12 @@ class Kit:
         self.inventory = inventory.load([inv], self.registry)
         self.journal = Journal(self.root / "home")
 
-    def plan(self, body: str, params: dict[str, Any] | None = None) -> Plan:
-        text = "name: pb\nsummary: test\ntargets:\n  box: {kind: mem}\n" + textwrap.dedent(body)
+    def plan(self, body: str, params: dict[str, Any] | None = None,
+             optional_role: tuple[str, str] | None = None) -> Plan:
+        roles = "  box: {kind: mem}\n"
+        if optional_role:
+            roles += f"  {optional_role[0]}: {{kind: {optional_role[1]}, optional: true}}\n"
+        text = "name: pb\nsummary: test\ntargets:\n" + roles + textwrap.dedent(body)
         loaded = loader.parse(text, "pb.yaml", self.registry)
         return make_plan(loaded, self.inventory, self.registry, {}, params or {})
 

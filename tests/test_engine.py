@@ -171,3 +171,29 @@ def test_verify_waits_for_the_fix_to_show_within_its_settling_time(kit: Kit) -> 
     assert state.verify["settles"].checks == 3
     assert state.verify["never"].status == "failed"
     assert "failure number" in (state.verify["never"].error or "")
+
+
+
+def test_an_optional_role_without_a_target_skips_what_it_would_do(tmp_path: Path) -> None:
+    from runner.registry import Backend, StepKind
+
+    kit = Kit(tmp_path)
+    kit.registry.add_backend(Backend("spare", membackend.MemConnector(), membackend.MemSettings))
+    kit.registry.add(StepKind("spare.sleep", "spare", membackend.sleep, membackend.Sleep, False,
+                              "sleep"))
+    kit.registry.add(StepKind("spare.act", "spare", membackend.act, membackend.Act, True, "act"))
+    plan = kit.plan("""
+        steps:
+          - {id: a, run: mem.sleep}
+          - {id: b, run: spare.sleep, target: spare}
+        remedies:
+          - {id: fix, run: spare.act, target: spare}
+        verify:
+          - {id: check, run: spare.sleep, target: spare}
+        """.replace("steps:", "steps:", 1), optional_role=("spare", "spare"))
+    state = kit.engine().start(plan, "optional", trigger="test", requested_by="tester")
+    assert state.steps["a"].status == "ok"
+    assert state.steps["b"].status == "skipped"
+    assert "optional role spare" in (state.steps["b"].error or "")
+    assert state.remedies["fix"].status == "not_needed"
+    assert state.status == COMPLETED

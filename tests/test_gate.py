@@ -116,3 +116,17 @@ def test_a_remedy_waits_while_another_run_holds_its_target(kit: Kit) -> None:
     assert state.status == AWAITING
     assert "someone-else" in (state.remedies["fix"].reason or "")
     assert kit.actions() == []
+
+
+def test_verify_follows_each_round_of_remedies(kit: Kit) -> None:
+    body = FIX + "verify:\n  - {id: check, run: mem.sleep, within: 1s}\n"
+    plan = kit.plan(body)
+    state = kit.run(body, approve=frozenset({"fix"}))
+    assert state.status == AWAITING  # tidy still waits for a person
+    assert state.verify["check"].status == "passed"
+    kit.journal.record_approval(Approval(state.run_id, "tidy", state.remedies["tidy"].fingerprint,
+                                         "approved", "alice", "runbook approve", now()))
+    state = kit.engine().resume(plan, state.run_id, by="alice")
+    assert state.status == COMPLETED
+    verified = [e for e in state.timeline if e.type == "verify.finished"]
+    assert len(verified) == 2
