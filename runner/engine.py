@@ -158,7 +158,13 @@ class Engine:
         kind = self.registry.kind(step.run)
         target = plan.target_for(step.target, kind)
         base = {"step": step.id, "kind": kind.name, "target": target.name if target else "-"}
-        failed = sorted(d for d in deps if state.steps[d].status != "ok")
+        failed = sorted(d for d in deps if state.steps[d].status not in {"ok", "skipped"})
+        # A skipped step's fields read as none in `when`; what `needs` it or takes arguments
+        # from it is skipped too.
+        inputs = set(step.needs) | {name for space, name in
+                                    expressions.template_references(step.with_)
+                                    if space == "steps"}
+        skipped = sorted(d for d in deps & inputs if state.steps[d].status == "skipped")
         context = plan.context(_results(state))
         try:
             reason = None
@@ -166,6 +172,8 @@ class Engine:
                 reason = f"no target for the optional role {plan.role_for(step.target, kind)}"
             elif failed:
                 reason = f"needs {', '.join(failed)}, which did not succeed"
+            elif skipped:
+                reason = f"needs {', '.join(skipped)}, which was skipped"
             elif step.when and not expressions.evaluate(step.when, context):
                 reason = f"condition is false: {step.when}"
             if reason:
@@ -422,8 +430,22 @@ class Engine:
         self.journal.write_file(state.run_id, "report.md", markdown(state))
 
 
+class NotRun(dict[str, Any]):
+    """A skipped step's result in expressions: every field reads as none, so conditions
+    about it are false; a failed step is absent instead, so conditions on it are unknown."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
 def _results(state: RunState) -> dict[str, Any]:
-    return {s.id: s.result for s in state.steps.values() if s.status == "ok"}
+    results: dict[str, Any] = {}
+    for step in state.steps.values():
+        if step.status == "ok":
+            results[step.id] = step.result
+        elif step.status == "skipped":
+            results[step.id] = NotRun()
+    return results
 
 
 def _backoff(attempt_number: int) -> float:

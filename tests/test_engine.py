@@ -197,3 +197,22 @@ def test_an_optional_role_without_a_target_skips_what_it_would_do(tmp_path: Path
     assert "optional role spare" in (state.steps["b"].error or "")
     assert state.remedies["fix"].status == "not_needed"
     assert state.status == COMPLETED
+
+
+def test_conditions_about_a_skipped_step_are_false_and_its_dependents_skip(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: a, run: mem.sleep, with: {value: 1}}
+          - {id: b, run: mem.sleep, when: "steps.a.value > 5", with: {value: 2}}
+          - {id: c, run: mem.sleep, when: "not steps.b.value"}
+          - {id: d, run: mem.sleep, with: {value: "{{ steps.b.value }}"}}
+          - {id: e, run: mem.fail}
+        findings:
+          - {id: about-skipped, when: "steps.b.value == 2", say: never}
+          - {id: about-failed, when: "steps.e.ok", say: never}
+        """)
+    assert state.steps["b"].status == "skipped"
+    assert state.steps["c"].status == "ok"  # "not none" holds
+    assert state.steps["d"].status == "skipped"
+    assert state.findings["about-skipped"].status == "clear"
+    assert state.findings["about-failed"].status == "unknown"

@@ -1,8 +1,10 @@
 """Lab images, built locally from Debian packages and cached by a hash of their recipe.
 
-No image registry is reachable, so each image is a `debootstrap` root imported with
-`docker import`. The tag carries the recipe hash: an image is rebuilt only when its
-recipe changes.
+No image registry is reachable, so each base image is a `debootstrap` root imported
+with `docker import` (a `Recipe`); an application image adds its files and settings on
+top of a base with `docker build` (an `AppRecipe`), so that its variants share the base
+and a change to the application never repeats the debootstrap. The tag carries a hash of
+the recipe and of the files it installs: an image is rebuilt only when they change.
 
     python -m tests.lab.images build [NAME...]   # build the missing ones (all by default)
     python -m tests.lab.images tag NAME          # print the tag, build nothing
@@ -41,10 +43,34 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Recipe:
+    """A base image: debootstrap with `packages`, trimmed, then `docker import`."""
+
+    # (No new fields here: the tag hashes this repr, a new field would rebuild every image.)
     packages: tuple[str, ...]
-    entrypoint: str  # a file next to this module, installed as ENTRYPOINT
+    entrypoint: str | None = None  # a file next to this module, installed as ENTRYPOINT
     changes: tuple[str, ...] = ()  # more `docker import --change` instructions
     remove: tuple[str, ...] = ()  # paths (relative to the root) to delete after install
+
+
+@dataclass(frozen=True)
+class AppRecipe:
+    """An application image: `files` and Dockerfile `instructions` on top of a base image.
+
+    Tagged `runbook-lab/<repository>:<hash>-<variant>`, so that the variants of one
+    application (good and bad builds) look like two releases of one image.
+    """
+
+    base: str  # the RECIPES name of a base image
+    repository: str
+    variant: str
+    files: tuple[tuple[str, str], ...]  # (a file next to this module, its path in the image)
+    instructions: tuple[str, ...] = ()  # ENV, LABEL, ENTRYPOINT ...
+
+
+# The demo API service (api/app.py); its two builds differ only in version and flavor.
+_API_FILES = (("api/app.py", "/app/app.py"),)
+# Exec form: python is PID 1, so that a memory-limit OOM kill is reported as OOMKilled.
+_API_ENTRYPOINT = 'ENTRYPOINT ["python3", "/app/app.py"]'
 
 
 RECIPES: dict[str, Recipe] = {
@@ -62,6 +88,31 @@ RECIPES: dict[str, Recipe] = {
         # The cluster the package's postinst creates; the entrypoint makes its own.
         remove=("etc/postgresql/15/main", "var/lib/postgresql/15"),
     ),
+    "api-base": Recipe(packages=("python3", "python3-psycopg")),
+    "api-good": AppRecipe(
+        base="api-base",
+        repository="api",
+        variant="good",
+        files=_API_FILES,
+        instructions=(
+            "ENV APP_FLAVOR=good APP_VERSION=1.4.2",
+            "LABEL org.opencontainers.image.version=1.4.2",
+            "EXPOSE 8080",
+            _API_ENTRYPOINT,
+        ),
+    ),
+    "api-bad": AppRecipe(
+        base="api-base",
+        repository="api",
+        variant="bad",
+        files=_API_FILES,
+        instructions=(
+            "ENV APP_FLAVOR=bad APP_VERSION=1.5.0",
+            "LABEL org.opencontainers.image.version=1.5.0",
+            "EXPOSE 8080",
+            _API_ENTRYPOINT,
+        ),
+    ),
 }
 
 
@@ -69,7 +120,7 @@ def _log(msg: str) -> None:
     print(f"images: {msg}", file=sys.stderr, flush=True)
 
 
-def _recipe(name: str) -> Recipe:
+def _recipe(name: str) -> Recipe | AppRecipe:
     try:
         return RECIPES[name]
     except KeyError:
@@ -79,8 +130,15 @@ def _recipe(name: str) -> Recipe:
 def image_tag(name: str) -> str:
     """The tag the image built from the current recipe has (nothing is built)."""
     recipe = _recipe(name)
+    if isinstance(recipe, AppRecipe):
+        # The base's tag stands for everything below: a new base rebuilds its applications.
+        h = hashlib.sha256(f"{BUILDER_VERSION}\0{image_tag(recipe.base)}\0{recipe!r}\0".encode())
+        for source, _ in recipe.files:
+            h.update((HERE / source).read_bytes())
+        return f"runbook-lab/{recipe.repository}:{h.hexdigest()[:12]}-{recipe.variant}"
     h = hashlib.sha256(f"{BUILDER_VERSION}\0{SUITE}\0{recipe!r}\0".encode())
-    h.update((HERE / recipe.entrypoint).read_bytes())
+    if recipe.entrypoint is not None:
+        h.update((HERE / recipe.entrypoint).read_bytes())
     return f"runbook-lab/{name}:{h.hexdigest()[:12]}"
 
 
@@ -115,10 +173,13 @@ def require_image(name: str) -> str:
 def ensure_image(name: str) -> str:
     """Build the image if no image has its tag yet; return the tag."""
     tag = image_tag(name)
+    recipe = _recipe(name)
     if _image_exists(tag):
         _log(f"{tag} is up to date")
+    elif isinstance(recipe, AppRecipe):
+        _build_app(recipe, ensure_image(recipe.base), tag)
     else:
-        _build(_recipe(name), tag)
+        _build(recipe, tag)
     return tag
 
 
@@ -137,6 +198,27 @@ def _unmount_below(root: Path) -> None:
         points = [line.split()[1] for line in f]
     for point in sorted((p for p in points if p.startswith(f"{root}/")), reverse=True):
         subprocess.run(["umount", "-l", point], check=False)
+
+
+def _build_app(recipe: AppRecipe, base_tag: str, tag: str) -> None:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="runbook-lab-") as context:
+        lines = [f"FROM {base_tag}"]
+        for i, (source, target) in enumerate(recipe.files):
+            staged = f"{i}-{Path(source).name}"
+            shutil.copyfile(HERE / source, Path(context, staged))
+            lines.append(f"COPY {staged} {target}")
+        Path(context, "Dockerfile").write_text("\n".join([*lines, *recipe.instructions, ""]))
+        # The legacy builder takes FROM from the local store (BuildKit would ask a registry).
+        proc = subprocess.run(
+            ["docker", "build", "--quiet", "--tag", tag, context],
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            capture_output=True,
+            text=True,
+        )
+    if proc.returncode:
+        raise RuntimeError(f"docker build of {tag} failed:\n{proc.stdout}{proc.stderr}")
+    _log(f"built {tag} on {base_tag} in {time.monotonic() - started:.1f} s")
 
 
 def _build(recipe: Recipe, tag: str) -> None:
@@ -163,12 +245,14 @@ def _build(recipe: Recipe, tag: str) -> None:
         _unmount_below(root)
         for rel in TRIM + recipe.remove:
             shutil.rmtree(root / rel, ignore_errors=True)
-        entrypoint = root / ENTRYPOINT.lstrip("/")
-        shutil.copyfile(HERE / recipe.entrypoint, entrypoint)
-        entrypoint.chmod(0o755)
+        changes = list(recipe.changes)
+        if recipe.entrypoint is not None:
+            entrypoint = root / ENTRYPOINT.lstrip("/")
+            shutil.copyfile(HERE / recipe.entrypoint, entrypoint)
+            entrypoint.chmod(0o755)
+            changes.insert(0, f'ENTRYPOINT ["{ENTRYPOINT}"]')
 
         _log(f"importing into docker ({time.monotonic() - started:.0f} s so far)")
-        changes = [f'ENTRYPOINT ["{ENTRYPOINT}"]', *recipe.changes]
         with subprocess.Popen(
             ["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
         ) as tar:

@@ -1,0 +1,347 @@
+"""Services on Docker: the runtime behind `service.*` steps when `runtime: docker`.
+
+`DockerReader` is what probes get. It talks to the engine through a Docker API client
+whose POST, PUT and DELETE requests raise: on Docker's HTTP API those are the only verbs
+that change anything, so a probe cannot mutate a container even by a bug. `DockerOperator`
+adds the actions (restart, start, roll back, scale, set the memory limit); only remedies
+get one, through the gate.
+
+A service is one container (`container:`) plus, when scaled out, its replicas: containers
+labelled `runbook.replica-of=<container>`, cloned from it. Runbook records each image it
+sees a service run (in RUNBOOK_HOME/state/service-images.json) so that a rollback knows
+the image the service ran before; the inventory may also name it (`previous_image:`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner.errors import PermanentError, TemporaryError
+from runner.paths import home
+
+REPLICA_LABEL = "runbook.replica-of"
+
+
+def _api(host: str | None, timeout: float, *, read_only: bool) -> Any:
+    import docker
+
+    class ReadOnlyAPIClient(docker.APIClient):  # type: ignore[misc]
+        """Docker's API changes state only through POST, PUT and DELETE: refuse them."""
+
+        def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+            raise PermanentError("this Docker handle is read-only: diagnostics cannot change "
+                                 "a container")
+
+        _post = _put = _delete = _post_json = _refuse
+
+    kwargs = docker.utils.kwargs_from_env()
+    if host:
+        kwargs["base_url"] = host
+    cls = ReadOnlyAPIClient if read_only else docker.APIClient
+    try:
+        return cls(version="auto", timeout=max(1, int(timeout)), **kwargs)
+    except docker.errors.DockerException as exc:
+        raise TemporaryError(f"Docker engine unreachable: {exc}") from None
+
+
+def _translated(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """A Docker API call with its errors as runbook's temporary/permanent kinds."""
+    import docker
+    import requests
+
+    try:
+        return call(*args, **kwargs)
+    except docker.errors.NotFound as exc:
+        raise PermanentError(f"not found: {exc.explanation or exc}") from None
+    except docker.errors.APIError as exc:
+        error = TemporaryError if exc.is_server_error() else PermanentError
+        raise error(f"Docker: {exc.explanation or exc}") from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TemporaryError(f"Docker engine unreachable: {exc}") from None
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    """Docker's RFC 3339 times with nanoseconds; its zero time means 'never'."""
+    if not text or text.startswith("0001-"):
+        return None
+    head, _, rest = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(head + "." + (rest or "0")[:6]).replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+class ImageHistory:
+    """The images runbook has seen each service run, oldest first (runbook's own state)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or home() / "state" / "service-images.json"
+
+    def _load(self) -> dict[str, list[dict[str, str]]]:
+        try:
+            return dict(json.loads(self.path.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def record(self, service: str, image: str, image_id: str) -> None:
+        with self._lock:
+            seen = self._load()
+            entries = seen.setdefault(service, [])
+            if entries and entries[-1]["id"] == image_id:
+                return
+            entries.append({"image": image, "id": image_id,
+                            "first_seen": datetime.now(UTC).isoformat(timespec="seconds")})
+            del entries[:-20]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(seen, indent=2))
+            tmp.replace(self.path)
+
+    def before(self, service: str, image_id: str) -> str | None:
+        """The last image seen before the current one, by name."""
+        entries = [e for e in self._load().get(service, []) if e["id"] != image_id]
+        return entries[-1]["image"] if entries else None
+
+
+class DockerReader:
+    """Read-only view of a service on Docker."""
+
+    def __init__(self, settings: Any, timeout: float, *, read_only: bool = True) -> None:
+        self.settings = settings
+        self.name: str = settings.container
+        self._api = _api(settings.docker_host, timeout, read_only=read_only)
+        self.history = ImageHistory()
+
+    def cancel(self) -> None:
+        self._api.close()
+
+    def close(self) -> None:
+        self._api.close()
+
+    def _inspect(self, container: str | None = None) -> dict[str, Any]:
+        return dict(_translated(self._api.inspect_container, container or self.name))
+
+    def _replicas(self) -> list[dict[str, Any]]:
+        found = _translated(self._api.containers, all=True,
+                            filters={"label": f"{REPLICA_LABEL}={self.name}"})
+        return sorted(found, key=lambda c: c["Names"][0])
+
+    def status(self) -> dict[str, Any]:
+        info = self._inspect()
+        state = info["State"]
+        self.history.record(self.name, info["Config"]["Image"], info["Image"])
+        replicas = [{"name": r["Names"][0].lstrip("/"), "state": r["State"]}
+                    for r in self._replicas()]
+        running = [r for r in replicas if r["state"] == "running"]
+        return {
+            "runtime": "docker",
+            "name": self.name,
+            "state": state["Status"],  # created, running, restarting, exited, dead, paused
+            "running": bool(state["Running"]),
+            "exit_code": state["ExitCode"],
+            "oom_killed": bool(state["OOMKilled"]),
+            "error": state.get("Error") or None,
+            "restart_count": info.get("RestartCount", 0),
+            "health": (state.get("Health") or {}).get("Status"),
+            "started_at": _iso(_parse_time(state.get("StartedAt"))),
+            "finished_at": _iso(_parse_time(state.get("FinishedAt"))),
+            "image": info["Config"]["Image"],
+            "memory_limit": info["HostConfig"].get("Memory") or None,
+            "replicas": 1 + len(replicas),
+            "replicas_running": int(bool(state["Running"])) + len(running),
+            "replica_states": replicas,
+        }
+
+    def logs(self, tail: int, since: float | None = None) -> list[str]:
+        """The last `tail` lines (stdout and stderr), each prefixed by Docker's timestamp."""
+        raw = _translated(self._api.logs, self.name, timestamps=True, tail=tail,
+                          since=int(time.time() - since) if since else None)
+        return bytes(raw).decode("utf-8", errors="replace").splitlines()
+
+    def memory(self, window: float, interval: float) -> dict[str, Any]:
+        """Working-set memory sampled over `window` seconds (what `docker stats` shows)."""
+        samples: list[tuple[float, float]] = []
+        cpu: list[float] = []
+        limit = None
+        previous = None
+        started = time.monotonic()
+        while True:
+            stats = _translated(self._api.stats, self.name, stream=False, one_shot=True)
+            memory = stats.get("memory_stats") or {}
+            if "usage" in memory:
+                extra = memory.get("stats") or {}
+                cache = extra.get("total_inactive_file", extra.get("inactive_file", 0))
+                samples.append((time.monotonic() - started, float(memory["usage"] - cache)))
+                limit = memory.get("limit")
+                usage = stats.get("cpu_stats") or {}
+                total, system = (usage.get("cpu_usage") or {}).get("total_usage"), usage.get(
+                    "system_cpu_usage")
+                if previous and total is not None and system and system > previous[1]:
+                    cpus = usage.get("online_cpus") or 1
+                    cpu.append(100.0 * (total - previous[0]) / (system - previous[1]) * cpus)
+                previous = (total, system) if total is not None and system else None
+            if time.monotonic() - started + interval > window:
+                break
+            time.sleep(interval)
+        configured = self._inspect()["HostConfig"].get("Memory") or None
+        return {"samples": samples, "limit": configured or limit, "limited": bool(configured),
+                "cpu_pct": round(sum(cpu) / len(cpu), 1) if cpu else None}
+
+    def processes(self) -> dict[str, Any]:
+        top = _translated(self._api.top, self.name, ps_args="-eo pid,user,rss,pcpu,etime,args")
+        titles = [t.lower() for t in top.get("Titles") or []]
+        rows = [dict(zip(titles, row, strict=False)) for row in top.get("Processes") or []]
+        for row in rows:
+            row["rss_kb"] = int(row.pop("rss", 0) or 0)
+        rows.sort(key=lambda r: -r["rss_kb"])
+        return {"count": len(rows), "processes": rows}
+
+    def deployment(self) -> dict[str, Any]:
+        info = self._inspect()
+        self.history.record(self.name, info["Config"]["Image"], info["Image"])
+        created = _parse_time(info.get("Created"))
+        previous = self.settings.previous_image or self.history.before(self.name, info["Image"])
+        return {"image": info["Config"]["Image"], "image_id": info["Image"],
+                "deployed_at": _iso(created),
+                "age_s": round((datetime.now(UTC) - created).total_seconds(), 1)
+                if created else None,
+                "previous_image": previous}
+
+
+class DockerOperator(DockerReader):
+    """What remedies get: the reads, plus the actions."""
+
+    def __init__(self, settings: Any, timeout: float) -> None:
+        super().__init__(settings, timeout, read_only=False)
+
+    def _all(self) -> list[str]:
+        return [self.name] + [r["Names"][0].lstrip("/") for r in self._replicas()]
+
+    def _wait_running(self, container: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self._inspect(container)["State"]
+            if state["Running"] and not state.get("Restarting"):
+                return dict(state)
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"{container} is not running {timeout:g}s after the action "
+                                     f"(state {state['Status']}, exit code {state['ExitCode']})")
+            time.sleep(0.2)
+
+    def restart(self, stop_timeout: float) -> dict[str, Any]:
+        """Restart every replica, one at a time (a stopped one is started)."""
+        done = []
+        for container in self._all():
+            _translated(self._api.restart, container, timeout=int(stop_timeout))
+            self._wait_running(container)
+            done.append(container)
+        return {"restarted": done, "count": len(done)}
+
+    def start(self) -> dict[str, Any]:
+        started = []
+        for container in self._all():
+            if not self._inspect(container)["State"]["Running"]:
+                _translated(self._api.start, container)
+                self._wait_running(container)
+                started.append(container)
+        return {"started": started, "count": len(started)}
+
+    def set_memory_limit(self, limit: int) -> dict[str, Any]:
+        before = self._inspect()["HostConfig"].get("Memory") or None
+        for container in self._all():
+            # memswap must be set with memory: the same value means no swap on top
+            _translated(self._api.update_container, container, mem_limit=limit,
+                        memswap_limit=limit)
+        return {"before": before, "after": limit, "containers": self._all()}
+
+    def _clone_config(self, info: dict[str, Any], image: str) -> dict[str, Any]:
+        """create_container() arguments that re-create `info` from `image`: what the
+        container adds to its image (env, labels, command), never what the image bakes in."""
+        old_image = dict(_translated(self._api.inspect_image, info["Image"]))["Config"] or {}
+        config = info["Config"]
+        baked_env = set(old_image.get("Env") or [])
+        baked_labels = old_image.get("Labels") or {}
+        return {
+            "environment": [e for e in config.get("Env") or [] if e not in baked_env],
+            "labels": {k: v for k, v in (config.get("Labels") or {}).items()
+                       if baked_labels.get(k) != v},
+            "command": config.get("Cmd") if config.get("Cmd") != old_image.get("Cmd") else None,
+            "ports": list((config.get("ExposedPorts") or {}).keys()) or None,
+            "host_config": info["HostConfig"],
+            "image": image,
+        }
+
+    def rollback(self, image: str, stop_timeout: float) -> dict[str, Any]:
+        """Re-create the service's container from `image`, restoring the old one on failure."""
+        info = self._inspect()
+        if info["Config"]["Image"] == image:
+            raise PermanentError(f"{self.name} already runs {image}")
+        _translated(self._api.inspect_image, image)  # exists locally, or fail before touching
+        args = self._clone_config(info, image)
+        aside = f"{self.name}-before-rollback-{int(time.time())}"
+        _translated(self._api.stop, self.name, timeout=int(stop_timeout))
+        _translated(self._api.rename, self.name, aside)
+        try:
+            created = _translated(self._api.create_container, name=self.name, **args)
+            _translated(self._api.start, created["Id"])
+            self._wait_running(self.name)
+        except Exception:
+            self._restore(aside)
+            raise
+        _translated(self._api.remove_container, aside, force=True)
+        replicas = [r["Names"][0].lstrip("/") for r in self._replicas()]
+        for replica in replicas:  # replicas follow the main container's image
+            self._replace(replica, self._clone_config(self._inspect(replica), image))
+        self.history.record(self.name, image, self._inspect()["Image"])
+        return {"from_image": info["Config"]["Image"], "to_image": image,
+                "containers": [self.name, *replicas]}
+
+    def _restore(self, aside: str) -> None:
+        import contextlib
+
+        with contextlib.suppress(PermanentError, TemporaryError):
+            _translated(self._api.remove_container, self.name, force=True)
+        _translated(self._api.rename, aside, self.name)
+        _translated(self._api.start, self.name)
+
+    def _replace(self, container: str, args: dict[str, Any]) -> None:
+        _translated(self._api.remove_container, container, force=True)
+        created = _translated(self._api.create_container, name=container, **args)
+        _translated(self._api.start, created["Id"])
+
+    def scale(self, replicas: int) -> dict[str, Any]:
+        """Clone the service's container up to `replicas`, or remove the newest clones."""
+        info = self._inspect()
+        current = [r["Names"][0].lstrip("/") for r in self._replicas()]
+        added, removed = [], []
+        while 1 + len(current) > replicas and current:
+            victim = current.pop()
+            _translated(self._api.remove_container, victim, force=True)
+            removed.append(victim)
+        number = 2
+        while 1 + len(current) < replicas:
+            name = f"{self.name}-{number}"
+            number += 1
+            if name in current:
+                continue
+            args = self._clone_config(info, info["Config"]["Image"])
+            host_config = {k: v for k, v in args["host_config"].items()
+                           if k != "PortBindings"}  # a clone cannot take the same host port
+            labels = {**args["labels"], REPLICA_LABEL: self.name}
+            self._replace_fresh(name, {**args, "host_config": host_config, "labels": labels})
+            current.append(name)
+            added.append(name)
+        return {"replicas": 1 + len(current), "added": added, "removed": removed}
+
+    def _replace_fresh(self, name: str, args: dict[str, Any]) -> None:
+        created = _translated(self._api.create_container, name=name, **args)
+        _translated(self._api.start, created["Id"])
+        self._wait_running(name)

@@ -1,0 +1,341 @@
+"""Services, runtime-neutral: `service.*` steps whose inventory target says where it runs.
+
+    targets:
+      journey-api:
+        kind: service
+        runtime: docker                 # or kubernetes: the playbooks do not change
+        container: journey-api
+        health_url: http://10.0.0.5:8080/health
+        endpoints: [http://10.0.0.5:8080/api/accounts]
+
+A probe gets a `ServiceView`: the runtime's read-only reader plus an HTTP client that can
+only GET. A remedy gets a `ServiceControl`: the runtime's operator. Health, endpoint and
+error-rate checks go through `diagnostics.http`; log classes through `diagnostics.logclass`;
+memory trends through `diagnostics.trend`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+
+from runner.errors import PermanentError
+from runner.model import Duration
+from runner.registry import Backend, Registry, StepKind, Target
+
+from . import logclass, trend
+
+KIND = "service"
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    health_url: str | None = Field(None, description="GET answers 2xx when the service is up")
+    endpoints: list[str] = Field(default_factory=list, description="URLs the sweep checks")
+    http_timeout: Duration = 5.0
+    verify_tls: bool = True
+    previous_image: str | None = Field(None, description="the image a rollback returns to")
+
+
+class DockerService(_Common):
+    runtime: Literal["docker"]
+    container: str = Field(description="the service's container (replicas are cloned from it)")
+    docker_host: str | None = Field(None, description="default: DOCKER_HOST or the socket")
+    stop_timeout: Duration = 10.0
+
+
+class ServiceSettings(RootModel[Annotated[DockerService, Field(discriminator="runtime")]]):
+    """One service's inventory entry; `runtime:` picks the rest of its fields."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+def _runtime_settings(target: Target) -> DockerService:
+    settings = target.settings
+    assert isinstance(settings, ServiceSettings)
+    return settings.root
+
+
+# Handles
+
+
+@dataclass
+class ServiceView:
+    """What a probe gets: reads only."""
+
+    target: str
+    settings: DockerService
+    runtime: Any  # DockerReader
+    http: Any  # diagnostics.http read-only client
+
+    def cancel(self) -> None:
+        self.runtime.cancel()
+        self.http.cancel()
+
+
+@dataclass
+class ServiceControl:
+    """What a remedy gets, only through the gate."""
+
+    target: str
+    settings: DockerService
+    runtime: Any  # DockerOperator
+
+    def cancel(self) -> None:
+        self.runtime.cancel()
+
+
+class ServiceConnector:
+    def prepare(self) -> None:
+        import docker  # noqa: F401 - imported before the steps' clocks start
+        import httpx  # noqa: F401
+
+    @contextmanager
+    def probe(self, target: Target, timeout: float) -> Iterator[ServiceView]:
+        from . import docker, http
+
+        settings = _runtime_settings(target)
+        reader = docker.DockerReader(settings, timeout)
+        client = http.open_client(timeout=min(settings.http_timeout, timeout),
+                                  verify_tls=settings.verify_tls)
+        try:
+            yield ServiceView(target.name, settings, reader, client)
+        finally:
+            client.close()
+            reader.close()
+
+    @contextmanager
+    def action(self, target: Target, timeout: float) -> Iterator[ServiceControl]:
+        from . import docker
+
+        settings = _runtime_settings(target)
+        operator = docker.DockerOperator(settings, timeout)
+        try:
+            yield ServiceControl(target.name, settings, operator)
+        finally:
+            operator.close()
+
+
+# Probes
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoParams(_Params):
+    pass
+
+
+class HealthParams(_Params):
+    expect_status: int | None = None
+    expect_body: str | None = None
+
+
+class LogParams(_Params):
+    tail: int = Field(500, ge=1, le=20000)
+    since: Duration | None = Field(None, description="only lines this recent")
+    excerpt: int = Field(15, ge=0, le=200, description="last error lines to show")
+
+
+class MemoryParams(_Params):
+    window: Duration = Field(10.0, description="sample for this long")
+    interval: Duration = 1.0
+
+
+class ErrorRateParams(_Params):
+    url: str | None = Field(None, description="default: the first endpoint, else health_url")
+    requests: int = Field(20, ge=1, le=1000)
+    window: Duration = 5.0
+
+
+class DeployParams(_Params):
+    within: Duration = Field(3600.0, description="a deploy this recent counts as recent")
+    tail: int = Field(2000, ge=1, le=20000, description="log lines searched for the first error")
+
+
+def health(view: ServiceView, params: HealthParams) -> dict[str, Any]:
+    from . import http
+
+    url = view.settings.health_url
+    if not url:
+        raise PermanentError(f"{view.target} has no health_url in the inventory")
+    return dict(http.check_health(view.http, url, expect_status=params.expect_status,
+                                  expect_body=params.expect_body))
+
+
+def endpoints(view: ServiceView, params: NoParams) -> dict[str, Any]:
+    from . import http
+
+    if not view.settings.endpoints:
+        raise PermanentError(f"{view.target} lists no endpoints in the inventory")
+    return dict(http.sweep(view.http, list(view.settings.endpoints)))
+
+
+def error_rate(view: ServiceView, params: ErrorRateParams) -> dict[str, Any]:
+    from . import http
+
+    url = params.url or next(iter(view.settings.endpoints), None) or view.settings.health_url
+    if not url:
+        raise PermanentError(f"{view.target} has no endpoints or health_url to sample")
+    return dict(http.error_rate(view.http, url, requests=params.requests, window=params.window))
+
+
+def status(view: ServiceView, params: NoParams) -> dict[str, Any]:
+    return dict(view.runtime.status())
+
+
+def logs(view: ServiceView, params: LogParams) -> dict[str, Any]:
+    lines = view.runtime.logs(params.tail, params.since)
+    summary = logclass.classify(lines)
+    errors = [line for line in lines if logclass.is_error(line)]
+    return {**summary, "excerpt": errors[-params.excerpt:] if params.excerpt else []}
+
+
+def memory(view: ServiceView, params: MemoryParams) -> dict[str, Any]:
+    sampled = view.runtime.memory(params.window, params.interval)
+    state = view.runtime.status()
+    found = trend.summary(sampled["samples"], sampled["limit"] if sampled["limited"] else None)
+    return {**found, "limited": sampled["limited"], "cpu_pct": sampled["cpu_pct"],
+            "oom_killed": state["oom_killed"], "restart_count": state["restart_count"],
+            "running": state["running"]}
+
+
+def processes(view: ServiceView, params: NoParams) -> dict[str, Any]:
+    return dict(view.runtime.processes())
+
+
+def recent_deploy(view: ServiceView, params: DeployParams) -> dict[str, Any]:
+    deployed = view.runtime.deployment()
+    first_error = logclass.classify(view.runtime.logs(params.tail))["first_error_at"]
+    age = deployed["age_s"]
+    before_errors = bool(first_error and deployed["deployed_at"]
+                         and deployed["deployed_at"] <= first_error)
+    return {**deployed, "recent": age is not None and age <= params.within,
+            "first_error_at": first_error, "deploy_before_first_error": before_errors}
+
+
+# Actions
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: int | float | str) -> int:
+    """Bytes from 268435456, "256m", "1.5g", "512MiB"."""
+    if isinstance(value, int | float):
+        return int(value)
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"bad size {value!r}: use bytes or e.g. 512m, 2g")
+    power = " kmgt".index(match.group(2).lower() or " ")
+    return int(float(match.group(1)) * 1024**power)
+
+
+Size = Annotated[int, Field(ge=4 * 1024 * 1024)]
+
+
+class RestartParams(_Params):
+    stop_timeout: Duration | None = Field(None, description="default: the inventory's")
+
+
+class RollbackParams(_Params):
+    to_image: str = Field(description="the image to run again, as the proposal shows it")
+
+
+class ScaleParams(_Params):
+    replicas: int = Field(ge=1)
+    max: int = Field(ge=1, le=50, description="never more replicas than this")
+
+
+class MemoryLimitParams(_Params):
+    limit: int = Field(description="bytes, or e.g. 512m")
+    max: int = Field(description="never above this (bytes, or e.g. 2g)")
+
+    @field_validator("limit", "max", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_size(value)
+
+
+def restart(control: ServiceControl, params: RestartParams) -> dict[str, Any]:
+    return dict(control.runtime.restart(params.stop_timeout or control.settings.stop_timeout))
+
+
+def start(control: ServiceControl, params: NoParams) -> dict[str, Any]:
+    return dict(control.runtime.start())
+
+
+def rollback(control: ServiceControl, params: RollbackParams) -> dict[str, Any]:
+    return dict(control.runtime.rollback(params.to_image, control.settings.stop_timeout))
+
+
+def scale(control: ServiceControl, params: ScaleParams) -> dict[str, Any]:
+    if params.replicas > params.max:
+        raise PermanentError(f"refusing {params.replicas} replicas: the playbook allows at "
+                             f"most {params.max}")
+    return dict(control.runtime.scale(params.replicas))
+
+
+def set_memory_limit(control: ServiceControl, params: MemoryLimitParams) -> dict[str, Any]:
+    if params.limit > params.max:
+        raise PermanentError(f"refusing a {params.limit >> 20} MiB limit: the playbook allows "
+                             f"at most {params.max >> 20} MiB")
+    return dict(control.runtime.set_memory_limit(params.limit))
+
+
+def register(registry: Registry) -> None:
+    registry.add_backend(Backend(KIND, ServiceConnector(), ServiceSettings,
+                                 "a service on Docker (runtime: docker)"))
+
+    def probe(name: str, func: Any, params: type[BaseModel], summary: str,
+              result: dict[str, str], timeout: float = 30.0) -> None:
+        registry.add(StepKind(f"service.{name}", KIND, func, params, False, summary, result,
+                              timeout=timeout))
+
+    def action(name: str, func: Any, params: type[BaseModel], summary: str,
+               explain: Any) -> None:
+        registry.add(StepKind(f"service.{name}", KIND, func, params, True, summary,
+                              timeout=120.0, explain=explain))
+
+    probe("health", health, HealthParams, "GET the health URL: up, or how it fails",
+          {"ok": "2xx as expected", "error_class": "refused, timeout, tls, http_5xx, ...",
+           "status": "HTTP status", "latency_ms": "round trip"})
+    probe("endpoints", endpoints, NoParams, "check every endpoint at once",
+          {"all_fail": "every endpoint failed (the database?)",
+           "some_fail": "some failed (a code bug?)", "failing": "their URLs"})
+    probe("error_rate", error_rate, ErrorRateParams, "sample requests over a window",
+          {"error_pct": "share failing", "http_5xx": "5xx answers", "p50_ms / p95_ms": "latency"},
+          timeout=120.0)
+    probe("status", status, NoParams, "where and how the service runs",
+          {"running": "bool", "state": "running, exited, restarting ...", "exit_code": "last",
+           "oom_killed": "killed for memory", "restart_count": "restarts",
+           "replicas / replicas_running": "counts", "memory_limit": "bytes or null"})
+    probe("logs", logs, LogParams, "log tail with errors classified",
+          {"classes": "{class: {count, first_seen, last_seen, sample}}",
+           "top_class": "most frequent error class", "first_error_at": "ISO time",
+           "excerpt": "the last error lines"})
+    probe("memory", memory, MemoryParams, "memory sampled over a window, with its trend",
+          {"growing": "bool", "growth_bytes_per_min": "slope", "used_pct": "of the limit",
+           "seconds_to_limit": "projected", "oom_killed": "bool"}, timeout=300.0)
+    probe("processes", processes, NoParams, "processes inside, biggest first",
+          {"processes": "[{pid, user, rss_kb, pcpu, etime, args}]"})
+    probe("recent_deploy", recent_deploy, DeployParams, "the running image and when it came",
+          {"image": "running now", "previous_image": "what ran before, if known",
+           "recent": "deployed within `within`", "deploy_before_first_error": "bool"})
+    action("restart", restart, RestartParams, "restart every replica, one at a time",
+           lambda p: "restart the service (every replica, one at a time)")
+    action("start", start, NoParams, "start the replicas that are not running",
+           lambda p: "start the replicas that are not running")
+    action("rollback", rollback, RollbackParams, "run the previous image again",
+           lambda p: f"re-create the service from image {p.to_image}")
+    action("scale", scale, ScaleParams, "set the number of replicas",
+           lambda p: f"scale to {p.replicas} replica(s) (max {p.max})")
+    action("set_memory_limit", set_memory_limit, MemoryLimitParams, "change the memory limit",
+           lambda p: f"set the memory limit to {p.limit >> 20} MiB (max {p.max >> 20} MiB)")
