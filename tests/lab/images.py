@@ -67,13 +67,14 @@ class AppRecipe:
     instructions: tuple[str, ...] = ()  # ENV, LABEL, ENTRYPOINT ...
 
 
-# The demo API service (api/app.py); its two builds differ only in version and flavor.
-_API_FILES = (("api/app.py", "/app/app.py"),)
+# The demo API service (api-app/ is a folder of files for the image, not a Python
+# package); its two builds differ only in version and flavor.
+_API_FILES = (("api-app/app.py", "/app/app.py"),)
 # Exec form: python is PID 1, so that a memory-limit OOM kill is reported as OOMKilled.
 _API_ENTRYPOINT = 'ENTRYPOINT ["python3", "/app/app.py"]'
 
 
-RECIPES: dict[str, Recipe] = {
+RECIPES: dict[str, Recipe | AppRecipe] = {
     "postgres": Recipe(
         packages=("postgresql-15",),
         entrypoint="postgres-entrypoint.sh",
@@ -209,7 +210,7 @@ def _build_app(recipe: AppRecipe, base_tag: str, tag: str) -> None:
             shutil.copyfile(HERE / source, Path(context, staged))
             lines.append(f"COPY {staged} {target}")
         Path(context, "Dockerfile").write_text("\n".join([*lines, *recipe.instructions, ""]))
-        # The legacy builder takes FROM from the local store (BuildKit would ask a registry).
+        # The legacy builder: it takes FROM from the local store, no registry involved.
         proc = subprocess.run(
             ["docker", "build", "--quiet", "--tag", tag, context],
             env={**os.environ, "DOCKER_BUILDKIT": "0"},

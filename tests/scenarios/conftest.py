@@ -29,3 +29,6 @@ class CLI:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> CLI:
     return CLI(capsys)
+
+
+from tests.scenarios.servicelab import services  # noqa: E402, F401 - a fixture for every scenario
