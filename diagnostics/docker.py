@@ -197,10 +197,13 @@ class DockerReader:
 
     def processes(self) -> dict[str, Any]:
         top = _translated(self._api.top, self.name, ps_args="-eo pid,user,rss,pcpu,etime,args")
-        titles = [t.lower() for t in top.get("Titles") or []]
+        # ps prints its own headers for these columns
+        names = {"PID": "pid", "USER": "user", "RSS": "rss_kb", "%CPU": "cpu_pct",
+                 "ELAPSED": "elapsed", "COMMAND": "args"}
+        titles = [names.get(t, t.lower()) for t in top.get("Titles") or []]
         rows = [dict(zip(titles, row, strict=False)) for row in top.get("Processes") or []]
         for row in rows:
-            row["rss_kb"] = int(row.pop("rss", 0) or 0)
+            row["rss_kb"] = int(row.get("rss_kb") or 0)
         rows.sort(key=lambda r: -r["rss_kb"])
         return {"count": len(rows), "processes": rows}
 

@@ -194,7 +194,8 @@ def status(view: ServiceView, params: NoParams) -> dict[str, Any]:
 def logs(view: ServiceView, params: LogParams) -> dict[str, Any]:
     lines = view.runtime.logs(params.tail, params.since)
     summary = logclass.classify(lines)
-    errors = [line for line in lines if logclass.is_error(line)]
+    # The runtime's own timestamp prefix goes: the line keeps the application's.
+    errors = [logclass.split_timestamp(line)[1] for line in lines if logclass.is_error(line)]
     return {**summary, "excerpt": errors[-params.excerpt:] if params.excerpt else []}
 
 
@@ -325,7 +326,7 @@ def register(registry: Registry) -> None:
           {"growing": "bool", "growth_bytes_per_min": "slope", "used_pct": "of the limit",
            "seconds_to_limit": "projected", "oom_killed": "bool"}, timeout=300.0)
     probe("processes", processes, NoParams, "processes inside, biggest first",
-          {"processes": "[{pid, user, rss_kb, pcpu, etime, args}]"})
+          {"processes": "[{pid, user, rss_kb, cpu_pct, elapsed, args}]"})
     probe("recent_deploy", recent_deploy, DeployParams, "the running image and when it came",
           {"image": "running now", "previous_image": "what ran before, if known",
            "recent": "deployed within `within`", "deploy_before_first_error": "bool"})

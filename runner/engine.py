@@ -268,9 +268,10 @@ class Engine:
         for index, remedy in enumerate(plan.playbook.remedies):
             if remedy.id in state.remedies:
                 continue  # proposed or settled before a resume
-            base = {"remedy": remedy.id, "kind": remedy.run}
             kind = self.registry.kind(remedy.run)
-            if plan.target_for(remedy.target, kind) is None:
+            bound = plan.target_for(remedy.target, kind)
+            base = {"remedy": remedy.id, "kind": remedy.run, "target": bound.name if bound else "-"}
+            if bound is None:
                 self._emit(state, "remedy.skipped", {
                     **base, "status": "not_needed", "reason": "no target for the optional "
                     f"role {plan.role_for(remedy.target, kind)}"})

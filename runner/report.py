@@ -75,7 +75,10 @@ def text(state: RunState) -> str:
     if state.remedies:
         out.append("")
         out.append("REMEDIES")
+        idle = [r.id for r in state.remedies.values() if r.status == "not_needed"]
         for remedy in state.remedies.values():
+            if remedy.status == "not_needed":
+                continue
             who = f" (approved by {remedy.approved_by})" if remedy.approved_by else ""
             out.append(f"  {remedy.status:<10} {remedy.id}: {remedy.kind} on {remedy.target}{who}")
             if remedy.explain:
@@ -88,6 +91,8 @@ def text(state: RunState) -> str:
                 out.append(f"             {remedy.reason}")
             if remedy.error:
                 out.append(f"             error: {remedy.error}")
+        if idle:
+            out.append(f"  not needed: {', '.join(idle)}")
     if state.verify:
         out.append("")
         out.append("VERIFY")

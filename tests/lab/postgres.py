@@ -19,7 +19,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 # Lab-only credentials.
 USER = "runbook"
-PASSWORD = "runbook-lab"
+PASSWORD = "lab-pw-5Rz8q"  # distinctive: the redactor masks it wherever it appears
 DB = "runbook"
 
 

@@ -20,10 +20,12 @@ class ServiceLab:
     inventory: Path
     started: list[str] = field(default_factory=list)
 
-    def start(self, flavor: str = "good", mem_limit: str | None = "256m") -> ApiService:
+    def start(self, flavor: str = "good", mem_limit: str | None = "256m",
+              pool_size: int = 5) -> ApiService:
         name = f"rb-test-api-{uuid.uuid4().hex[:6]}"
         self.started.append(name)
-        api = start_api(name, container_dsn(self.db.app), flavor=flavor, mem_limit=mem_limit)
+        api = start_api(name, container_dsn(self.db.app), flavor=flavor, mem_limit=mem_limit,
+                        pool_size=pool_size)
         self.inventory.write_text(f"""
 targets:
   test-api:

@@ -155,3 +155,25 @@ def test_diagnostics_cannot_change_a_container(services: ServiceLab) -> None:
     container = services.container(api)
     assert container.status == "running"
     assert container.attrs["HostConfig"]["Memory"] == 256 * 1024 * 1024
+
+
+def test_db_pool_hoarded_by_the_api_is_released_by_restarting_it(
+        cli: CLI, services: ServiceLab) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = services.start(pool_size=21)
+    fault(api.url, slow_ms=1500)  # 21 concurrent requests make its pool open 21 sessions
+    with ThreadPoolExecutor(21) as pool:
+        list(pool.map(lambda _: httpx.get(f"{api.url}/api/accounts", timeout=10), range(21)))
+    fault(api.url, reset=True)
+
+    code, report = cli.json("run", "db-pool-exhausted", "-t", "db=test-db", "-t", "api=test-api",
+                            "--no-input")
+    assert code == 1
+    assert "pool-saturated" in findings(report)
+    assert remedy(report, "end-idle-transactions")["status"] == "not_needed"
+    assert remedy(report, "restart-api")["status"] == "proposed"
+
+    code, report = cli.json("resume", report["run_id"], "--approve", "restart-api", "--no-input")
+    assert remedy(report, "restart-api")["status"] == "succeeded"
+    assert {v["id"]: v["status"] for v in report["verify"]}["pool_has_room"] == "passed"

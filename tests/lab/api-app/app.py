@@ -119,6 +119,9 @@ class Pool:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         with self.slot() as slot:
+            if FAULTS.slow_ms:  # slow work holds its pool connection, as it would for real
+                slot.open()
+                time.sleep(FAULTS.slow_ms / 1000)
             try:
                 return slot.open().execute(sql, params).fetchall()
             except psycopg.OperationalError as e:
@@ -284,8 +287,6 @@ def route(method: str, path: str, body: Json | None) -> tuple[int, Json]:
     if method != "GET" or not (path in ("/api/accounts", "/api/balance-report") or account):
         return 404, {"error": "not found"}
 
-    if FAULTS.slow_ms:
-        time.sleep(FAULTS.slow_ms / 1000)
     if FAULTS.fail_endpoint and FAULTS.fail_endpoint in (path, "/api/accounts/<id>"
                                                          if account else path):
         raise RuntimeError(f"injected failure in {path} (fault fail_endpoint)")
