@@ -293,16 +293,16 @@ class DockerOperator(DockerReader):
         _translated(self._api.stop, self.name, timeout=int(stop_timeout))
         _translated(self._api.rename, self.name, aside)
         try:
-            created = _translated(self._api.create_container, name=self.name, **args)
-            _translated(self._api.start, created["Id"])
-            self._wait_running(self.name)
+            self._create(self.name, args)
         except Exception:
             self._restore(aside)
             raise
         _translated(self._api.remove_container, aside, force=True)
         replicas = [r["Names"][0].lstrip("/") for r in self._replicas()]
         for replica in replicas:  # replicas follow the main container's image
-            self._replace(replica, self._clone_config(self._inspect(replica), image))
+            args = self._clone_config(self._inspect(replica), image)
+            _translated(self._api.remove_container, replica, force=True)
+            self._create(replica, args)
         self.history.record(self.name, image, self._inspect()["Image"])
         return {"from_image": info["Config"]["Image"], "to_image": image,
                 "containers": [self.name, *replicas]}
@@ -314,11 +314,6 @@ class DockerOperator(DockerReader):
             _translated(self._api.remove_container, self.name, force=True)
         _translated(self._api.rename, aside, self.name)
         _translated(self._api.start, self.name)
-
-    def _replace(self, container: str, args: dict[str, Any]) -> None:
-        _translated(self._api.remove_container, container, force=True)
-        created = _translated(self._api.create_container, name=container, **args)
-        _translated(self._api.start, created["Id"])
 
     def scale(self, replicas: int) -> dict[str, Any]:
         """Clone the service's container up to `replicas`, or remove the newest clones."""
@@ -339,12 +334,12 @@ class DockerOperator(DockerReader):
             host_config = {k: v for k, v in args["host_config"].items()
                            if k != "PortBindings"}  # a clone cannot take the same host port
             labels = {**args["labels"], REPLICA_LABEL: self.name}
-            self._replace_fresh(name, {**args, "host_config": host_config, "labels": labels})
+            self._create(name, {**args, "host_config": host_config, "labels": labels})
             current.append(name)
             added.append(name)
         return {"replicas": 1 + len(current), "added": added, "removed": removed}
 
-    def _replace_fresh(self, name: str, args: dict[str, Any]) -> None:
+    def _create(self, name: str, args: dict[str, Any]) -> None:
         created = _translated(self._api.create_container, name=name, **args)
         _translated(self._api.start, created["Id"])
         self._wait_running(name)

@@ -182,7 +182,7 @@ class Engine:
             params = kind.params.model_validate(expressions.render(step.with_, context))
         except (expressions.ExpressionError, ValidationError) as exc:
             self._emit(state, "step.finished", {**base, "status": "failed",
-                                                "error": f"bad arguments: {_short(exc)}"})
+                                                "error": f"cannot run: {_short(exc)}"})
             return None
         assert target is not None
         return _Attempt(step, kind, target, params, step.timeout or kind.timeout)
