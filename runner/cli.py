@@ -244,7 +244,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("\nsteps (read-only)")
     for step in book.steps:
         needs = f"  needs {', '.join(step.needs)}" if step.needs else ""
-        print(f"  read-only  {step.id}: {step.run}{needs}")
+        print(f"  {_mark(registry.kind(step.run))}  {step.id}: {step.run}{needs}")
     print("\nfindings")
     for finding in book.findings:
         print(f"  {finding.id}: when {finding.when}")
@@ -314,7 +314,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         deps = step_dependencies(step)
         after = f"  after {', '.join(sorted(deps))}" if deps else ""
         timeout = step.timeout or kind.timeout
-        print(f"  read-only  {step.id}: {kind.name} on {on(step.target, kind)}  "
+        print(f"  {_mark(kind)}  {step.id}: {kind.name} on {on(step.target, kind)}  "
               f"timeout {timeout:g}s, retries {step.retries}{after}")
     print("\nremedies (MUTATING: each needs a recorded approval, run in this order)")
     for remedy in book.remedies:
@@ -326,6 +326,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"{'' if i else chr(10) + 'verify (after remedies)' + chr(10)}"
               f"  read-only  {book.verify_id(i)}: {kind.name} on {on(check.target, kind)}")
     return EXIT_OK
+
+
+def _mark(kind: Any) -> str:
+    """How a step kind is shown: read-only, or read-only on its author's word."""
+    if kind.mutating:
+        return "MUTATING "
+    return "read-only (marked by the playbook's author)" if kind.read_only_by_author \
+        else "read-only"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -482,7 +490,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 def cmd_kinds(args: argparse.Namespace) -> int:
     for kind in _registry():
-        mark = "MUTATING " if kind.mutating else "read-only"
+        mark = _mark(kind)
         fields = ", ".join(kind.params.model_fields)
         print(f"{mark}  {kind.name}({fields})  [{kind.target_kind}]  {kind.summary}")
     return EXIT_OK

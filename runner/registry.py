@@ -71,6 +71,9 @@ class StepKind:
     timeout: float = 30.0
     # For remedies: one line saying what the resolved arguments will do, shown at the gate.
     explain: Callable[[Any], str] | None = None
+    # Read-only only because the playbook's author says so (a free-form command marked
+    # read-only): `show` and `plan` display that mark.
+    read_only_by_author: bool = False
 
 
 class UnknownKind(RunbookError):
