@@ -121,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     add_approver(p)
     add_format(p)
     add_home(p)
+    p = command("daemon", "Run the alert daemon: webhooks in, diagnostics at once, remedies "
+                          "after approval.")
+    p.add_argument("--config", required=True, type=Path, metavar="FILE",
+                   help="daemon configuration (routes, auth, approvers, notifications)")
+    p.add_argument("--host", help="listen address (default: the config's)")
+    p.add_argument("--port", type=int, help="listen port (default: the config's)")
+    add_home(p)
     command("kinds", "List the installed step kinds and what they need.")
     command("schema", "Print the playbook JSON Schema (for editors).")
     return parser
@@ -355,18 +362,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from . import loader
-    from .plan import make_plan
+    from .plan import replan
 
     registry = _registry()
     journal = _journal()
-    row = journal.get_run(args.run_id)
-    source = row.source
-    # The run continues with the playbook it started with, not today's file.
-    loaded = loader.parse(source["playbook_text"], source["playbook_path"], registry)
-    _check_approvals(args.approve, loaded)
-    plan = make_plan(loaded, _inventory(args, registry), registry, source["targets"],
-                     {k: v for k, v in source["params"].items()})
+    plan = replan(journal.get_run(args.run_id).source, _inventory(args, registry), registry)
+    _check_approvals(args.approve, plan.loaded)
     state = _engine(args, registry, journal).resume(plan, args.run_id, by=_who(args))
     return _finish(args, state)
 
@@ -486,6 +487,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
         print(f"  {remedy.explain}")
     print(f"next: runbook resume {args.run_id}")
     return EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from .daemon.app import serve
+
+    return serve(args.config, args.host, args.port)
 
 
 def cmd_kinds(args: argparse.Namespace) -> int:

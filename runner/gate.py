@@ -51,20 +51,26 @@ APPROVED, DECLINED, PENDING = "approved", "declined", "pending"
 class Gate:
     def __init__(self, journal: Journal, registry: Registry, *, approver: str,
                  pre_approved: frozenset[str] = frozenset(),
-                 prompter: Prompter | None = None) -> None:
+                 prompter: Prompter | None = None, ttl: float | None = None) -> None:
         self.journal, self.registry = journal, registry
         self.approver, self.pre_approved, self.prompter = approver, pre_approved, prompter
+        self.ttl = ttl  # seconds an approval stays good; None: until used
 
     def decide(self, proposal: Proposal) -> str:
         """APPROVED, DECLINED or PENDING, recording any decision made now."""
         recorded = self.journal.approvals(proposal.run_id, proposal.remedy)
         if recorded:
             latest = recorded[-1]
-            if latest.fingerprint == proposal.fingerprint:
+            if latest.fingerprint != proposal.fingerprint:
+                self.journal.append(proposal.run_id, "approval.void", {
+                    "remedy": proposal.remedy, "by": latest.by,
+                    "reason": "the resolved arguments differ from those approved"})
+            elif self._expired(latest):
+                self.journal.append(proposal.run_id, "approval.expired", {
+                    "remedy": proposal.remedy, "by": latest.by, "approved_at": latest.at,
+                    "reason": f"approvals are good for {self.ttl:g}s"})
+            else:
                 return latest.decision
-            self.journal.append(proposal.run_id, "approval.void", {
-                "remedy": proposal.remedy, "by": latest.by,
-                "reason": "the resolved arguments differ from those approved"})
         how = None
         if proposal.remedy in self.pre_approved:
             decision, how = APPROVED, "--approve on the command line"
@@ -76,6 +82,14 @@ class Gate:
         self.record(proposal.run_id, proposal.remedy, proposal.fingerprint, decision,
                     self.approver, how)
         return decision
+
+    def _expired(self, approval: Approval) -> bool:
+        if self.ttl is None or approval.decision != APPROVED:
+            return False
+        from datetime import UTC, datetime
+
+        age = datetime.now(UTC) - datetime.fromisoformat(approval.at)
+        return age.total_seconds() > self.ttl
 
     def record(self, run_id: str, remedy: str, fingerprint_: str, decision: str, by: str,
                how: str) -> Approval:
@@ -91,6 +105,8 @@ class Gate:
                               "has no recorded approval")
         if recorded[-1].fingerprint != proposal.fingerprint:
             raise NotApproved(f"the approval of {proposal.remedy!r} was for other arguments")
+        if self._expired(recorded[-1]):
+            raise NotApproved(f"the approval of {proposal.remedy!r} has expired")
         kind = self.registry.kind(proposal.kind)
         params = kind.params.model_validate(proposal.args)
         connector = self.registry.backend(kind.target_kind).connector

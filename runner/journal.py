@@ -140,8 +140,13 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE), serialized with every other user; a
+        transaction opened inside another (same thread) joins it."""
         with self._lock:
+            if self._db.in_transaction:
+                yield self._db
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -150,6 +155,15 @@ class Journal:
                 raise
             self._db.execute("COMMIT")
 
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    def extend_schema(self, script: str) -> None:
+        """Tables of other parts of runbook (the daemon's inbox) in the same database."""
+        with self._lock:
+            self._db.executescript(script)
+
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
 
@@ -157,7 +171,7 @@ class Journal:
 
     def create_run(self, run_id: str, playbook: str, severity: str, source: dict[str, Any]) -> None:
         at = now()
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
                        (run_id, playbook, RUNNING, severity, at, at, this_process(),
                         json.dumps(SECRETS.scrub(source))))
@@ -168,7 +182,7 @@ class Journal:
         data = SECRETS.scrub(data)
         at = now()
         payload = json.dumps(data, default=str)
-        with self._tx() as db:
+        with self.transaction() as db:
             cursor = db.execute("INSERT INTO events (run_id, at, type, data) VALUES (?,?,?,?)",
                                 (run_id, at, type_, payload))
             if type_ in _STATUS_EVENTS and "status" in data:
@@ -227,7 +241,7 @@ class Journal:
     def claim(self, run_id: str) -> None:
         """Take ownership of a run that is not being driven by a live process."""
         self.mark_interrupted()
-        with self._tx() as db:
+        with self.transaction() as db:
             row = db.execute("SELECT status, owner FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 raise JournalError(f"no run {run_id!r} in the journal at {self.home}")
@@ -238,7 +252,7 @@ class Journal:
     # Approvals
 
     def record_approval(self, approval: Approval) -> Approval:
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute("INSERT INTO approvals (run_id, remedy, fingerprint, decision, by, how, at)"
                        " VALUES (?,?,?,?,?,?,?)",
                        (approval.run_id, approval.remedy, approval.fingerprint,
@@ -258,7 +272,7 @@ class Journal:
     # Per-target remediation lock (safety model 3)
 
     def lock_target(self, target: str, run_id: str) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             row = db.execute("SELECT run_id, owner FROM target_locks WHERE target=?",
                              (target,)).fetchone()
             if row and owner_alive(row[1]) and row[0] != run_id:
@@ -267,7 +281,7 @@ class Journal:
                        (target, run_id, this_process(), now()))
 
     def unlock_target(self, target: str, run_id: str) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute("DELETE FROM target_locks WHERE target=? AND run_id=?", (target, run_id))
 
     # The run directory

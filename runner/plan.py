@@ -116,3 +116,11 @@ def make_plan(loaded: LoadedPlaybook, inventory: Inventory, registry: Registry,
         if values[name] is None:
             raise UsageError(f"{book.name} needs --param {name}=VALUE ({param.description})")
     return Plan(loaded, bound, values)
+
+
+def replan(source: Mapping[str, Any], inventory: Inventory, registry: Registry) -> Plan:
+    """The plan of a journaled run: the playbook text it started with, not today's file."""
+    from .loader import parse
+
+    loaded = parse(source["playbook_text"], source["playbook_path"], registry)
+    return make_plan(loaded, inventory, registry, source["targets"], source["params"])

@@ -130,3 +130,19 @@ def test_verify_follows_each_round_of_remedies(kit: Kit) -> None:
     assert state.status == COMPLETED
     verified = [e for e in state.timeline if e.type == "verify.finished"]
     assert len(verified) == 2
+
+
+def test_an_expired_approval_is_void_and_says_so(kit: Kit) -> None:
+    from runner.gate import Gate
+
+    plan = kit.plan(FIX)
+    state = kit.run(FIX)
+    old = "2020-01-01T00:00:00.000+00:00"
+    kit.journal.record_approval(Approval(state.run_id, "fix", state.remedies["fix"].fingerprint,
+                                         "approved", "alice", "runbook approve", old))
+    engine = kit.engine()
+    engine.gate = Gate(kit.journal, kit.registry, approver="daemon", ttl=3600)
+    state = engine.resume(plan, state.run_id, by="alice")
+    assert state.status == AWAITING
+    assert any(e.type == "approval.expired" for e in state.timeline)
+    assert kit.actions() == []

@@ -1,0 +1,408 @@
+"""The daemon: an ASGI app (Starlette on uvicorn) plus a dispatcher and worker threads.
+
+    POST /v1/alerts/alertmanager   Alertmanager webhook (version 4)      -> 202 once stored
+    POST /v1/alerts                generic JSON alert(s)                  -> 202 once stored
+    GET  /v1/runs[?status=&limit=] runs, as `runbook report --format json` shows them
+    GET  /v1/runs/{id}
+    POST /v1/runs/{id}/approvals   {"remedy": ..., "decision": "approve"|"decline"},
+                                   with an approver's bearer token
+    GET  /healthz, /metrics        liveness; Prometheus metrics
+
+Runs started here never approve anything themselves: remedies wait for an approval over
+HTTP (or `runbook approve`), after which the dispatcher queues the run's resume and a
+worker carries it on through the same gate, under the same per-target lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import JournalError, RunbookError, UsageError
+from ..journal import Approval, Journal, new_run_id, now
+from ..registry import Registry
+from ..state import AWAITING, RunState
+from . import notify
+from .alerts import Alert, PayloadError, from_alertmanager, from_generic
+from .config import DaemonConfig
+from .inbox import Inbox, Work
+
+log = logging.getLogger("runbook.daemon")
+
+
+class Metrics:
+    """The daemon's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.received = Counter("runbook_alerts_received_total", "alerts accepted",
+                                ["source", "status"], registry=self.registry)
+        self.dispatched = Counter("runbook_alerts_dispatched_total",
+                                  "alerts routed: started, joined (deduplicated), resolved, "
+                                  "unrouted", ["outcome"], registry=self.registry)
+        self.runs = Counter("runbook_runs_total", "engine passes by the status they ended in",
+                            ["playbook", "status"], registry=self.registry)
+        self.steps = Histogram("runbook_step_duration_seconds", "diagnostic step durations",
+                               ["kind"], registry=self.registry,
+                               buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300))
+        self.notify_failed = Counter("runbook_notifications_failed_total",
+                                     "notifications that failed after their retries",
+                                     registry=self.registry)
+        depth = Gauge("runbook_queue_depth", "queued runs waiting for a worker",
+                      registry=self.registry)
+        depth.set_function(inbox.queue_depth)
+        pending = Gauge("runbook_alerts_undispatched", "stored alerts not yet routed",
+                        registry=self.registry)
+        pending.set_function(inbox.undispatched)
+
+    def observe_run(self, state: RunState) -> None:
+        self.runs.labels(state.playbook, state.status).inc()
+        for step in state.steps.values():
+            if step.duration_ms is not None:
+                self.steps.labels(step.kind).observe(step.duration_ms / 1000)
+
+
+class Daemon:
+    """Dispatcher and workers around one journal; the HTTP app is built on top."""
+
+    def __init__(self, config: DaemonConfig, journal: Journal, registry: Registry) -> None:
+        self.config, self.journal, self.registry = config, journal, registry
+        self.inbox = Inbox(journal, config)
+        self.metrics = Metrics(self.inbox)
+        self.notifier = notify.Notifier(list(config.notify), journal)
+        self.stopping = threading.Event()
+        self.new_alerts = threading.Event()
+        self.new_work = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.sender_token = _env_secret(config.auth.token_env or config.auth.secret_env)
+        self.approvers = {_env_secret(a.token_env): name for name, a in config.approvers.items()}
+
+    # Lifecycle
+
+    def start(self) -> None:
+        interrupted = self.journal.mark_interrupted()
+        requeued = self.inbox.requeue_running()
+        if interrupted or requeued:
+            log.warning("recovered after a stop: %d run(s) interrupted, %d work item(s) "
+                        "requeued", len(interrupted), requeued)
+        self.threads = [threading.Thread(target=self._dispatch_loop, name="dispatcher",
+                                         daemon=True)]
+        self.threads += [threading.Thread(target=self._work_loop, name=f"worker-{i}",
+                                          daemon=True)
+                         for i in range(self.config.max_concurrent_runs)]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop claiming work; let running runs finish within the grace period. A run still
+        going after it stays `running` and shows as interrupted, resumable, on restart."""
+        self.stopping.set()
+        self.new_alerts.set()
+        self.new_work.set()
+        for thread in self.threads:
+            thread.join(timeout=grace)
+
+    # Dispatcher
+
+    def _dispatch_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                handled = self.dispatch_once()
+            except Exception:  # keep the loop alive; the alerts stay stored and retried
+                log.exception("dispatch failed")
+                handled = 0
+            if not handled:
+                self.new_alerts.wait(0.5)
+                self.new_alerts.clear()
+
+    def dispatch_once(self) -> int:
+        dispatched = self.inbox.dispatch()
+        for item in dispatched:
+            self.metrics.dispatched.labels(item.outcome.split(":")[0]).inc()
+            if item.outcome == "resolved" and item.run_id:
+                self._resolved(item.run_id, item.alert)
+        resumes = self.inbox.queue_approved_resumes()
+        if any(d.outcome == "started" for d in dispatched) or resumes:
+            self.new_work.set()
+        return len(dispatched) + len(resumes)
+
+    def _resolved(self, run_id: str, alert: Alert) -> None:
+        try:
+            self.journal.append(run_id, "alert.resolved", {"alert": alert.name,
+                                                           "fingerprint": alert.fingerprint})
+            self.notifier.send(run_id, notify.resolved(self.journal.state(run_id), alert))
+        except JournalError:
+            pass  # the run has not started yet: nothing to annotate
+
+    # Workers
+
+    def _work_loop(self) -> None:
+        while not self.stopping.is_set():
+            item = self.inbox.claim()
+            if item is None:
+                self.new_work.wait(0.5)
+                self.new_work.clear()
+                continue
+            try:
+                self.run(item)
+                self.inbox.finish(item.id)
+            except Exception as exc:
+                log.exception("work %s (%s %s) failed", item.id, item.kind, item.playbook)
+                self.inbox.finish(item.id, error=str(exc)[:2000])
+
+    def run(self, item: Work) -> RunState:
+        from ..engine import Engine
+        from ..gate import Gate
+
+        gate = Gate(self.journal, self.registry, approver="daemon", prompter=None,
+                    ttl=self.config.approval_ttl)
+        engine = Engine(self.registry, self.journal, gate)
+        inventory = self._inventory()
+        run_id = item.run_id
+        resuming = item.kind == "resume" or (run_id is not None and self._exists(run_id))
+        if resuming and run_id is not None:
+            from ..plan import replan
+
+            plan = replan(self.journal.get_run(run_id).source, inventory, self.registry)
+            state = engine.resume(plan, run_id, by="daemon")
+            message = notify.update(state)
+        else:
+            from ..catalog import resolve
+            from ..loader import load
+            from ..plan import make_plan
+
+            loaded = load(resolve(item.playbook, self._playbook_dirs()), self.registry)
+            plan = make_plan(loaded, inventory, self.registry, item.targets, item.params)
+            run_id = new_run_id()
+            self.inbox.set_run(item.id, run_id)
+            state = engine.start(plan, run_id, trigger=f"alert route {item.route}",
+                                 requested_by=f"alert:{item.route}")
+            message = notify.incident(state, self.inbox.alerts_of(run_id))
+        self.metrics.observe_run(state)
+        self.notifier.send(run_id, message)
+        self.metrics.notify_failed.inc(0)
+        return state
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            self.journal.get_run(run_id)
+        except JournalError:
+            return False
+        return True
+
+    def _inventory(self) -> Any:
+        from .. import inventory
+        from ..paths import inventory_paths
+
+        paths = [Path(p) for p in self.config.inventory] or inventory_paths()
+        return inventory.load(paths, self.registry)
+
+    def _playbook_dirs(self) -> list[Path]:
+        from ..paths import playbook_dirs
+
+        return [Path(p) for p in self.config.playbooks] or playbook_dirs()
+
+    # Approvals
+
+    def approve(self, run_id: str, remedy_id: str, decision: str, approver: str) -> Approval:
+        state = self.journal.state(run_id)
+        remedy = state.remedies.get(remedy_id)
+        if remedy is None or remedy.status != "proposed" or state.status != AWAITING:
+            raise UsageError(f"run {run_id} has no remedy {remedy_id!r} waiting for approval")
+        if self.config.four_eyes and approver == state.requested_by:
+            raise PermissionError(f"four-eyes: {approver} requested this run and may not "
+                                  "approve it")
+        approval = self.journal.record_approval(Approval(
+            run_id, remedy_id, remedy.fingerprint,
+            "approved" if decision == "approve" else "declined", approver,
+            f"HTTP POST /v1/runs/{run_id}/approvals", now()))
+        self.new_alerts.set()  # the dispatcher queues the resume
+        return approval
+
+
+def _env_secret(name: str | None) -> str | None:
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise UsageError(f"{name} is not set: the daemon needs it")
+    from ..redact import SECRETS
+
+    SECRETS.register(value)
+    return value
+
+
+# The HTTP app
+
+
+def build_app(daemon: Daemon) -> Any:
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    config = daemon.config
+
+    def problem(status: int, error: str, **extra: Any) -> JSONResponse:
+        return JSONResponse({"error": error, **extra}, status_code=status)
+
+    async def body_of(request: Request) -> bytes | Response:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > config.body_limit:
+            return problem(413, f"body larger than {config.body_limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.body_limit:
+                return problem(413, f"body larger than {config.body_limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def bearer(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
+    def sender_ok(request: Request, body: bytes) -> bool:
+        mode, secret = config.auth.mode, daemon.sender_token or ""
+        if mode == "none":
+            return True
+        if mode == "bearer":
+            return hmac.compare_digest(bearer(request).encode(), secret.encode())
+        signature = request.headers.get("x-runbook-signature", "")
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(signature.encode(), expected.encode())
+
+    def reader_ok(request: Request) -> bool:
+        token = bearer(request)
+        if config.auth.mode == "none":
+            return True
+        known = [daemon.sender_token] if config.auth.mode == "bearer" else []
+        return any(t and hmac.compare_digest(token.encode(), t.encode())
+                   for t in [*known, *daemon.approvers])
+
+    def intake(parse: Callable[[bytes], list[Alert]]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            body = await body_of(request)
+            if isinstance(body, Response):
+                return body
+            if not sender_ok(request, body):
+                return problem(401, "unauthorized: a valid bearer token or signature is "
+                                    "required", )
+            try:
+                alerts = parse(body)
+            except PayloadError as exc:
+                return problem(400, "invalid payload", problems=exc.problems)
+            ids = await run_in_threadpool(daemon.inbox.store, alerts)  # stored before the 202
+            for alert in alerts:
+                daemon.metrics.received.labels(alert.source, alert.status).inc()
+            daemon.new_alerts.set()
+            return JSONResponse({"accepted": len(ids), "ids": ids}, status_code=202)
+        return endpoint
+
+    async def runs(request: Request) -> Response:
+        if not reader_ok(request):
+            return problem(401, "unauthorized")
+        limit = min(int(request.query_params.get("limit", "50") or 50), 500)
+        rows = await run_in_threadpool(daemon.journal.runs, limit,
+                                       request.query_params.get("status"))
+        states = [await run_in_threadpool(daemon.journal.state, row.id) for row in rows]
+        return JSONResponse({"runs": [s.to_json() for s in states]})
+
+    async def run(request: Request) -> Response:
+        if not reader_ok(request):
+            return problem(401, "unauthorized")
+        try:
+            state = await run_in_threadpool(daemon.journal.state, request.path_params["run_id"])
+        except JournalError as exc:
+            return problem(404, str(exc))
+        return JSONResponse(state.to_json())
+
+    async def approvals(request: Request) -> Response:
+        approver = daemon.approvers.get(bearer(request))
+        if approver is None:
+            return problem(401, "unauthorized: an approver's bearer token is required")
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        import json
+
+        try:
+            data = json.loads(body)
+            remedy, decision = str(data["remedy"]), str(data.get("decision", "approve"))
+            if decision not in {"approve", "decline"}:
+                raise ValueError("decision must be approve or decline")
+        except (ValueError, KeyError, TypeError) as exc:
+            return problem(400, 'invalid approval: want {"remedy": ID, "decision": '
+                                f'"approve"|"decline"}} ({exc})')
+        try:
+            approval = await run_in_threadpool(daemon.approve, request.path_params["run_id"],
+                                               remedy, decision, approver)
+        except JournalError as exc:
+            return problem(404, str(exc))
+        except UsageError as exc:
+            return problem(409, str(exc))
+        except PermissionError as exc:
+            return problem(403, str(exc))
+        return JSONResponse({"run_id": approval.run_id, "remedy": approval.remedy,
+                             "decision": approval.decision, "by": approval.by,
+                             "at": approval.at}, status_code=202)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "workers": config.max_concurrent_runs,
+                             "queue_depth": daemon.inbox.queue_depth()})
+
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return PlainTextResponse(generate_latest(daemon.metrics.registry),
+                                 media_type=CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        daemon.start()
+        yield
+        await run_in_threadpool(daemon.stop)
+
+    return Starlette(routes=[
+        Route("/v1/alerts/alertmanager", intake(from_alertmanager), methods=["POST"]),
+        Route("/v1/alerts", intake(from_generic), methods=["POST"]),
+        Route("/v1/runs", runs, methods=["GET"]),
+        Route("/v1/runs/{run_id}", run, methods=["GET"]),
+        Route("/v1/runs/{run_id}/approvals", approvals, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ], lifespan=lifespan)
+
+
+def serve(config_path: Path, host: str | None = None, port: int | None = None) -> int:
+    """`runbook daemon`: run until SIGTERM/SIGINT, then shut down gracefully."""
+    import uvicorn
+
+    from ..paths import home
+    from ..registry import default_registry
+    from .config import load
+
+    config = load(config_path)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        daemon = Daemon(config, Journal(home()), default_registry())
+    except RunbookError:
+        raise
+    server = uvicorn.Server(uvicorn.Config(
+        build_app(daemon), host=host or config.listen.host, port=port or config.listen.port,
+        log_level="warning", access_log=False, timeout_graceful_shutdown=30))
+    log.info("runbook daemon on http://%s:%s, journal %s", server.config.host,
+             server.config.port, home())
+    server.run()
+    return 0

@@ -1,0 +1,222 @@
+"""The daemon's persistent inbox and work queue, in the journal's database.
+
+An alert is written here before the intake answers 202, so an accepted alert is never
+lost. The dispatcher then routes each stored alert exactly once (in order), groups it with
+the alerts of the same group key into one run, and queues that run; workers claim queued
+work; nothing is dropped when every worker is busy, the queue just grows. After a crash,
+undispatched alerts are dispatched and claimed work goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..journal import Journal, now
+from ..state import AWAITING
+from .alerts import Alert
+from .config import DaemonConfig
+from .routing import bindings, group_key, route_for
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    alert TEXT NOT NULL,        -- the Alert as JSON
+    outcome TEXT,               -- NULL until dispatched: started, joined, resolved, unrouted
+    route TEXT,
+    group_key TEXT,
+    work_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS alerts_pending ON alerts(outcome, id);
+CREATE TABLE IF NOT EXISTS work (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,         -- run (start a playbook) or resume (after an approval)
+    route TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    playbook TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    params TEXT NOT NULL,
+    run_id TEXT,
+    status TEXT NOT NULL,       -- queued, running, done, failed
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS work_queue ON work(status, id);
+CREATE TABLE IF NOT EXISTS alert_groups (
+    group_key TEXT PRIMARY KEY,
+    work_id INTEGER NOT NULL,
+    opened_at REAL NOT NULL,    -- unix time the group's run was queued
+    window REAL NOT NULL        -- alerts within it join that run
+);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Work:
+    id: int
+    kind: str
+    route: str
+    group_key: str
+    playbook: str
+    targets: dict[str, str]
+    params: dict[str, Any]
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What the dispatcher did with one alert, for metrics and notifications."""
+
+    alert: Alert
+    outcome: str  # started, joined, resolved, unrouted
+    run_id: str | None = None
+
+
+class Inbox:
+    def __init__(self, journal: Journal, config: DaemonConfig) -> None:
+        self.journal, self.config = journal, config
+        journal.extend_schema(SCHEMA)
+
+    # Intake
+
+    def store(self, alerts: list[Alert]) -> list[int]:
+        """Persist alerts (one transaction); the caller answers 202 only after this."""
+        at = now()
+        rows = [(at, a.source, a.status, a.fingerprint, a.model_dump_json()) for a in alerts]
+        with self.journal.transaction() as db:
+            first = db.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()[0]
+            db.executemany("INSERT INTO alerts (received_at, source, status, fingerprint, alert)"
+                           " VALUES (?,?,?,?,?)", rows)
+        return list(range(first + 1, first + 1 + len(rows)))
+
+    # Dispatch
+
+    def dispatch(self, limit: int = 500) -> list[Dispatched]:
+        """Route stored alerts, oldest first; each alert's outcome commits with its effect."""
+        pending = self.journal.read("SELECT id, alert FROM alerts WHERE outcome IS NULL "
+                                    "ORDER BY id LIMIT ?", (limit,))
+        done = []
+        for alert_id, body in pending:
+            alert = Alert.model_validate_json(body)
+            with self.journal.transaction() as db:
+                done.append(self._dispatch_one(db, alert_id, alert))
+        return done
+
+    def _dispatch_one(self, db: Any, alert_id: int, alert: Alert) -> Dispatched:
+        route = route_for(alert, self.config.routes)
+        if route is None:
+            db.execute("UPDATE alerts SET outcome='unrouted' WHERE id=?", (alert_id,))
+            return Dispatched(alert, "unrouted")
+        key = group_key(alert, route)
+        group = db.execute("SELECT work_id, opened_at, window FROM alert_groups "
+                           "WHERE group_key=?", (key,)).fetchone()
+        open_work = group[0] if group and time.time() - group[1] < group[2] else None
+        run_id = self._run_id(db, open_work) if open_work else None
+        if alert.status == "resolved":  # never starts a run; it may close the open one
+            db.execute("UPDATE alerts SET outcome='resolved', route=?, group_key=?, work_id=? "
+                       "WHERE id=?", (route.name, key, open_work, alert_id))
+            return Dispatched(alert, "resolved", run_id)
+        if open_work is not None:
+            db.execute("UPDATE alerts SET outcome='joined', route=?, group_key=?, work_id=? "
+                       "WHERE id=?", (route.name, key, open_work, alert_id))
+            return Dispatched(alert, "joined", run_id)
+        try:
+            targets, params = bindings(alert, route)
+        except Exception as exc:  # a bad template must not stop the inbox
+            db.execute("UPDATE alerts SET outcome='unrouted', route=? WHERE id=?",
+                       (route.name, alert_id))
+            return Dispatched(alert, f"unrouted: {exc}")
+        at = now()
+        work_id = db.execute(
+            "INSERT INTO work (kind, route, group_key, playbook, targets, params, status, "
+            "created_at, updated_at) VALUES ('run',?,?,?,?,?,'queued',?,?)",
+            (route.name, key, route.playbook, json.dumps(targets), json.dumps(params, default=str),
+             at, at)).lastrowid
+        window = route.once_within or self.config.dedup_window
+        db.execute("INSERT OR REPLACE INTO alert_groups VALUES (?,?,?,?)",
+                   (key, work_id, time.time(), window))
+        db.execute("UPDATE alerts SET outcome='started', route=?, group_key=?, work_id=? "
+                   "WHERE id=?", (route.name, key, work_id, alert_id))
+        return Dispatched(alert, "started")
+
+    @staticmethod
+    def _run_id(db: Any, work_id: int) -> str | None:
+        row = db.execute("SELECT run_id FROM work WHERE id=?", (work_id,)).fetchone()
+        return row[0] if row else None
+
+    def queue_approved_resumes(self) -> list[str]:
+        """Runs awaiting approval that got one (over HTTP or `runbook approve`): queue their
+        resume. A cursor over the approvals table makes each approval count once."""
+        with self.journal.transaction() as db:
+            row = db.execute("SELECT position FROM cursors WHERE name='approvals'").fetchone()
+            position = row[0] if row else 0
+            fresh = db.execute("SELECT a.id, a.run_id FROM approvals a JOIN runs r "
+                               "ON r.id = a.run_id WHERE a.id > ? AND r.status = ? "
+                               "ORDER BY a.id", (position, AWAITING)).fetchall()
+            last = db.execute("SELECT coalesce(max(id), 0) FROM approvals").fetchone()[0]
+            db.execute("INSERT OR REPLACE INTO cursors VALUES ('approvals', ?)", (last,))
+            queued = []
+            for _, run_id in fresh:
+                waiting = db.execute("SELECT 1 FROM work WHERE run_id=? AND kind='resume' AND "
+                                     "status IN ('queued','running')", (run_id,)).fetchone()
+                source = db.execute("SELECT route, group_key, playbook FROM work "
+                                    "WHERE run_id=? ORDER BY id LIMIT 1", (run_id,)).fetchone()
+                if waiting or run_id in queued:
+                    continue
+                route, key, playbook = source or ("cli", "", "")
+                at = now()
+                db.execute("INSERT INTO work (kind, route, group_key, playbook, targets, params,"
+                           " run_id, status, created_at, updated_at) VALUES "
+                           "('resume',?,?,?,'{}','{}',?,'queued',?,?)",
+                           (route, key, playbook, run_id, at, at))
+                queued.append(run_id)
+        return queued
+
+    # Work
+
+    def claim(self) -> Work | None:
+        """The oldest queued work, now marked running (atomically: one claimer wins)."""
+        with self.journal.transaction() as db:
+            row = db.execute(
+                "UPDATE work SET status='running', updated_at=? WHERE id = (SELECT id FROM work "
+                "WHERE status='queued' ORDER BY id LIMIT 1) RETURNING id, kind, route, "
+                "group_key, playbook, targets, params, run_id", (now(),)).fetchone()
+        if row is None:
+            return None
+        return Work(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]),
+                    json.loads(row[6]), row[7])
+
+    def set_run(self, work_id: int, run_id: str) -> None:
+        with self.journal.transaction() as db:
+            db.execute("UPDATE work SET run_id=?, updated_at=? WHERE id=?",
+                       (run_id, now(), work_id))
+
+    def finish(self, work_id: int, error: str | None = None) -> None:
+        with self.journal.transaction() as db:
+            db.execute("UPDATE work SET status=?, error=?, updated_at=? WHERE id=?",
+                       ("failed" if error else "done", error, now(), work_id))
+
+    def requeue_running(self) -> int:
+        """After a restart: work a dead process had claimed goes back to the queue."""
+        with self.journal.transaction() as db:
+            return int(db.execute("UPDATE work SET status='queued', updated_at=? "
+                                  "WHERE status='running'", (now(),)).rowcount)
+
+    def queue_depth(self) -> int:
+        return int(self.journal.read("SELECT count(*) FROM work WHERE status='queued'")[0][0])
+
+    def undispatched(self) -> int:
+        return int(self.journal.read("SELECT count(*) FROM alerts WHERE outcome IS NULL")[0][0])
+
+    def alerts_of(self, run_id: str) -> list[Alert]:
+        rows = self.journal.read("SELECT a.alert FROM alerts a JOIN work w ON w.id = a.work_id "
+                                 "WHERE w.run_id = ? ORDER BY a.id", (run_id,))
+        return [Alert.model_validate_json(r[0]) for r in rows]

@@ -1,0 +1,162 @@
+"""Notifications to the incident channel: a Slack incoming webhook (Block Kit) and a
+generic JSON webhook, in the seed runbooks' three shapes: INCIDENT ALERT, UPDATE, RESOLVED.
+
+Sending retries with back-off; a notification that still fails is recorded on the run and
+never fails it. Secrets are scrubbed from every message; the Slack URL itself is one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from ..journal import Journal
+from ..redact import SECRETS
+from ..state import RunState
+from .alerts import Alert
+from .config import Notify
+
+
+def _since(start: str | None) -> str:
+    if not start:
+        return "?"
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(start)).total_seconds()
+    from ..durations import format_duration
+
+    return format_duration(max(seconds, 0))
+
+
+def _service(state: RunState) -> str:
+    return ", ".join(f"{t['name']}" for t in state.targets.values()) or "?"
+
+
+def incident(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
+    """INCIDENT ALERT: severity, service, started, impact, symptoms, and what waits."""
+    fired = state.fired()
+    first = alerts[0] if alerts else None
+    started = first.starts_at.isoformat() if first and first.starts_at else state.started_at
+    symptoms = "; ".join(sorted({a.annotations.get("summary") or a.name for a in alerts}))
+    return {
+        "kind": "incident",
+        "title": f"INCIDENT ALERT [{state.severity}] {state.playbook}",
+        "fields": {
+            "Severity": state.severity,
+            "Service": _service(state),
+            "Started": started,
+            "Impact": state.summary,
+            "Symptoms": symptoms or "(no alert annotations)",
+        },
+        "found": [f"[{f.severity}] {f.message}" for f in fired] or ["nothing wrong found"],
+        "not_checked": [f"{s.id}: {s.error}" for s in state.not_checked()],
+        "waiting": [f"{r.id}: {r.explain or r.kind}" for r in state.remedies.values()
+                    if r.status == "proposed"],
+        "next": (f"approve: POST /v1/runs/{state.run_id}/approvals or "
+                 f"`runbook approve {state.run_id} REMEDY`"),
+        "run": state.to_json(),
+    }
+
+
+def update(state: RunState) -> dict[str, Any]:
+    """UPDATE: status, what was found or done, next step."""
+    done = [f"{r.id}: {r.status}" + (f" (approved by {r.approved_by})" if r.approved_by else "")
+            for r in state.remedies.values() if r.status not in {"not_needed", "proposed"}]
+    checks = [f"{v.id}: {v.status}" for v in state.verify.values()]
+    waiting = [r.id for r in state.remedies.values() if r.status == "proposed"]
+    return {
+        "kind": "update",
+        "title": f"UPDATE [{state.severity}] {state.playbook}: {state.status}",
+        "fields": {"Status": state.status, "Service": _service(state)},
+        "found": [f"[{f.severity}] {f.message}" for f in state.fired()],
+        "done": done + checks,
+        "next": f"waiting for approval of {', '.join(waiting)}" if waiting else "nothing waits",
+        "run": state.to_json(),
+    }
+
+
+def resolved(state: RunState, alert: Alert) -> dict[str, Any]:
+    """RESOLVED: duration, summary, resolution."""
+    remedies = [f"{r.id} ({r.approved_by})" for r in state.remedies.values()
+                if r.status == "succeeded"]
+    return {
+        "kind": "resolved",
+        "title": f"RESOLVED [{state.severity}] {state.playbook}",
+        "fields": {
+            "Duration": _since(alert.starts_at.isoformat() if alert.starts_at
+                               else state.started_at),
+            "Summary": state.summary,
+            "Resolution": ", ".join(remedies) or "resolved without a remedy from runbook",
+        },
+        "found": [f"[{f.severity}] {f.message}" for f in state.fired()],
+        "run": state.to_json(),
+    }
+
+
+def slack_blocks(message: dict[str, Any]) -> dict[str, Any]:
+    """Block Kit: a header, the fields, then what was found / done / waits."""
+    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in message["fields"].items()]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": message["title"][:150]}},
+        {"type": "section", "fields": fields[:10]},
+    ]
+    for key, label in (("found", "Found"), ("not_checked", "Could not check"),
+                       ("done", "Done"), ("waiting", "Waiting for approval")):
+        if message.get(key):
+            text = "\n".join(f"• {line}" for line in message[key])
+            blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                       "text": f"*{label}*\n{text}"[:2900]}})
+    if message.get("next"):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
+                                                        "text": message["next"]}]})
+    return {"text": message["title"], "blocks": blocks}
+
+
+class Notifier:
+    def __init__(self, channels: list[Notify], journal: Journal) -> None:
+        self.channels, self.journal = channels, journal
+        self.failures = 0
+
+    def send(self, run_id: str, message: dict[str, Any]) -> None:
+        for channel in self.channels:
+            payload = slack_blocks(message) if channel.kind == "slack" else {
+                k: v for k, v in message.items()}
+            payload = SECRETS.scrub(payload)
+            error = self._post(channel, payload)
+            event = {"channel": channel.kind, "message": message["kind"]}
+            if error:
+                self.failures += 1
+                self.journal.append(run_id, "notify.failed", {**event, "error": error})
+            else:
+                self.journal.append(run_id, "notify.sent", event)
+
+    @staticmethod
+    def _post(channel: Notify, payload: dict[str, Any]) -> str | None:
+        """None when delivered; else the last error, after the retries."""
+        try:
+            url = channel.resolved_url()
+        except Exception as exc:  # a missing URL is a failed notification
+            return str(exc)
+        SECRETS.register(url if channel.url_env else None)
+        body = json.dumps(payload, default=str).encode()
+        error = "not sent"
+        for attempt in range(channel.retries + 1):
+            if attempt:
+                time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+            request = urllib.request.Request(url, data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                # the URL comes from the daemon config: http(s) only by construction
+                with urllib.request.urlopen(request, timeout=channel.timeout) as answer:
+                    if 200 <= answer.status < 300:
+                        return None
+                    error = f"HTTP {answer.status}"
+            except urllib.error.HTTPError as exc:
+                error = f"HTTP {exc.code}"
+                if 400 <= exc.code < 500 and exc.code != 429:
+                    break  # the request itself is wrong: retrying cannot help
+            except (urllib.error.URLError, OSError) as exc:
+                error = str(getattr(exc, "reason", exc))
+        return str(SECRETS.scrub(error))

@@ -1,0 +1,78 @@
+"""Alertmanager-style matchers and routes: which playbook an alert starts, on what.
+
+A matcher is `label="value"`, `label!="value"`, `label=~"regex"` or `label!~"regex"`; a
+regex must match the whole value, as in Alertmanager. Targets and params are templates over
+the alert's `labels` and `annotations` (the same sandbox as playbooks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .alerts import Alert
+    from .config import Route
+
+_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
+
+
+@dataclass(frozen=True)
+class Matcher:
+    label: str
+    op: str
+    value: str
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        actual = labels.get(self.label, "")
+        if self.op in {"=", "!="}:
+            return (actual == self.value) == (self.op == "=")
+        return bool(re.fullmatch(self.value, actual)) == (self.op == "=~")
+
+
+def parse_matcher(text: str) -> Matcher:
+    match = _MATCHER.match(text)
+    if not match:
+        raise ValueError(f'bad matcher {text!r}: use label="value", label!="value", '
+                         'label=~"regex" or label!~"regex"')
+    label, op, value = match.groups()
+    value = value.replace('\\"', '"')
+    if op in {"=~", "!~"}:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"bad regex in matcher {text!r}: {exc}") from None
+    return Matcher(label, op, value)
+
+
+def route_for(alert: Alert, routes: list[Route]) -> Route | None:
+    """The first route whose matchers all match the alert's labels."""
+    for route in routes:
+        if all(m.matches(alert.labels) for m in route.matchers()):
+            return route
+    return None
+
+
+def group_key(alert: Alert, route: Route) -> str:
+    """Alerts with the same key join one run: the route plus its group_by labels (or the
+    alert's own fingerprint when the route groups by nothing)."""
+    if route.group_by:
+        identity: Any = {label: alert.labels.get(label, "") for label in route.group_by}
+    else:
+        identity = alert.fingerprint
+    digest = hashlib.sha256(json.dumps([route.name, identity], sort_keys=True).encode())
+    return f"{route.name}:{digest.hexdigest()[:16]}"
+
+
+def bindings(alert: Alert, route: Route) -> tuple[dict[str, str], dict[str, Any]]:
+    """(targets, params) for the run, rendered from the alert's labels and annotations."""
+    from ..expressions import render
+
+    context = {"labels": alert.labels, "annotations": alert.annotations}
+    targets = {role: str(render(template, context)) for role, template in route.targets.items()}
+    params = {name: render(template, context) for name, template in route.params.items()}
+    return targets, params
