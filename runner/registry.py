@@ -137,7 +137,11 @@ class Registry:
 
         registry = cls()
         for entry in sorted(entry_points(group=group), key=lambda e: e.name):
-            register: Callable[[Registry], None] = entry.load()
+            try:
+                register: Callable[[Registry], None] = entry.load()
+            except ImportError as exc:
+                raise RunbookError(f"backend {entry.name} ({entry.value}) cannot be loaded: "
+                                   f"{exc}; reinstall runbook-runner") from None
             register(registry)
         for spec in filter(None, os.environ.get("RUNBOOK_BACKENDS", "").split(",")):
             module, _, function = spec.strip().partition(":")

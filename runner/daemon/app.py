@@ -139,7 +139,7 @@ class Daemon:
         try:
             self.journal.append(run_id, "alert.resolved", {"alert": alert.name,
                                                            "fingerprint": alert.fingerprint})
-            self.notifier.send(run_id, notify.resolved(self.journal.state(run_id), alert))
+            self._notify(run_id, notify.resolved(self.journal.state(run_id), alert))
         except JournalError:
             pass  # the run has not started yet: nothing to annotate
 
@@ -188,9 +188,11 @@ class Daemon:
                                  requested_by=f"alert:{item.route}")
             message = notify.incident(state, self.inbox.alerts_of(run_id))
         self.metrics.observe_run(state)
-        self.notifier.send(run_id, message)
-        self.metrics.notify_failed.inc(0)
+        self._notify(run_id, message)
         return state
+
+    def _notify(self, run_id: str, message: dict[str, Any]) -> None:
+        self.metrics.notify_failed.inc(self.notifier.send(run_id, message))
 
     def _exists(self, run_id: str) -> bool:
         try:

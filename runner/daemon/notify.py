@@ -117,9 +117,10 @@ def slack_blocks(message: dict[str, Any]) -> dict[str, Any]:
 class Notifier:
     def __init__(self, channels: list[Notify], journal: Journal) -> None:
         self.channels, self.journal = channels, journal
-        self.failures = 0
 
-    def send(self, run_id: str, message: dict[str, Any]) -> None:
+    def send(self, run_id: str, message: dict[str, Any]) -> int:
+        """Send to every channel; return how many failed (each is journaled on the run)."""
+        failures = 0
         for channel in self.channels:
             payload = slack_blocks(message) if channel.kind == "slack" else {
                 k: v for k, v in message.items()}
@@ -127,10 +128,11 @@ class Notifier:
             error = self._post(channel, payload)
             event = {"channel": channel.kind, "message": message["kind"]}
             if error:
-                self.failures += 1
+                failures += 1
                 self.journal.append(run_id, "notify.failed", {**event, "error": error})
             else:
                 self.journal.append(run_id, "notify.sent", event)
+        return failures
 
     @staticmethod
     def _post(channel: Notify, payload: dict[str, Any]) -> str | None:

@@ -1,0 +1,148 @@
+"""A real daemon on loopback (uvicorn in a thread) around the `mem` test backend, and a
+real HTTP receiver standing in for Slack: it records what it got and answers as told."""
+
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PLAYBOOK = """
+name: mem-incident
+summary: a test incident on the mem backend
+severity: P2
+targets:
+  box: {kind: mem}
+params:
+  value: {type: int, default: 1}
+steps:
+  - {id: look, run: mem.sleep, with: {value: "{{ params.value }}"}}
+findings:
+  - {id: high, when: steps.look.value > 0, say: "value is {{ steps.look.value }}"}
+remedies:
+  - {id: fix, run: mem.act, with: {items: ["{{ params.value }}"]}}
+verify:
+  - {id: fine, run: mem.sleep, within: 1s}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Receiver:
+    """A local stand-in for Slack's incoming webhook."""
+
+    status: int = 200
+    got: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    def wait_for(self, check: Callable[[list[dict[str, Any]]], bool], timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not check(self.got):
+            assert time.monotonic() < deadline, f"receiver got only {self.got}"
+            time.sleep(0.05)
+
+
+@contextmanager
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            rec.got.append(json.loads(body))
+            self.send_response(rec.status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    rec.url = f"http://127.0.0.1:{server.server_port}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield rec
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def write_world(root: Path, config: str) -> Path:
+    """Playbooks, inventory and a daemon config under `root`; returns the config path."""
+    (root / "playbooks").mkdir(parents=True, exist_ok=True)
+    (root / "playbooks" / "mem-incident.yaml").write_text(PLAYBOOK)
+    (root / "box").mkdir(exist_ok=True)
+    (root / "inventory.yaml").write_text(
+        f"targets:\n  box: {{kind: mem, path: {root / 'box'}}}\n")
+    path = root / "daemon.yaml"
+    path.write_text(textwrap.dedent(config).format(root=root))
+    return path
+
+
+@dataclass
+class RunningDaemon:
+    url: str
+    token: str
+    daemon: Any = None
+
+    def _headers(self, token: str | None) -> dict[str, str]:
+        token = self.token if token is None else token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def post(self, path: str, payload: Any, token: str | None = None) -> httpx.Response:
+        return httpx.post(self.url + path, json=payload, headers=self._headers(token), timeout=10)
+
+    def get(self, path: str, token: str | None = None) -> httpx.Response:
+        return httpx.get(self.url + path, headers=self._headers(token), timeout=10)
+
+    def wait_run(self, check: Callable[[list[dict[str, Any]]], bool],
+                 timeout: float = 20) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.get("/v1/runs").json()["runs"]
+            if check(runs):
+                return list(runs)
+            assert time.monotonic() < deadline, f"runs are {runs}"
+            time.sleep(0.1)
+
+
+@contextmanager
+def daemon_in_thread(config_path: Path, home: Path, token: str) -> Iterator[RunningDaemon]:
+    import uvicorn
+
+    from runner.daemon.app import Daemon, build_app
+    from runner.daemon.config import load
+    from runner.journal import Journal
+    from tests.enginekit import mem_registry
+
+    config = load(config_path)
+    daemon = Daemon(config, Journal(home), mem_registry())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(daemon), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the daemon did not start"
+        time.sleep(0.02)
+    try:
+        yield RunningDaemon(f"http://127.0.0.1:{port}", token, daemon)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -1,0 +1,152 @@
+"""kill -9 the daemon: no accepted alert is lost, interrupted runs carry on, and a remedy
+that was running is never run again by itself. Real processes, really killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runner.journal import Journal
+from tests.daemonkit import free_port, write_world
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "crash-intake-token"
+
+SLOW_PLAYBOOK = """
+name: slow-incident
+summary: diagnosis waits for a file, so a test can kill the daemon mid-run
+targets:
+  box: {kind: mem}
+steps:
+  - {id: wait, run: mem.wait_for, with: {file: release-step, value: 1}}
+findings:
+  - {id: seen, when: steps.wait.ok, say: seen}
+remedies:
+  - {id: fix, run: mem.act, with: {items: [1], wait_for: release-act}}
+"""
+
+CONFIG = """
+auth: {{mode: bearer, token_env: CRASH_TOKEN}}
+max_concurrent_runs: 1
+approvers:
+  carol: {{token_env: CRASH_CAROL}}
+routes:
+  - name: slow
+    match: ['alertname="Slow"']
+    playbook: slow-incident
+    targets: {{box: box}}
+    group_by: [group]
+playbooks: [{root}/playbooks]
+inventory: [{root}/inventory.yaml]
+"""
+
+
+class Daemon:
+    def __init__(self, config: Path, home: Path) -> None:
+        self.config, self.home, self.port = config, home, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "RUNBOOK_HOME": str(self.home), "CRASH_TOKEN": TOKEN,
+               "CRASH_CAROL": "carol-token", "RUNBOOK_BACKENDS": "tests.support.membackend:register"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "runner", "daemon", "--config",
+                                      str(self.config), "--port", str(self.port)], cwd=ROOT,
+                                     env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_until(self._up, "the daemon to answer")
+
+    def _up(self) -> bool:
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+    def post(self, path: str, payload: object, token: str = TOKEN) -> httpx.Response:
+        return httpx.post(self.url + path, json=payload, timeout=10,
+                          headers={"Authorization": f"Bearer {token}"})
+
+    def runs(self) -> list[dict[str, object]]:
+        answer = httpx.get(self.url + "/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"})
+        return list(answer.json()["runs"])
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, runbook_home: Path) -> Iterator[Daemon]:
+    config = write_world(tmp_path, CONFIG)
+    (tmp_path / "playbooks" / "slow-incident.yaml").write_text(SLOW_PLAYBOOK)
+    running = Daemon(config, runbook_home)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def alert(group: str) -> dict[str, object]:
+    return {"labels": {"alertname": "Slow", "group": group}}
+
+
+def test_after_kill_9_every_accepted_alert_is_processed(daemon: Daemon, tmp_path: Path) -> None:
+    accepted = [daemon.post("/v1/alerts", alert(f"g{i % 3}")) for i in range(12)]
+    assert all(a.status_code == 202 for a in accepted)
+    wait_until(lambda: any(r["steps"] for r in daemon.runs()), "the first run's step")
+    daemon.kill9()  # one run mid-diagnosis, two queued behind it
+
+    daemon.start()
+    (tmp_path / "box" / "release-step").touch()
+    wait_until(lambda: len(daemon.runs()) == 3 and all(
+        r["status"] == "awaiting_approval" for r in daemon.runs()), "three runs")
+    with Journal(daemon.home) as journal:
+        outcomes = journal.read("SELECT outcome, count(*) FROM alerts GROUP BY outcome")
+        assert dict(outcomes) == {"started": 3, "joined": 9}
+        first = min(daemon.runs(), key=lambda r: str(r["started_at"]))
+        types = [e.type for e in journal.events(str(first["run_id"]))]
+    assert "run.interrupted" in types and "run.resumed" in types
+
+
+def test_a_remedy_killed_mid_way_is_never_run_again(daemon: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "box" / "release-step").touch()
+    daemon.post("/v1/alerts", alert("only"))
+    wait_until(lambda: bool(daemon.runs()) and daemon.runs()[0]["status"] == "awaiting_approval",
+               "the proposal")
+    run_id = daemon.runs()[0]["run_id"]
+    assert daemon.post(f"/v1/runs/{run_id}/approvals", {"remedy": "fix"},
+                       token="carol-token").status_code == 202
+    actions = tmp_path / "box" / "actions.jsonl"
+    wait_until(actions.exists, "the remedy to start")
+    daemon.kill9()
+
+    daemon.start()
+    (tmp_path / "box" / "release-act").touch()
+    wait_until(lambda: daemon.runs()[0]["status"] == "failed", "the run to settle")
+    [remedy] = daemon.runs()[0]["remedies"]
+    assert remedy["status"] == "interrupted"  # type: ignore[index]
+    time.sleep(1)  # nothing else picks it up later either
+    assert [json.loads(line)["phase"] for line in actions.read_text().splitlines()] == ["start"]
