@@ -62,7 +62,7 @@ def receiver() -> Iterator[Receiver]:
     rec = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             rec.got.append(json.loads(body))
             self.send_response(rec.status)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.daemonkit import RunningDaemon, Receiver, daemon_in_thread, receiver, write_world
+from tests.daemonkit import Receiver, RunningDaemon, daemon_in_thread, receiver, write_world
 
 CONFIG = """
 auth: {{mode: bearer, token_env: TEST_INTAKE_TOKEN}}
@@ -69,7 +69,8 @@ def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack: Receiver,
 
 
 def test_intake_needs_the_token(daemon: RunningDaemon) -> None:
-    assert daemon.post("/v1/alerts/alertmanager", am_payload(box_alert()), token="").status_code == 401
+    anonymous = daemon.post("/v1/alerts/alertmanager", am_payload(box_alert()), token="")
+    assert anonymous.status_code == 401
     assert daemon.post("/v1/alerts/alertmanager", am_payload(box_alert()),
                        token="wrong").status_code == 401
     answer = daemon.post("/v1/alerts/alertmanager", am_payload(box_alert()))
@@ -138,7 +139,7 @@ def test_a_resolved_alert_annotates_the_run_and_never_starts_one(
         daemon: RunningDaemon, slack: Receiver) -> None:
     daemon.post("/v1/alerts/alertmanager", am_payload(box_alert("b9"), status="resolved"))
     daemon.post("/v1/alerts/alertmanager", am_payload(box_alert("b1")))
-    [run] = daemon.wait_run(lambda runs: bool(runs) and runs[0]["status"] == "awaiting_approval")
+    daemon.wait_run(lambda runs: bool(runs) and runs[0]["status"] == "awaiting_approval")
     daemon.post("/v1/alerts/alertmanager", am_payload(box_alert("b1"), status="resolved"))
     slack.wait_for(lambda got: any(m["text"].startswith("RESOLVED") for m in got))
     assert len(daemon.get("/v1/runs").json()["runs"]) == 1

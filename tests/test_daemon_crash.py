@@ -58,7 +58,8 @@ class Daemon:
 
     def start(self) -> None:
         env = {**os.environ, "RUNBOOK_HOME": str(self.home), "CRASH_TOKEN": TOKEN,
-               "CRASH_CAROL": "carol-token", "RUNBOOK_BACKENDS": "tests.support.membackend:register"}
+               "CRASH_CAROL": "carol-token",
+               "RUNBOOK_BACKENDS": "tests.support.membackend:register"}
         self.proc = subprocess.Popen([sys.executable, "-m", "runner", "daemon", "--config",
                                       str(self.config), "--port", str(self.port)], cwd=ROOT,
                                      env=env, stdout=subprocess.DEVNULL,
