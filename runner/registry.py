@@ -153,7 +153,13 @@ class Registry:
         return registry
 
 
-@lru_cache(maxsize=1)
 def default_registry() -> Registry:
-    """The registry of every installed backend (built once per process)."""
+    """The registry of every installed backend (built once per RUNBOOK_BACKENDS value)."""
+    import os
+
+    return _registry_for(os.environ.get("RUNBOOK_BACKENDS", ""))
+
+
+@lru_cache(maxsize=4)
+def _registry_for(extra_backends: str) -> Registry:
     return Registry.from_entry_points()

@@ -114,6 +114,21 @@ RECIPES: dict[str, Recipe | AppRecipe] = {
             _API_ENTRYPOINT,
         ),
     ),
+    # A host to reach over SSH (and, later, with Ansible: hence python3). The host keys are
+    # made once, by the build step of the `sshd` image, so they are fixed for that build.
+    "sshd-base": Recipe(packages=("openssh-server", "procps", "coreutils", "grep", "python3")),
+    "sshd": AppRecipe(
+        base="sshd-base",
+        repository="sshd",
+        variant="lab",
+        files=(("sshd-entrypoint.sh", ENTRYPOINT),),
+        instructions=(
+            # (COPY keeps the staged file's mode, which has no x bit.)
+            f"RUN chmod 755 {ENTRYPOINT} && {ENTRYPOINT} --build",
+            "EXPOSE 22",
+            f'ENTRYPOINT ["{ENTRYPOINT}"]',
+        ),
+    ),
 }
 
 

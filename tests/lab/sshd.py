@@ -1,0 +1,162 @@
+"""Lab sshd hosts in real containers (image recipe `sshd`), and what a test needs to reach them.
+
+    key = client_key(tmp_path)
+    with sshd_hosts(3, key) as hosts:            # always removed afterwards
+        write_known_hosts(tmp_path / "known_hosts", hosts)
+        hosts[0].ip, hosts[0].host_key           # bridge IP (port 22), "ssh-ed25519 AAAA..."
+        docker_exec(hosts[0], "test", "-e", "/tmp/x")
+
+Each container is on the default bridge; the `runbook` user's authorized_keys is the test's
+client key (AUTHORIZED_KEYS). The host keys were made when the image was built, so all
+containers of one image share them; a test records the one it reads from a container.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.lab.images import require_image
+
+USER = "runbook"
+LABEL = "runbook.lab"
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    path: Path  # the private key, OpenSSH format, mode 600
+    private_text: str
+    public_line: str  # "ssh-ed25519 AAAA... comment", for authorized_keys
+
+
+@dataclass(frozen=True)
+class SshdHost:
+    name: str
+    ip: str
+    host_key: str  # "ssh-ed25519 AAAA...", as known_hosts records it
+    port: int = 22
+
+
+def client_key(directory: Path, name: str = "id_ed25519") -> ClientKey:
+    """A fresh Ed25519 key pair for one test (cryptography, which paramiko depends on)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    path = directory / name
+    path.write_text(private)
+    path.chmod(0o600)
+    return ClientKey(path, private, f"{public} runbook-test")
+
+
+def other_host_key() -> str:
+    """An Ed25519 public key no lab host has: what a changed host key looks like."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+def _docker() -> Any:
+    import docker
+
+    return docker.from_env()
+
+
+def docker_exec(host: SshdHost, *argv: str, user: str = "root") -> tuple[int, str]:
+    """Run argv in the host's container, as root by default: (exit code, output)."""
+    code, output = _docker().containers.get(host.name).exec_run(list(argv), user=user)
+    return code, output.decode(errors="replace")
+
+
+def start_sshd(count: int, key: ClientKey, prefix: str = "rb-test-sshd") -> list[SshdHost]:
+    """Start `count` containers and wait until each answers with an SSH banner."""
+    image = require_image("sshd")
+    client = _docker()
+    names = [f"{prefix}-{uuid.uuid4().hex[:6]}-{i}" for i in range(count)]
+    hosts: list[SshdHost] = []
+    try:
+        for name in names:
+            client.containers.run(image, name=name, detach=True, labels={LABEL: "sshd"},
+                                  environment={"AUTHORIZED_KEYS": key.public_line})
+        for name in names:
+            hosts.append(_ready(client, name))
+    except BaseException:
+        remove(names)
+        raise
+    return hosts
+
+
+def _ready(client: Any, name: str, timeout: float = 20.0) -> SshdHost:
+    deadline = time.monotonic() + timeout
+    while True:
+        container = client.containers.get(name)
+        ip = container.attrs["NetworkSettings"]["IPAddress"]
+        if container.status == "exited":
+            raise RuntimeError(f"sshd container {name} exited: {container.logs().decode()}")
+        if ip and _banner(ip):
+            code, out = container.exec_run(["cat", HOST_KEY])
+            if code:
+                raise RuntimeError(f"{name}: cannot read {HOST_KEY}: {out.decode()}")
+            return SshdHost(name, ip, " ".join(out.decode().split()[:2]))
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sshd container {name} did not answer within {timeout:g}s")
+        time.sleep(0.1)
+
+
+def _banner(ip: str, port: int = 22) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=1.0) as sock:
+            return sock.recv(64).startswith(b"SSH-2.0-")
+    except OSError:
+        return False
+
+
+def remove(names: Sequence[str]) -> None:
+    import docker
+
+    client = _docker()
+    for name in names:
+        with suppress(docker.errors.NotFound):
+            client.containers.get(name).remove(force=True)
+
+
+@contextmanager
+def sshd_hosts(count: int, key: ClientKey) -> Iterator[list[SshdHost]]:
+    """`count` running sshd hosts, removed whatever happens."""
+    hosts = start_sshd(count, key)
+    try:
+        yield hosts
+    finally:
+        remove([h.name for h in hosts])
+
+
+def write_known_hosts(path: Path, hosts: Sequence[SshdHost],
+                      keys: dict[str, str] | None = None) -> Path:
+    """A known_hosts file for `hosts`; `keys` (ip -> key line) replaces some hosts' keys."""
+    keys = keys or {}
+    lines = [f"{h.ip if h.port == 22 else f'[{h.ip}]:{h.port}'} {keys.get(h.ip, h.host_key)}"
+             for h in hosts]
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def unused_bridge_ip(nth: int = 1) -> str:
+    """An address on the default bridge that no container has: connections to it fail.
+    Docker hands out addresses from the bottom of the subnet; these are the top ones."""
+    network = _docker().networks.get("bridge")
+    subnet = ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])
+    return str(subnet.broadcast_address - nth)
