@@ -7,6 +7,7 @@ passwords in URLs and libpq conninfo strings it was never told about.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from typing import Any
@@ -53,3 +54,10 @@ class Redactor:
 
 
 SECRETS = Redactor()
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """A log formatter whose every line, traceback included, passes through SECRETS."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return str(SECRETS.scrub(super().format(record)))

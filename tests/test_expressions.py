@@ -186,3 +186,22 @@ def test_short_secrets_are_not_registered(secret: str | None) -> None:
     redactor = Redactor()
     redactor.register(secret)
     assert redactor.scrub("abc abcd") == "abc abcd"
+
+
+def test_log_lines_and_tracebacks_are_scrubbed() -> None:
+    import logging
+
+    from runner.redact import SECRETS, ScrubbingFormatter
+
+    SECRETS.register("log-secret-9Q")
+    formatter = ScrubbingFormatter("%(message)s")
+    try:
+        raise RuntimeError("connect failed with log-secret-9Q")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "dsn postgresql://u:pw@h/db",
+                                   (), sys.exc_info())
+    text = formatter.format(record)
+    assert "log-secret-9Q" not in text and ":pw@" not in text
+    assert "RuntimeError" in text

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import JournalError, RunbookError, UsageError
+from ..errors import JournalError, UsageError
 from ..journal import Approval, Journal, new_run_id, now
 from ..registry import Registry
 from ..state import AWAITING, RunState
@@ -395,12 +395,12 @@ def serve(config_path: Path, host: str | None = None, port: int | None = None) -
     from .config import load
 
     config = load(config_path)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        daemon = Daemon(config, Journal(home()), default_registry())
-    except RunbookError:
-        raise
+    from ..redact import ScrubbingFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    daemon = Daemon(config, Journal(home()), default_registry())
     server = uvicorn.Server(uvicorn.Config(
         build_app(daemon), host=host or config.listen.host, port=port or config.listen.port,
         log_level="warning", access_log=False, timeout_graceful_shutdown=30))
