@@ -129,6 +129,24 @@ RECIPES: dict[str, Recipe | AppRecipe] = {
             f'ENTRYPOINT ["{ENTRYPOINT}"]',
         ),
     ),
+    # The sync-failure lab's host: the sshd host plus the sync-engine stand-in (stdlib +
+    # Debian's python3-psycopg, which the build installs from the mirror), with the log and
+    # state directories of the `runbook` user it runs as. tests/lab/sync.py writes its
+    # settings (/etc/sync-engine/env) when it starts a container.
+    "sync-host": AppRecipe(
+        base="sshd",
+        repository="sync-host",
+        variant="lab",
+        files=(("sync-engine/sync-engine", "/usr/local/bin/sync-engine"),),
+        instructions=(
+            "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+            "--no-install-recommends python3-psycopg >/dev/null "
+            "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin",
+            "RUN chmod 755 /usr/local/bin/sync-engine "
+            "&& install -d -o runbook -g runbook /home/runbook/logs /home/runbook/state "
+            "&& install -d -m 750 -g runbook /etc/sync-engine",
+        ),
+    ),
 }
 
 

@@ -1,0 +1,312 @@
+"""The Ansible backend against a real sshd container: a team's playbook in check mode
+(read-only: it says it would change, and changes nothing), then for real as an approved
+remedy; hosts that cannot be reached (no answer, a changed host key) reported as
+unreachable; a run stopped at its timeout. ansible-playbook takes seconds to start: these
+tests run it five times."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from diagnostics import ansible
+from runner.errors import PermanentError, StepTimeout
+from runner.inventory import Target
+from runner.registry import Registry
+from tests.lab.sshd import (
+    USER,
+    ClientKey,
+    SshdHost,
+    client_key,
+    docker_exec,
+    other_host_key,
+    remove,
+    start_sshd,
+    unused_bridge_ip,
+    write_known_hosts,
+)
+from tests.scenarios.conftest import CLI
+
+PLAYBOOK_DIR = Path(__file__).resolve().parent.parent / "lab" / "ansible"
+MARKER = "/tmp/runbook ansible marker"  # a space: it stays one path
+# Shell and Jinja-looking text: extra_vars go as a JSON file, so it arrives as written.
+CONTENT = "managed by runbook: it's $(id) `id` \"quoted\" {{ not_a_var }} ;"
+
+REGISTRY = Registry()
+ansible.register(REGISTRY)
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> ClientKey:
+    return client_key(tmp_path_factory.mktemp("ansible-key"))
+
+
+@pytest.fixture(scope="module")
+def host(key: ClientKey) -> Iterator[SshdHost]:
+    try:
+        started = start_sshd(1, key, prefix="rb-test-ansible")
+    except Exception as exc:
+        pytest.fail(f"LAB MISSING: cannot start the lab sshd container ({exc}); "
+                    "run scripts/setup", pytrace=False)
+    try:
+        yield started[0]
+    finally:
+        remove([h.name for h in started])
+
+
+def exists(host: SshdHost, path: str) -> bool:
+    return docker_exec(host, "test", "-e", path)[0] == 0
+
+
+PLAYBOOK = """\
+name: ansible-marker
+summary: the team's ensure-file playbook, checked, then applied once approved
+params:
+  path: {default: /tmp/marker}
+  content: {default: "hello\\n"}
+targets:
+  fleet: {kind: ansible}
+steps:
+  - id: check
+    run: ansible.check
+    with:
+      playbook: ensure-file.yml
+      tags: [file]
+      extra_vars: {path: "{{ params.path }}", content: "{{ params.content }}"}
+findings:
+  - id: drift
+    when: steps.check.would_change
+    say: >-
+      {{ steps.check.changed_count }} task(s) would change:
+      {{ steps.check.changes | map(attribute='task') | join(', ') }}
+remedies:
+  - id: apply
+    when: steps.check.would_change
+    run: ansible.run
+    with:
+      playbook: ensure-file.yml
+      extra_vars: {path: "{{ params.path }}", content: "{{ params.content }}"}
+verify:
+  - id: converged
+    run: ansible.check
+    with:
+      playbook: ensure-file.yml
+      extra_vars: {path: "{{ params.path }}", content: "{{ params.content }}"}
+    expect: result.ok and not result.would_change
+    within: 1s
+"""
+
+
+@pytest.mark.lab
+def test_check_changes_nothing_and_the_approved_run_applies_the_playbook(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: CLI, runbook_home: Path,
+        key: ClientKey, host: SshdHost) -> None:
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "ansible-marker.yaml").write_text(PLAYBOOK)
+    known_hosts = write_known_hosts(tmp_path / "known_hosts", [host])
+    monkeypatch.setenv("LAB_ANSIBLE_KEY", key.private_text)
+    (tmp_path / "inventory.yaml").write_text(json.dumps({"targets": {"lab-fleet": {
+        "kind": "ansible", "playbook_dir": str(PLAYBOOK_DIR), "hosts": [host.ip],
+        "user": USER, "key_env": "LAB_ANSIBLE_KEY", "known_hosts": str(known_hosts),
+        "connect_timeout": "5s"}}}))
+    monkeypatch.setenv("RUNBOOK_PLAYBOOKS", str(tmp_path / "playbooks"))
+    monkeypatch.setenv("RUNBOOK_INVENTORY", str(tmp_path / "inventory.yaml"))
+    params = ("--param", f"path={MARKER}", "--param", f"content={CONTENT}")
+    temp_keys = set(Path("/tmp").glob("runbook-ansible-key-*"))
+
+    code, plan = cli("plan", "ansible-marker", *params)
+    assert code == 0, plan
+    assert "read-only (marked by the playbook's author)  check: ansible.check" in plan
+    assert "MUTATING   apply: ansible.run" in plan
+
+    started = time.monotonic()
+    code, report = cli.json("run", "ansible-marker", *params, "--no-input")
+    print(f"\ncheck-mode run: {time.monotonic() - started:.1f} s")
+    check = next(s for s in report["steps"] if s["id"] == "check")
+    assert code == 1, check
+    assert check["status"] == "ok", check
+    result = check["result"]
+    assert result["check_mode"] is True and result["status"] == "successful"
+    assert result["rc"] == 0 and result["ok"] is True
+    assert result["would_change"] is True and result["changed"] is False
+    assert result["hosts"] == {host.ip: {"ok": 1, "changed": 1, "failed": 0, "unreachable": 0,
+                                         "skipped": 0, "rescued": 0, "ignored": 0}}
+    [change] = result["changes"]
+    assert change["task"] == "Write the file" and change["action"] == "ansible.builtin.copy"
+    assert "+managed by runbook" in change["diff"]
+    assert {"event": "runner_on_ok", "host": host.ip, "task": "Write the file",
+            "status": "changed"} in result["events"]
+    assert not exists(host, MARKER)  # check mode wrote nothing
+    drift = next(f for f in report["findings"] if f["id"] == "drift")
+    assert drift["message"] == "1 task(s) would change: Write the file"
+    assert report["status"] == "awaiting_approval"
+
+    # The artifacts: ansible-runner's layout, under RUNBOOK_HOME/ansible/, named by the
+    # step's evidence.
+    artifacts = Path(result["artifacts"])
+    assert artifacts.is_relative_to(runbook_home / "ansible")
+    assert (artifacts / "status").read_text() == "successful"
+    assert (artifacts / "rc").read_text() == "0"
+    assert "Write the file" in (artifacts / "stdout").read_text()
+    assert list((artifacts / "job_events").glob("*.json"))
+    evidence = runbook_home / "runs" / report["run_id"] / "evidence" / "check.json"
+    assert json.loads(evidence.read_text())["result"]["artifacts"] == str(artifacts)
+    command = json.loads((artifacts / "command").read_text())
+    assert "--check" in command["command"] and "LAB_ANSIBLE_KEY" not in command["env"]
+    assert command["env"]["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+
+    code, out = cli("approve", report["run_id"], "apply", "--as", "tester")
+    assert code == 0, out
+    assert not exists(host, MARKER)
+    started = time.monotonic()
+    code, report = cli.json("resume", report["run_id"], "--no-input")
+    print(f"apply + verify: {time.monotonic() - started:.1f} s")
+    apply = next(r for r in report["remedies"] if r["id"] == "apply")
+    assert apply["status"] == "succeeded", apply
+    assert apply["result"]["changed"] is True and apply["result"]["check_mode"] is False
+    assert docker_exec(host, "cat", MARKER) == (0, CONTENT)
+    assert {v["id"]: v["status"] for v in report["verify"]} == {"converged": "passed"}
+    assert report["status"] == "completed"
+
+    # The key from the environment went to a temporary file, since removed, and nowhere else.
+    assert set(Path("/tmp").glob("runbook-ansible-key-*")) == temp_keys
+    secret_line = key.private_text.splitlines()[1]
+    for file in runbook_home.rglob("*"):
+        if file.is_file():
+            assert secret_line not in file.read_text(errors="replace"), file
+
+
+def fleet(tmp_path: Path, key: ClientKey, known_hosts: Path, *hosts: str) -> Target:
+    settings = ansible.AnsibleSettings.model_validate({
+        "playbook_dir": str(PLAYBOOK_DIR), "hosts": list(hosts), "user": USER,
+        "key_file": str(key.path), "known_hosts": str(known_hosts), "connect_timeout": "3s"})
+    return Target("lab-fleet", "ansible", settings)
+
+
+def check(on: Target, **params: Any) -> dict[str, Any]:
+    kind = REGISTRY.kind("ansible.check")
+    with REGISTRY.backend("ansible").connector.probe(on, kind.timeout) as handle:
+        return kind.func(handle, kind.params.model_validate(params))
+
+
+@pytest.mark.lab
+def test_hosts_not_reached_are_reported_unreachable(
+        tmp_path: Path, key: ClientKey, host: SshdHost) -> None:
+    """One host does not answer; the other presents a key known_hosts does not record."""
+    gone = unused_bridge_ip()
+    forged = write_known_hosts(tmp_path / "known_hosts", [host], {host.ip: other_host_key()})
+    result = check(fleet(tmp_path, key, forged, host.ip, gone), playbook="ensure-file.yml",
+                   extra_vars={"path": MARKER + ".2"})
+    assert result["ok"] is False and result["rc"] == 4
+    assert result["unreachable_hosts"] == sorted([host.ip, gone])
+    assert result["hosts"][gone]["unreachable"] == 1
+    why = {u["host"]: u["msg"] for u in result["unreachable"]}
+    assert "Host key verification failed" in why[host.ip]
+    assert gone in why[gone] and "timed out" in why[gone]
+    assert result["changes"] == [] and result["failed_tasks"] == []
+    assert not exists(host, MARKER + ".2")
+
+
+@pytest.mark.lab
+def test_a_run_past_its_timeout_is_stopped(
+        tmp_path: Path, runbook_home: Path, key: ClientKey, host: SshdHost) -> None:
+    known_hosts = write_known_hosts(tmp_path / "known_hosts", [host])
+    settings = ansible.AnsibleSettings.model_validate({
+        "playbook_dir": str(PLAYBOOK_DIR), "hosts": [host.ip], "user": USER,
+        "key_file": str(key.path), "known_hosts": str(known_hosts), "timeout": "3s"})
+    kind = REGISTRY.kind("ansible.run")
+    started = time.monotonic()
+    with pytest.raises(StepTimeout, match="did not finish within 3s"), \
+            REGISTRY.backend("ansible").connector.action(
+                Target("lab-fleet", "ansible", settings), kind.timeout) as handle:
+        kind.func(handle, kind.params.model_validate({"playbook": "sleep.yml"}))
+    assert time.monotonic() - started < 10
+    [status] = runbook_home.glob("ansible/*/artifacts/*/status")
+    assert status.read_text() == "timeout"
+
+
+# Without the lab: what is refused before ansible-playbook starts.
+
+
+@pytest.mark.parametrize("name", ["/etc/ansible/site.yml", "../escape.yml", "a/../../b.yml", ""])
+def test_a_playbook_path_outside_playbook_dir_is_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match="inside playbook_dir"):
+        ansible.PlaybookParams.model_validate({"playbook": name})
+
+
+def test_a_symlink_out_of_playbook_dir_is_refused(tmp_path: Path) -> None:
+    books = tmp_path / "books"
+    books.mkdir()
+    (tmp_path / "elsewhere.yml").write_text("- hosts: all\n")
+    (books / "sneaky.yml").symlink_to(tmp_path / "elsewhere.yml")
+    (books / "fine.yml").write_text("- hosts: all\n")
+    settings = ansible.AnsibleSettings.model_validate({
+        "playbook_dir": str(books), "inventory": str(tmp_path / "hosts.ini")})
+    handle = ansible.AnsibleProbe(Target("t", "ansible", settings), 10)
+    with pytest.raises(PermanentError, match="leads out of"):
+        handle.playbook_path("sneaky.yml")
+    with pytest.raises(PermanentError, match="no playbook"):
+        handle.playbook_path("missing.yml")
+    assert handle.playbook_path("fine.yml") == (books / "fine.yml").resolve()
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({}, "either `inventory`"),
+    ({"inventory": "hosts.ini", "hosts": ["a"]}, "either `inventory`"),
+    ({"hosts": ["a"], "key_file": "k", "key_env": "K"}, "not both"),
+    ({"hosts": ["-oProxyCommand=x"]}, "not start with '-'"),
+    ({"hosts": ["a"], "python_interpreter": "python3"}, "absolute path"),
+])
+def test_settings_are_validated(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ansible.AnsibleSettings.model_validate({"playbook_dir": "/srv", **fields})
+
+
+@pytest.mark.parametrize("params", [
+    {"playbook": "x.yml", "limit": "--become"},
+    {"playbook": "x.yml", "tags": ["a b"]},
+    {"playbook": "x.yml", "extra_vars": {"not a name": 1}},
+])
+def test_params_that_could_become_options_or_bad_vars_are_refused(
+        params: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ansible.PlaybookParams.model_validate(params)
+
+
+def test_extra_vars_file_tags_every_string_unsafe() -> None:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!unsafe",
+                           lambda loader, node: ("UNSAFE", loader.construct_scalar(node)))
+    text = ansible.unsafe_yaml({"path": "/tmp/x", "n": 3, "on": True, "none": None,
+                                "nested": {"k": ["{{ lookup('pipe', 'id') }}", 1.5]}})
+    assert yaml.load(text, Loader=Loader) == {
+        "path": ("UNSAFE", "/tmp/x"), "n": 3, "on": True, "none": None,
+        "nested": {"k": [("UNSAFE", "{{ lookup('pipe', 'id') }}"), 1.5]}}
+
+
+class _FailingRun(ansible.AnsibleAction):
+    def apply(self, params: ansible.PlaybookParams) -> dict[str, Any]:
+        return {"ok": False, "status": "failed", "rc": 2, "artifacts": "/runs/x",
+                "failed_tasks": [{"host": "web-1", "task": "Restart", "msg": "boom"}],
+                "unreachable": [{"host": "web-2", "msg": "no route"}]}
+
+
+def test_a_real_run_that_fails_fails_the_remedy_and_says_where_to_look(tmp_path: Path) -> None:
+    settings = ansible.AnsibleSettings.model_validate({
+        "playbook_dir": str(tmp_path), "inventory": str(tmp_path / "hosts.ini")})
+    action = _FailingRun(Target("t", "ansible", settings), 10)
+    with pytest.raises(PermanentError) as failed:
+        ansible.run_playbook(action, ansible.PlaybookParams(playbook="site.yml"))
+    message = str(failed.value)
+    assert "web-1: Restart: boom" in message and "web-2: unreachable: no route" in message
+    assert "(artifacts: /runs/x)" in message
