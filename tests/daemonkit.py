@@ -13,9 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from runner.registry import Registry
 
 PLAYBOOK = """
 name: mem-incident
@@ -122,7 +125,10 @@ class RunningDaemon:
 
 
 @contextmanager
-def daemon_in_thread(config_path: Path, home: Path, token: str) -> Iterator[RunningDaemon]:
+def daemon_in_thread(config_path: Path, home: Path, token: str,
+                     registry: Registry | None = None) -> Iterator[RunningDaemon]:
+    """The daemon on a free loopback port; its steps come from `registry` (default: the
+    `mem` test backend only; `runner.registry.default_registry()` for the real ones)."""
     import uvicorn
 
     from runner.daemon.app import Daemon, build_app
@@ -131,7 +137,7 @@ def daemon_in_thread(config_path: Path, home: Path, token: str) -> Iterator[Runn
     from tests.enginekit import mem_registry
 
     config = load(config_path)
-    daemon = Daemon(config, Journal(home), mem_registry())
+    daemon = Daemon(config, Journal(home), registry if registry is not None else mem_registry())
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(build_app(daemon), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))

@@ -25,6 +25,7 @@ class Alert(BaseModel):
     fingerprint: str
     receiver: str = ""
     group_key: str = ""  # Alertmanager's groupKey, when it sent one
+    group_status: str = ""  # Alertmanager's status of the whole group it sent
 
     @property
     def name(self) -> str:
@@ -102,7 +103,7 @@ def from_alertmanager(body: bytes) -> list[Alert]:
                   annotations={**payload.commonAnnotations, **a.annotations},
                   starts_at=a.startsAt, ends_at=_real_time(a.endsAt),
                   fingerprint=a.fingerprint or fingerprint(a.labels), receiver=payload.receiver,
-                  group_key=payload.groupKey)
+                  group_key=payload.groupKey, group_status=payload.status)
             for a in payload.alerts]
 
 

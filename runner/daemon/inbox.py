@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS alert_groups (
     group_key TEXT PRIMARY KEY,
     work_id INTEGER NOT NULL,
     opened_at REAL NOT NULL,    -- unix time the group's run was queued
-    window REAL NOT NULL        -- alerts within it join that run
+    window REAL NOT NULL,       -- alerts within it join that run
+    resolved INTEGER NOT NULL DEFAULT 0,      -- every alert of the run has resolved
+    resolved_said INTEGER NOT NULL DEFAULT 0  -- and RESOLVED went out (once)
 );
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
 """
@@ -78,6 +80,7 @@ class Dispatched:
     alert: Alert
     outcome: str  # started, joined, resolved, unrouted
     run_id: str | None = None
+    closes: bool = False  # the last firing alert of its run resolved
 
 
 class Inbox:
@@ -89,13 +92,20 @@ class Inbox:
 
     def store(self, alerts: list[Alert]) -> list[int]:
         """Persist alerts (one transaction); the caller answers 202 only after this."""
+        return self.store_batches([alerts])[0]
+
+    def store_batches(self, batches: list[list[Alert]]) -> list[list[int]]:
+        """Several requests' alerts in one transaction (group commit); their ids, per request."""
         at = now()
-        rows = [(at, a.source, a.status, a.fingerprint, a.model_dump_json()) for a in alerts]
+        ids: list[list[int]] = []
         with self.journal.transaction() as db:
-            first = db.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()[0]
-            db.executemany("INSERT INTO alerts (received_at, source, status, fingerprint, alert)"
-                           " VALUES (?,?,?,?,?)", rows)
-        return list(range(first + 1, first + 1 + len(rows)))
+            for alerts in batches:
+                ids.append([int(db.execute(
+                    "INSERT INTO alerts (received_at, source, status, fingerprint, alert) "
+                    "VALUES (?,?,?,?,?)", (at, a.source, a.status, a.fingerprint,
+                                           a.model_dump_json())).lastrowid or 0)
+                    for a in alerts])
+        return ids
 
     # Dispatch
 
@@ -116,14 +126,14 @@ class Inbox:
             db.execute("UPDATE alerts SET outcome='unrouted' WHERE id=?", (alert_id,))
             return Dispatched(alert, "unrouted")
         key = group_key(alert, route)
-        group = db.execute("SELECT work_id, opened_at, window FROM alert_groups "
+        group = db.execute("SELECT work_id, opened_at, window, resolved FROM alert_groups "
                            "WHERE group_key=?", (key,)).fetchone()
-        open_work = group[0] if group and time.time() - group[1] < group[2] else None
+        open_work = (group[0] if group and not group[3] and time.time() - group[1] < group[2]
+                     else None)
         run_id = self._run_id(db, open_work) if open_work else None
-        if alert.status == "resolved":  # never starts a run; it may close the open one
-            db.execute("UPDATE alerts SET outcome='resolved', route=?, group_key=?, work_id=? "
-                       "WHERE id=?", (route.name, key, open_work, alert_id))
-            return Dispatched(alert, "resolved", run_id)
+        if alert.status == "resolved":  # never starts a run; it may close the group's run
+            return self._resolve(db, alert_id, alert, route.name, key,
+                                 group[0] if group and not group[3] else None)
         if open_work is not None:
             db.execute("UPDATE alerts SET outcome='joined', route=?, group_key=?, work_id=? "
                        "WHERE id=?", (route.name, key, open_work, alert_id))
@@ -141,11 +151,41 @@ class Inbox:
             (route.name, key, route.playbook, json.dumps(targets), json.dumps(params, default=str),
              at, at)).lastrowid
         window = route.once_within or self.config.dedup_window
-        db.execute("INSERT OR REPLACE INTO alert_groups VALUES (?,?,?,?)",
-                   (key, work_id, time.time(), window))
+        db.execute("INSERT OR REPLACE INTO alert_groups (group_key, work_id, opened_at, window)"
+                   " VALUES (?,?,?,?)", (key, work_id, time.time(), window))
         db.execute("UPDATE alerts SET outcome='started', route=?, group_key=?, work_id=? "
                    "WHERE id=?", (route.name, key, work_id, alert_id))
         return Dispatched(alert, "started")
+
+    def _resolve(self, db: Any, alert_id: int, alert: Alert, route: str, key: str,
+                 work_id: int | None) -> Dispatched:
+        db.execute("UPDATE alerts SET outcome='resolved', route=?, group_key=?, work_id=? "
+                   "WHERE id=?", (route, key, work_id, alert_id))
+        # Alertmanager says `resolved` for the whole group only when all of it has resolved.
+        if work_id is None or alert.group_status == "firing":
+            return Dispatched(alert, "resolved")
+        # The run is over only when the latest word of every alert in it is `resolved`.
+        firing = db.execute(
+            "SELECT count(*) FROM alerts a WHERE a.work_id = ? AND a.status = 'firing' "
+            "AND a.id = (SELECT max(b.id) FROM alerts b WHERE b.work_id = a.work_id "
+            "AND b.fingerprint = a.fingerprint)", (work_id,)).fetchone()[0]
+        if firing:
+            return Dispatched(alert, "resolved")
+        db.execute("UPDATE alert_groups SET resolved=1 WHERE group_key=?", (key,))
+        # A run still waiting for a worker is no longer needed: nobody will hear of it.
+        db.execute("UPDATE work SET status='done', error='its alerts resolved before it "
+                   "started', updated_at=? WHERE id=? AND status='queued'", (now(), work_id))
+        return Dispatched(alert, "resolved", self._run_id(db, work_id), closes=True)
+
+    def claim_resolved_notice(self, run_id: str) -> bool:
+        """True once per run: when all its alerts resolved and its work is finished, so the
+        RESOLVED message always follows the INCIDENT ALERT and goes out once."""
+        with self.journal.transaction() as db:
+            return bool(db.execute(
+                "UPDATE alert_groups SET resolved_said=1 WHERE resolved=1 AND resolved_said=0 "
+                "AND work_id IN (SELECT id FROM work WHERE run_id=? AND kind='run') "
+                "AND NOT EXISTS (SELECT 1 FROM work WHERE run_id=? "
+                "AND status IN ('queued','running'))", (run_id, run_id)).rowcount)
 
     @staticmethod
     def _run_id(db: Any, work_id: int) -> str | None:

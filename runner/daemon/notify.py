@@ -77,16 +77,16 @@ def update(state: RunState) -> dict[str, Any]:
     }
 
 
-def resolved(state: RunState, alert: Alert) -> dict[str, Any]:
-    """RESOLVED: duration, summary, resolution."""
+def resolved(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
+    """RESOLVED: duration (from the first alert), summary, resolution."""
+    starts = [a.starts_at for a in alerts if a.starts_at]
     remedies = [f"{r.id} ({r.approved_by})" for r in state.remedies.values()
                 if r.status == "succeeded"]
     return {
         "kind": "resolved",
         "title": f"RESOLVED [{state.severity}] {state.playbook}",
         "fields": {
-            "Duration": _since(alert.starts_at.isoformat() if alert.starts_at
-                               else state.started_at),
+            "Duration": _since(min(starts).isoformat() if starts else state.started_at),
             "Summary": state.summary,
             "Resolution": ", ".join(remedies) or "resolved without a remedy from runbook",
         },
