@@ -75,7 +75,7 @@ from runner.paths import home
 from runner.redact import SECRETS
 from runner.registry import Backend, Registry, StepKind, Target
 
-from .ssh import Argument
+from .sshconn import Argument
 
 KIND = "ansible"
 MAX_EVENTS = 500  # compact events kept in a result; the artifacts hold them all

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from diagnostics import ssh
+from diagnostics import ssh, sshconn
 from runner.errors import PermanentError, PlaybookError
 from runner.registry import Registry
 
@@ -33,7 +33,7 @@ def test_a_hostile_argument_stays_one_argument(value: str) -> None:
     assert shlex.split(line) == ["grep", "-e", value, "--", value]
     for name, args in (("tail_grep", ("500", value, value)), ("newest", ("/srv", value)),
                        ("mtime", (value,)), ("pgrep", (value,))):
-        argv = ssh.FIXED[name](*args)
+        argv = sshconn.FIXED[name](*args)
         assert shlex.split(ssh.command_line(argv)) == argv
         assert argv.count(value) == len([a for a in args if a == value])
 
@@ -44,10 +44,10 @@ def test_command_line_with_a_timeout_wraps_it_in_coreutils_timeout() -> None:
 
 
 def test_tail_grep_script_takes_its_parameters_as_positional_arguments() -> None:
-    argv = ssh.FIXED["tail_grep"]("500", "/var/log/x.log", "$(id)")
-    assert argv[:3] == ["sh", "-c", ssh._TAIL_GREP]
+    argv = sshconn.FIXED["tail_grep"]("500", "/var/log/x.log", "$(id)")
+    assert argv[:3] == ["sh", "-c", sshconn._TAIL_GREP]
     assert argv[3:] == ["sh", "500", "/var/log/x.log", "$(id)"]
-    assert "$(id)" not in ssh._TAIL_GREP
+    assert "$(id)" not in sshconn._TAIL_GREP
 
 
 def test_command_line_refuses_what_is_not_a_list_of_strings() -> None:

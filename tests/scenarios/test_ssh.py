@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from diagnostics import ssh
+from diagnostics import ssh, sshconn
 from runner.errors import PermanentError, TemporaryError
 from runner.inventory import Target
 from runner.registry import Registry
@@ -353,7 +353,7 @@ def test_a_command_past_command_timeout_is_stopped(
         key: ClientKey, hosts: list[SshdHost], known_hosts: Path) -> None:
     on = target(key, known_hosts, hosts[0].ip, command_timeout="1.5s")
     started = time.monotonic()
-    with pytest.raises(ssh.CommandFailed, match=r"did not finish within 1\.5s") as failed:
+    with pytest.raises(sshconn.CommandFailed, match=r"did not finish within 1\.5s") as failed:
         run("ssh.exec", on, argv=["sleep", "300"])
     assert time.monotonic() - started < 6
     assert failed.value.result["timed_out"] is True
