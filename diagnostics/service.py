@@ -7,9 +7,19 @@
         container: journey-api
         health_url: http://10.0.0.5:8080/health
         endpoints: [http://10.0.0.5:8080/api/accounts]
+      journey-api-k8s:
+        kind: service
+        runtime: kubernetes
+        namespace: journey
+        deployment: journey-api         # or statefulset:, or a label selector:
+        health_url: http://{pod_ip}:8080/health   # a ready pod's IP, looked up per step
+        endpoints: ["http://{pod_ip}:8080/api/accounts"]  # (quoted: braces in [...])
 
 A probe gets a `ServiceView`: the runtime's read-only reader plus an HTTP client that can
-only GET. A remedy gets a `ServiceControl`: the runtime's operator. Health, endpoint and
+only GET. A remedy gets a `ServiceControl`: the runtime's operator. The runtimes are
+`diagnostics.docker` and `diagnostics.kubernetes`; both readers offer status, logs, memory,
+processes and deployment, both operators restart, start, rollback, scale and
+set_memory_limit, with results of the same shape. Health, endpoint and
 error-rate checks go through `diagnostics.http`; log classes through `diagnostics.logclass`;
 memory trends through `diagnostics.trend`.
 """
@@ -22,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
 from runner.errors import PermanentError
 from runner.model import Duration
@@ -31,6 +41,7 @@ from runner.registry import Backend, Registry, StepKind, Target
 from . import logclass, trend
 
 KIND = "service"
+POD_IP = "{pod_ip}"
 
 
 class _Common(BaseModel):
@@ -50,13 +61,43 @@ class DockerService(_Common):
     stop_timeout: Duration = 10.0
 
 
-class ServiceSettings(RootModel[Annotated[DockerService, Field(discriminator="runtime")]]):
+class KubernetesService(_Common):
+    runtime: Literal["kubernetes"]
+    namespace: str = "default"
+    deployment: str | None = Field(None, description="the service's Deployment")
+    statefulset: str | None = Field(None, description="or its StatefulSet")
+    selector: str | None = Field(None, description="or a label selector of its pods "
+                                 "(diagnostics only: remedies need a workload)")
+    container: str | None = Field(None, description="the service's container in the pod; "
+                                  "default: the first")
+    kubeconfig: str | None = Field(None, description="for diagnostics (a read-only role); "
+                                   "default: KUBECONFIG, ~/.kube/config, then in-cluster")
+    context: str | None = None
+    action_kubeconfig: str | None = Field(None, description="for remedies only; "
+                                          "default: kubeconfig")
+    action_context: str | None = None
+    rollout_timeout: Duration = Field(90.0, description="how long a remedy waits for its "
+                                      "rollout to finish")
+
+    @model_validator(mode="after")
+    def _one_workload(self) -> KubernetesService:
+        named = [k for k in ("deployment", "statefulset", "selector") if getattr(self, k)]
+        if len(named) != 1:
+            raise ValueError("name exactly one of deployment, statefulset or selector"
+                             + (f" (not {' and '.join(named)})" if named else ""))
+        return self
+
+
+RuntimeSettings = DockerService | KubernetesService
+
+
+class ServiceSettings(RootModel[Annotated[RuntimeSettings, Field(discriminator="runtime")]]):
     """One service's inventory entry; `runtime:` picks the rest of its fields."""
 
     model_config = ConfigDict(frozen=True)
 
 
-def _runtime_settings(target: Target) -> DockerService:
+def _runtime_settings(target: Target) -> RuntimeSettings:
     settings = target.settings
     assert isinstance(settings, ServiceSettings)
     return settings.root
@@ -70,13 +111,32 @@ class ServiceView:
     """What a probe gets: reads only."""
 
     target: str
-    settings: DockerService
-    runtime: Any  # DockerReader
+    settings: RuntimeSettings
+    runtime: Any  # DockerReader or KubernetesReader
     http: Any  # diagnostics.http read-only client
+    _pod_ips: list[str] | None = None
 
     def cancel(self) -> None:
         self.runtime.cancel()
         self.http.cancel()
+
+    def url(self, url: str) -> str | None:
+        """`url` with `{pod_ip}` filled in (Kubernetes: a ready pod's IP, the same one for
+        every URL of this step); None when no pod has an IP."""
+        if POD_IP not in url:
+            return url
+        if not isinstance(self.settings, KubernetesService):
+            raise PermanentError(f"{self.target}: {POD_IP} in a URL needs runtime: kubernetes")
+        if self._pod_ips is None:
+            self._pod_ips = list(self.runtime.pod_ips())
+        return url.replace(POD_IP, self._pod_ips[0]) if self._pod_ips else None
+
+    def no_pod(self, url: str) -> dict[str, Any]:
+        """A failed check for a URL that has no pod to go to (what check_health returns)."""
+        return {"ok": False, "url": url, "status": None, "latency_ms": None,
+                "error_class": "no_pod", "body_excerpt": None,
+                "error": f"no pod of {self.runtime.label} in {self.runtime.namespace} has an "
+                         "IP: nothing to send the request to"}
 
 
 @dataclass
@@ -84,8 +144,8 @@ class ServiceControl:
     """What a remedy gets, only through the gate."""
 
     target: str
-    settings: DockerService
-    runtime: Any  # DockerOperator
+    settings: RuntimeSettings
+    runtime: Any  # DockerOperator or KubernetesOperator
 
     def cancel(self) -> None:
         self.runtime.cancel()
@@ -98,10 +158,18 @@ class ServiceConnector:
 
     @contextmanager
     def probe(self, target: Target, timeout: float) -> Iterator[ServiceView]:
-        from . import docker, http
+        from . import http
 
         settings = _runtime_settings(target)
-        reader = docker.DockerReader(settings, timeout)
+        reader: Any
+        if isinstance(settings, KubernetesService):
+            from . import kubernetes
+
+            reader = kubernetes.KubernetesReader(settings, timeout)
+        else:
+            from . import docker
+
+            reader = docker.DockerReader(settings, timeout)
         client = http.open_client(timeout=min(settings.http_timeout, timeout),
                                   verify_tls=settings.verify_tls)
         try:
@@ -112,10 +180,16 @@ class ServiceConnector:
 
     @contextmanager
     def action(self, target: Target, timeout: float) -> Iterator[ServiceControl]:
-        from . import docker
-
         settings = _runtime_settings(target)
-        operator = docker.DockerOperator(settings, timeout)
+        operator: Any
+        if isinstance(settings, KubernetesService):
+            from . import kubernetes
+
+            operator = kubernetes.KubernetesOperator(settings, timeout)
+        else:
+            from . import docker
+
+            operator = docker.DockerOperator(settings, timeout)
         try:
             yield ServiceControl(target.name, settings, operator)
         finally:
@@ -163,9 +237,12 @@ class DeployParams(_Params):
 def health(view: ServiceView, params: HealthParams) -> dict[str, Any]:
     from . import http
 
-    url = view.settings.health_url
-    if not url:
+    template = view.settings.health_url
+    if not template:
         raise PermanentError(f"{view.target} has no health_url in the inventory")
+    url = view.url(template)
+    if url is None:
+        return view.no_pod(template)
     return dict(http.check_health(view.http, url, expect_status=params.expect_status,
                                   expect_body=params.expect_body))
 
@@ -175,15 +252,28 @@ def endpoints(view: ServiceView, params: NoParams) -> dict[str, Any]:
 
     if not view.settings.endpoints:
         raise PermanentError(f"{view.target} lists no endpoints in the inventory")
-    return dict(http.sweep(view.http, list(view.settings.endpoints)))
+    urls = [view.url(url) for url in view.settings.endpoints]
+    if any(url is None for url in urls):  # no pod: every endpoint fails alike
+        results = [view.no_pod(url) for url in view.settings.endpoints]
+        return {"total": len(results), "ok": 0, "failed": len(results), "all_fail": True,
+                "some_fail": False, "failing": [r["url"] for r in results],
+                "results": results}
+    return dict(http.sweep(view.http, [url for url in urls if url is not None]))
 
 
 def error_rate(view: ServiceView, params: ErrorRateParams) -> dict[str, Any]:
     from . import http
 
-    url = params.url or next(iter(view.settings.endpoints), None) or view.settings.health_url
-    if not url:
+    template = (params.url or next(iter(view.settings.endpoints), None)
+                or view.settings.health_url)
+    if not template:
         raise PermanentError(f"{view.target} has no endpoints or health_url to sample")
+    url = view.url(template)
+    if url is None:
+        return {"url": template, "requests": params.requests, "window_s": params.window,
+                "ok": 0, "errors": params.requests, "error_pct": 100.0, "http_5xx": 0,
+                "by_class": {"no_pod": params.requests}, "p50_ms": None, "p95_ms": None,
+                "max_ms": None}
     return dict(http.error_rate(view.http, url, requests=params.requests, window=params.window))
 
 
@@ -203,9 +293,12 @@ def memory(view: ServiceView, params: MemoryParams) -> dict[str, Any]:
     sampled = view.runtime.memory(params.window, params.interval)
     state = view.runtime.status()
     found = trend.summary(sampled["samples"], sampled["limit"] if sampled["limited"] else None)
+    # Where the samples came from, when the runtime says (Kubernetes: metrics.k8s.io, the
+    # node's Docker engine, or nothing, and which pod).
+    extra = {k: sampled[k] for k in ("source", "pod", "note") if k in sampled}
     return {**found, "limited": sampled["limited"], "cpu_pct": sampled["cpu_pct"],
             "oom_killed": state["oom_killed"], "restart_count": state["restart_count"],
-            "running": state["running"]}
+            "running": state["running"], **extra}
 
 
 def processes(view: ServiceView, params: NoParams) -> dict[str, Any]:
@@ -265,8 +358,14 @@ class MemoryLimitParams(_Params):
         return parse_size(value)
 
 
+def _stop_timeout(control: ServiceControl) -> float | None:
+    # Kubernetes: the pod's terminationGracePeriodSeconds applies instead.
+    settings = control.settings
+    return settings.stop_timeout if isinstance(settings, DockerService) else None
+
+
 def restart(control: ServiceControl, params: RestartParams) -> dict[str, Any]:
-    return dict(control.runtime.restart(params.stop_timeout or control.settings.stop_timeout))
+    return dict(control.runtime.restart(params.stop_timeout or _stop_timeout(control)))
 
 
 def start(control: ServiceControl, params: NoParams) -> dict[str, Any]:
@@ -274,7 +373,7 @@ def start(control: ServiceControl, params: NoParams) -> dict[str, Any]:
 
 
 def rollback(control: ServiceControl, params: RollbackParams) -> dict[str, Any]:
-    return dict(control.runtime.rollback(params.to_image, control.settings.stop_timeout))
+    return dict(control.runtime.rollback(params.to_image, _stop_timeout(control)))
 
 
 def scale(control: ServiceControl, params: ScaleParams) -> dict[str, Any]:
@@ -293,7 +392,8 @@ def set_memory_limit(control: ServiceControl, params: MemoryLimitParams) -> dict
 
 def register(registry: Registry) -> None:
     registry.add_backend(Backend(KIND, ServiceConnector(), ServiceSettings,
-                                 "a service on Docker (runtime: docker)"))
+                                 "a service on Docker (runtime: docker) or Kubernetes "
+                                 "(runtime: kubernetes)"))
 
     def probe(name: str, func: Any, params: type[BaseModel], summary: str,
               result: dict[str, str], timeout: float = 30.0) -> None:
