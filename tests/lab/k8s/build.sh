@@ -12,8 +12,7 @@
 # under <source version>-r<recipe>-<patch hash>/: a new patch or recipe builds a new directory,
 # a fresh machine builds it again by itself. The build takes about 5 minutes on 2 cores and
 # ~3 GB of scratch space under /var/tmp, deleted afterwards; the cache keeps 380 MB.
-# Only missing apt packages are installed. See ../../../../shared/lab-notes/kubernetes.md for
-# why each step is here; the comments below say the short version.
+# Only missing apt packages are installed. The comments below say why each step is here.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
