@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +48,9 @@ class Route(_Strict):
                                 description="labels that make a group; default: the alert")
     once_within: Duration | None = Field(None, description="one run per group this long")
 
+    @cached_property
     def matchers(self) -> list[Matcher]:
+        """Parsed once: routing runs for every alert."""
         return [parse_matcher(m) for m in self.match]
 
 
@@ -91,7 +94,7 @@ class DaemonConfig(_Strict):
         if len(names) != len(set(names)):
             raise ValueError("route names must be unique")
         for route in self.routes:
-            route.matchers()  # a bad matcher fails here, at load time
+            _ = route.matchers  # a bad matcher fails here, at load time
         return self
 
 

@@ -110,15 +110,15 @@ class Inbox:
     # Dispatch
 
     def dispatch(self, limit: int = 500) -> list[Dispatched]:
-        """Route stored alerts, oldest first; each alert's outcome commits with its effect."""
+        """Route stored alerts, oldest first, in one transaction: every alert's outcome
+        commits together with its effect (a queued run, a joined group)."""
         pending = self.journal.read("SELECT id, alert FROM alerts WHERE outcome IS NULL "
                                     "ORDER BY id LIMIT ?", (limit,))
-        done = []
-        for alert_id, body in pending:
-            alert = Alert.model_validate_json(body)
-            with self.journal.transaction() as db:
-                done.append(self._dispatch_one(db, alert_id, alert))
-        return done
+        if not pending:
+            return []
+        with self.journal.transaction() as db:
+            return [self._dispatch_one(db, alert_id, Alert.model_validate_json(body))
+                    for alert_id, body in pending]
 
     def _dispatch_one(self, db: Any, alert_id: int, alert: Alert) -> Dispatched:
         route = route_for(alert, self.config.routes)
@@ -195,6 +195,10 @@ class Inbox:
     def queue_approved_resumes(self) -> list[str]:
         """Runs awaiting approval that got one (over HTTP or `runbook approve`): queue their
         resume. A cursor over the approvals table makes each approval count once."""
+        newest = self.journal.read("SELECT coalesce(max(id), 0) FROM approvals")[0][0]
+        seen = self.journal.read("SELECT position FROM cursors WHERE name='approvals'")
+        if seen and seen[0][0] >= newest:
+            return []  # nothing new: no write transaction on every wake-up
         with self.journal.transaction() as db:
             row = db.execute("SELECT position FROM cursors WHERE name='approvals'").fetchone()
             position = row[0] if row else 0

@@ -52,7 +52,7 @@ def parse_matcher(text: str) -> Matcher:
 def route_for(alert: Alert, routes: list[Route]) -> Route | None:
     """The first route whose matchers all match the alert's labels."""
     for route in routes:
-        if all(m.matches(alert.labels) for m in route.matchers()):
+        if all(m.matches(alert.labels) for m in route.matchers):
             return route
     return None
 
