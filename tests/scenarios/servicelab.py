@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.daemonkit import free_port
 from tests.lab.api import ApiService, container_dsn, remove_api, start_api
 from tests.lab.faults import LabDatabase
 
@@ -24,8 +25,10 @@ class ServiceLab:
               pool_size: int = 5) -> ApiService:
         name = f"rb-test-api-{uuid.uuid4().hex[:6]}"
         self.started.append(name)
+        # A published port keeps the URL when a restart moves the container to another
+        # bridge address (the Kubernetes tests' pods come and go on the same bridge).
         api = start_api(name, container_dsn(self.db.app), flavor=flavor, mem_limit=mem_limit,
-                        pool_size=pool_size)
+                        pool_size=pool_size, port=free_port())
         self.inventory.write_text(f"""
 targets:
   test-api:
