@@ -510,8 +510,8 @@ def main() -> None:
     if sys.argv[1:2] == ["--whatif-daemon"]:
         sys.exit(_patched_daemon(sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", nargs="*", default=["throughput", "storm"],
-                        choices=["throughput", "storm", "whatif"])
+    parser.add_argument("what", nargs="*", metavar="throughput|storm|whatif",
+                        help="default: throughput storm")
     parser.add_argument("--variants", default="as-is,group-commit,batch-dispatch,"
                         "group-commit+batch-dispatch,httptools-uvloop,"
                         "httptools-uvloop+group-commit+batch-dispatch",
@@ -526,7 +526,9 @@ def main() -> None:
     if args.client == "python" and not shutil.which("wrk"):
         print("intake: wrk is not installed (apt-get install wrk): using the python client, "
               "which shares the 2 cores with the daemon", file=sys.stderr)
-    for what in args.what:
+    for what in args.what or ["throughput", "storm"]:
+        if what not in {"throughput", "storm", "whatif"}:
+            parser.error(f"unknown benchmark {what!r}")
         if what == "whatif":
             whatif(args.variants.split(","), 16,
                    args.duration)
