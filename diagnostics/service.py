@@ -151,6 +151,18 @@ class ServiceControl:
         self.runtime.cancel()
 
 
+def _runtime(settings: RuntimeSettings, timeout: float, *, operator: bool) -> Any:
+    """The runtime's reader (probes) or operator (remedies) for this service."""
+    if isinstance(settings, KubernetesService):
+        from . import kubernetes
+
+        return (kubernetes.KubernetesOperator if operator
+                else kubernetes.KubernetesReader)(settings, timeout)
+    from . import docker
+
+    return (docker.DockerOperator if operator else docker.DockerReader)(settings, timeout)
+
+
 class ServiceConnector:
     def prepare(self) -> None:
         import docker  # noqa: F401 - imported before the steps' clocks start
@@ -161,15 +173,7 @@ class ServiceConnector:
         from . import http
 
         settings = _runtime_settings(target)
-        reader: Any
-        if isinstance(settings, KubernetesService):
-            from . import kubernetes
-
-            reader = kubernetes.KubernetesReader(settings, timeout)
-        else:
-            from . import docker
-
-            reader = docker.DockerReader(settings, timeout)
+        reader = _runtime(settings, timeout, operator=False)
         client = http.open_client(timeout=min(settings.http_timeout, timeout),
                                   verify_tls=settings.verify_tls)
         try:
@@ -181,15 +185,7 @@ class ServiceConnector:
     @contextmanager
     def action(self, target: Target, timeout: float) -> Iterator[ServiceControl]:
         settings = _runtime_settings(target)
-        operator: Any
-        if isinstance(settings, KubernetesService):
-            from . import kubernetes
-
-            operator = kubernetes.KubernetesOperator(settings, timeout)
-        else:
-            from . import docker
-
-            operator = docker.DockerOperator(settings, timeout)
+        operator = _runtime(settings, timeout, operator=True)
         try:
             yield ServiceControl(target.name, settings, operator)
         finally:
