@@ -66,6 +66,11 @@ CLASSES: tuple[LogClass, ...] = tuple(LogClass(name, re.compile(pattern, re.IGNO
      rf"|(?:connection refused|ECONNREFUSED).{{0,80}}[:\s]{_DB_PORT}\b"
      rf"|\bport {_DB_PORT}\b.{{0,20}}(?:failed|refused)",
      "the database refuses or drops connections: server full, unreachable, not ready"),
+    ("constraint",
+     r"violates (?:check|unique|foreign key|not-null|exclusion) constraint"
+     r"|\bconstraint (?:violation|fail(?:ed|s))\b|\bdatabase constraint\b|\bIntegrityError\b"
+     r"|duplicate key value|Duplicate entry .{0,80} for key",
+     "a database constraint refused the data: check, unique, foreign key, not-null"),
     ("timeout",
      r"\bETIMEDOUT\b|\btimed out\b|deadline exceeded|\bDeadlineExceeded\b"
      r"|\b\w*Timeout(?:Error|Exception)\b|\b(?:Read|Connect|Write|Socket)Timeout\b",
@@ -81,6 +86,14 @@ CLASSES: tuple[LogClass, ...] = tuple(LogClass(name, re.compile(pattern, re.IGNO
     ("rate_limit",
      rf"{_STATUS}429\b|too many requests|rate.?limit(?:ed| exceeded)",
      "throttled: 429s, rate limits"),
+    ("validation",
+     rf"(?<!\bno )(?<!\b0 )\bvalidation (?:error|failed|failure)|(?-i:\bValidationError\b)"
+     rf"|{_STATUS}422\b|\bUnprocessable Entity\b",
+     "input the application rejects: validation errors, 422s"),
+    ("corrupt_state",
+     r"\b(?:state|checkpoint|cursor)(?: file)?\b.{0,60}\b(?:is|was) (?:corrupt(?:ed)?|unreadable)\b"
+     r"|\bcorrupt(?:ed)? (?:sync )?(?:state|checkpoint|cursor)\b",
+     "a saved state, checkpoint or cursor that cannot be read"),
     ("http_5xx",
      rf"{_STATUS}5\d\d\b",
      "a 5xx status in an access line"),

@@ -52,6 +52,24 @@ def docker(stamp: str, *messages: str) -> list[str]:
     ('FATAL:  password authentication failed for user "app"', "auth"),
     # rate_limit
     ('INFO:     10.0.0.1:5555 - "GET /api/search HTTP/1.1" 429 Too Many Requests', "rate_limit"),
+    # constraint
+    ('psycopg.errors.CheckViolation: new row for relation "orders" violates check constraint '
+     '"orders_amount_check"', "constraint"),
+    ("ERROR: duplicate key value violates unique constraint \"users_email_key\"", "constraint"),
+    ("sqlite3.IntegrityError: UNIQUE constraint failed: users.email", "constraint"),
+    ("Cannot add or update a child row: a foreign key constraint fails", "constraint"),
+    ("ERROR client=acme database constraint: amount must be >= 0 (order 7)", "constraint"),
+    # validation
+    ("ERROR client=acme validation error: order 12: email is missing", "validation"),
+    ("pydantic_core._pydantic_core.ValidationError: 1 validation error for Order", "validation"),
+    ('INFO:     10.0.0.1:5555 - "POST /api/orders HTTP/1.1" 422 Unprocessable Entity',
+     "validation"),
+    # corrupt_state
+    ("ERROR client=acme sync state is corrupt: /home/runbook/state/acme.json: Expecting value",
+     "corrupt_state"),
+    ("WARN checkpoint file /var/lib/sync/cp.json was unreadable, refusing to start",
+     "corrupt_state"),
+    ("kafka: corrupted cursor for partition 3", "corrupt_state"),
     # http_5xx
     ('INFO:     172.17.0.1:51236 - "GET /api/orders HTTP/1.1" 500 Internal Server Error',
      "http_5xx"),
@@ -84,6 +102,7 @@ def test_classes(message: str, expected: str) -> None:
     '10.0.0.1 - - [22/Nov/2026:07:53:32 +0000] "GET /api/errors HTTP/1.1" 200 512 "-" "-"',
     "2026-11-22 07:53:32,123 INFO pool: 4 of 20 connections in use, timeout=30s",
     "INFO no error in the last batch; 0 errors, 0 warnings",
+    "INFO batch 42: no validation errors, 0 validation failures; state saved",
     "Started server process [1]",
     "",
 ])
@@ -234,6 +253,6 @@ def test_empty_input() -> None:
 
 def test_every_class_is_documented() -> None:
     assert [c.name for c in CLASSES] == [
-        "oom", "db_pool", "db_connection", "timeout", "connection_refused", "auth",
-        "rate_limit", "http_5xx", "exception", "fatal", "error"]
+        "oom", "db_pool", "db_connection", "constraint", "timeout", "connection_refused", "auth",
+        "rate_limit", "validation", "corrupt_state", "http_5xx", "exception", "fatal", "error"]
     assert all(c.summary for c in CLASSES)
