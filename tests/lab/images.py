@@ -217,6 +217,24 @@ def ensure_image(name: str) -> str:
     return tag
 
 
+def prune_stale_images() -> None:
+    """Remove runbook-lab images whose recipe has changed since: each build of a changed
+    recipe leaves its predecessor behind (a few hundred MB). Images a container still
+    uses stay; Docker refuses to remove those."""
+    import docker
+
+    client = docker.from_env()
+    current = {image_tag(name) for name in RECIPES}
+    for image in client.images.list(name="runbook-lab/*"):
+        for tag in image.tags:
+            if tag.startswith("runbook-lab/") and tag not in current:
+                try:
+                    client.images.remove(tag)
+                    _log(f"removed stale {tag}")
+                except docker.errors.APIError as e:
+                    _log(f"kept stale {tag}: {e.explanation or e}")
+
+
 def _run(cmd: list[str], what: str, log: Path | None = None) -> None:
     """Run quietly; on failure show the end of the output (and of `log`), which says why."""
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -317,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="build the missing images (all by default)")
+    build = sub.add_parser("build", help="build the missing images (all by default; "
+                           "then remove the runbook-lab images older recipes left behind)")
     build.add_argument("names", nargs="*", metavar="NAME")
     tag = sub.add_parser("tag", help="print an image's tag")
     tag.add_argument("name", metavar="NAME")
@@ -329,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for name in args.names or RECIPES:
                 ensure_image(name)
+            if not args.names:
+                prune_stale_images()
     except (ValueError, RuntimeError) as e:
         _log(str(e))
         return 1
