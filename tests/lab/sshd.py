@@ -93,14 +93,15 @@ def start_sshd(count: int, key: ClientKey, prefix: str = "rb-test-sshd") -> list
             client.containers.run(image, name=name, detach=True, labels={LABEL: "sshd"},
                                   environment={"AUTHORIZED_KEYS": key.public_line})
         for name in names:
-            hosts.append(_ready(client, name))
+            hosts.append(wait_for_sshd(client, name))
     except BaseException:
         remove(names)
         raise
     return hosts
 
 
-def _ready(client: Any, name: str, timeout: float = 20.0) -> SshdHost:
+def wait_for_sshd(client: Any, name: str, timeout: float = 20.0) -> SshdHost:
+    """The started container `name` as an SshdHost, once it answers with an SSH banner."""
     deadline = time.monotonic() + timeout
     while True:
         container = client.containers.get(name)

@@ -39,7 +39,7 @@ import psycopg
 
 from tests.lab.faults import LabDatabase
 from tests.lab.images import require_image
-from tests.lab.sshd import LABEL, USER, ClientKey, SshdHost, _ready, docker_exec, remove
+from tests.lab.sshd import LABEL, USER, ClientKey, SshdHost, docker_exec, remove, wait_for_sshd
 
 LOG_DIR = f"/home/{USER}/logs"
 STATE_DIR = f"/home/{USER}/state"
@@ -244,7 +244,7 @@ def start_sync_host(key: ClientKey, db_dsn: str, upstream: Upstream,
     try:
         client.containers.run(image, name=name, detach=True, labels={LABEL: "sync-host"},
                               environment={"AUTHORIZED_KEYS": key.public_line})
-        host = _ready(client, name)
+        host = wait_for_sshd(client, name)
         lines = {"DATABASE_URL": db_dsn, "UPSTREAM_URL": upstream.url,
                  **ENGINE_SETTINGS, **(settings or {})}
         text = "".join(f"{k}={v}\n" for k, v in lines.items())
