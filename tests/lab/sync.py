@@ -22,6 +22,7 @@ email), `send_negative` (an order whose amount breaks a check constraint).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
@@ -211,8 +212,10 @@ def bridge_gateway() -> str:
     import docker
 
     network = docker.from_env().networks.get("bridge")
-    gateway: str = network.attrs["IPAM"]["Config"][0]["Gateway"]
-    return gateway
+    config = network.attrs["IPAM"]["Config"][0]
+    # A dockerd that created docker0 itself reports only the subnet; the gateway is then
+    # the subnet's first address (what `ip addr show docker0` says).
+    return str(config.get("Gateway") or next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 # The sync host
