@@ -151,7 +151,7 @@ def fault(url: str, **switches: Any) -> dict[str, Any]:
         return result
 
 
-def wait_exit(name: str, timeout: float = 30) -> dict[str, Any]:
+def wait_exit(name: str, timeout: float = 120) -> dict[str, Any]:
     """Wait until the service's container stops (a crash, an OOM kill); its State."""
     container = _docker().containers.get(name)
     container.wait(timeout=timeout)

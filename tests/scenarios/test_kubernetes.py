@@ -110,9 +110,11 @@ def test_oom_killed_pod_gets_a_higher_limit_and_the_rollout_finishes(
         cli: CLI, kl: KubeLab) -> None:
     api = kl.deploy(mem_limit="96Mi")
     kube.fault(api, leak_mb_per_s=25)
-    # Kubernetes restarts the killed container at once: OOMKilled is its last state.
+    # Kubernetes restarts the killed container at once: OOMKilled is its last state. At the
+    # limit the kernel first reclaims the container's file pages, which the kubelet's probes
+    # keep faulting back in: on a cold machine the kill took 60 s instead of 4.
     kube.wait_container(api, lambda c: kube.last_reason(c) == "OOMKilled"
-                        and c.restart_count >= 1 and bool(c.state.running), 60, "an OOM kill")
+                        and c.restart_count >= 1 and bool(c.state.running), 240, "an OOM kill")
 
     code, report = cli.json("run", "memory-leak", "--param", "window=3s", "--no-input")
     assert code == 1
