@@ -7,11 +7,13 @@
         user: ops                             # else ~/.ssh/config's User, else yours
         key_file: ~/.ssh/runbook_ed25519      # or key_env: VAR holding the key; else the agent
         known_hosts: ~/.ssh/known_hosts
+        jump: ops@bastion                     # optional; else ~/.ssh/config's ProxyJump
 
 What is enforced:
 * Host keys are checked against `known_hosts` with paramiko's RejectPolicy: an unknown key
   or a changed one is refused with a message saying which key and how to record it once
-  checked. Nothing is ever added to known_hosts.
+  checked. Nothing is ever added to known_hosts. Through jump hosts (ProxyJump) every hop's
+  key is checked the same way; a ProxyCommand is refused, never run and never bypassed.
 * A probe's handle runs only the commands of `FIXED`, by name. Every command line is built
   from an argv list by shlex.join, so a parameter is an argument, never shell code; paths
   and names that start with "-" are refused, so none is read as an option either.

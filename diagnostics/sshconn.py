@@ -39,6 +39,7 @@ from runner.registry import Target
 
 KIND = "ssh"
 KILL_GRACE = 2.0  # seconds between `timeout`'s TERM and its KILL
+MAX_JUMPS = 8  # hops before a ProxyJump chain is taken for a loop
 
 
 # Validation shared by settings and params
@@ -91,7 +92,12 @@ class SshSettings(BaseModel):
     key_env: str | None = Field(None, description="env var holding the private key text")
     passphrase_env: str | None = Field(None, description="env var holding the key's passphrase")
     known_hosts: str = "~/.ssh/known_hosts"
-    ssh_config: str = Field("~/.ssh/config", description="for aliases, port, user, IdentityFile")
+    ssh_config: str = Field("~/.ssh/config",
+                            description="for aliases, port, user, IdentityFile, ProxyJump")
+    jump: str | None = Field(
+        None, pattern=r"^[^\s,-][^\s,]*(,[^\s,-][^\s,]*)*$",
+        description="bastions to go through, as ssh's ProxyJump: [user@]host[:port], "
+                    "comma-separated; default: ~/.ssh/config's ProxyJump; `none` for none")
     connect_timeout: Duration = 5.0
     command_timeout: Duration = Field(20.0, le=86400)
     max_output: int = Field(1 << 20, ge=1, description="bytes kept of stdout and of stderr")
@@ -325,19 +331,61 @@ class _Hosts:
         for client in clients:
             client.close()
 
-    def endpoint(self, host: str) -> Endpoint:
+    def route(self, host: str) -> list[Endpoint]:
+        """The hops to `host`: its jump hosts in order (ProxyJump), then the host itself.
+        The inventory's port and user are the host's; jump hosts take theirs from
+        ~/.ssh/config, as ssh does, and so does a jump host's own ProxyJump."""
+        settings = self.settings
+        return self._route(host, settings.port, settings.user, settings.jump, depth=0)
+
+    def _route(self, host: str, port: int | None, user: str | None, jump: str | None,
+               depth: int) -> list[Endpoint]:
+        if depth > MAX_JUMPS:
+            raise PermanentError(f"{self.target}: more than {MAX_JUMPS} jump hosts on the "
+                                 f"way to {host}: is ProxyJump circular in the ssh config?")
         seen = self._config.lookup(host) if self._config is not None else {}
-        return Endpoint(host, seen.get("hostname", host),
-                        self.settings.port or int(seen.get("port", 22)),
-                        self.settings.user or seen.get("user") or getpass.getuser(),
-                        tuple(seen.get("identityfile", ())))
+        if seen.get("proxycommand", "none").lower() != "none":
+            raise PermanentError(f"{self.target}: the ssh config gives {host} a ProxyCommand, "
+                                 "which runbook does not run; use ProxyJump (or `jump:`)")
+        endpoint = Endpoint(host if depth == 0 else f"jump host {host}",
+                            seen.get("hostname", host), port or int(seen.get("port", 22)),
+                            user or seen.get("user") or getpass.getuser(),
+                            tuple(seen.get("identityfile", ())))
+        jump = jump or seen.get("proxyjump")
+        hops: list[Endpoint] = []
+        if jump and jump.lower() != "none":
+            for spec in jump.split(","):
+                jump_user, jump_host, jump_port = _jump_spec(spec)
+                hops += self._route(jump_host, jump_port, jump_user, None, depth + 1)
+        return [*hops, endpoint]
 
     @contextmanager
     def connect(self, host: str) -> Iterator[Host]:
+        """A verified connection to `host`, through its jump hosts: each hop's host key is
+        checked against known_hosts, and the next hop is reached over a direct-tcpip channel
+        of the one before (what ssh -J does)."""
+        route = self.route(host)
+        known_hosts = Path(self.settings.known_hosts).expanduser()
+        clients: list[Any] = []
+        try:
+            sock = None
+            for hop, following in zip(route, [*route[1:], None], strict=True):
+                client = self._client(hop, known_hosts, sock)
+                clients.append(client)
+                if following is not None:
+                    sock = _channel_to(client, hop, following, self.limits.connect_timeout)
+            yield Host(clients[-1], route[-1], self.limits)
+        finally:
+            for client in reversed(clients):
+                with self._lock:
+                    self._open.discard(client)
+                client.close()
+
+    def _client(self, endpoint: Endpoint, known_hosts: Path, sock: Any) -> Any:
+        """An SSHClient connected to `endpoint` (over `sock`, a channel of the hop before,
+        when given), its host key verified; registered for cancel()."""
         import paramiko
 
-        endpoint = self.endpoint(host)
-        known_hosts = Path(self.settings.known_hosts).expanduser()
         client = paramiko.SSHClient()
         known = paramiko.HostKeys()
         if known_hosts.is_file():
@@ -345,9 +393,11 @@ class _Hosts:
             known.load(str(known_hosts))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())  # never auto-accept
         with self._lock:
+            if self._cancelled.is_set():
+                raise TemporaryError(f"{endpoint.host}: cancelled")
             self._open.add(client)
+        timeout = self.limits.connect_timeout
         try:
-            timeout = self.limits.connect_timeout
             with _translated_errors(endpoint, known_hosts, timeout, self._key_source(endpoint)):
                 try:
                     client.connect(
@@ -355,15 +405,16 @@ class _Hosts:
                         pkey=self._pkey, key_filename=list(endpoint.identity_files) or None,
                         passphrase=self._passphrase(), allow_agent=self._pkey is None,
                         look_for_keys=False, timeout=timeout, banner_timeout=timeout,
-                        auth_timeout=timeout, channel_timeout=timeout)
+                        auth_timeout=timeout, channel_timeout=timeout, sock=sock)
                 except paramiko.SSHException:
                     _refuse_unknown_key(client, known, endpoint, known_hosts)
                     raise
-                yield Host(client, endpoint, self.limits)
-        finally:
+        except BaseException:
             with self._lock:
                 self._open.discard(client)
             client.close()
+            raise
+        return client
 
     def _key_source(self, endpoint: Endpoint) -> str:
         settings = self.settings
@@ -488,6 +539,32 @@ def _private_key(settings: SshSettings, target: str) -> Any:
         raise PermanentError(f"{settings.key_env} does not hold a private key paramiko can "
                              "read (OpenSSH or PEM format; Ed25519, ECDSA or RSA)")
     return None
+
+
+_JUMP = re.compile(r"\[(?P<v6>[^]]+)\](?::(?P<p6>\d+))?|(?P<host>[^:\[\]]+)(?::(?P<port>\d+))?")
+
+
+def _jump_spec(spec: str) -> tuple[str | None, str, int | None]:
+    """ProxyJump's `[user@]host[:port]` (an IPv6 address in brackets) as (user, host, port)."""
+    user, _, rest = spec.strip().rpartition("@")
+    match = _JUMP.fullmatch(rest)
+    if not match or rest.startswith("-"):
+        raise PermanentError(f"jump host {spec!r}: expected [user@]host[:port]")
+    port = match["p6"] or match["port"]
+    return user or None, match["v6"] or match["host"], int(port) if port else None
+
+
+def _channel_to(client: Any, hop: Endpoint, following: Endpoint, timeout: float) -> Any:
+    """A direct-tcpip channel from `hop` to the next hop's SSH port."""
+    import paramiko
+
+    try:
+        return client.get_transport().open_channel(
+            "direct-tcpip", (following.hostname, following.port), ("127.0.0.1", 0),
+            timeout=timeout)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise TemporaryError(f"{hop.host} ({hop.hostname}) cannot reach {following.hostname} "
+                             f"port {following.port}: {_first_line(exc)}") from None
 
 
 def _refuse_unknown_key(client: Any, known: Any, endpoint: Endpoint, known_hosts: Path) -> None:

@@ -102,6 +102,31 @@ def test_settings_need_one_host_or_a_group() -> None:
             ssh.SshSettings.model_validate(bad)
 
 
+@pytest.mark.parametrize(("spec", "parsed"), [
+    ("bastion", (None, "bastion", None)),
+    ("ops@bastion.example.com:2200", ("ops", "bastion.example.com", 2200)),
+    ("10.0.0.1:22", (None, "10.0.0.1", 22)),
+    ("[2001:db8::1]:2222", (None, "2001:db8::1", 2222)),
+    ("ops@[2001:db8::1]", ("ops", "2001:db8::1", None)),
+])
+def test_jump_specs_read_as_proxyjump_does(spec: str, parsed: tuple[Any, ...]) -> None:
+    assert sshconn._jump_spec(spec) == parsed
+
+
+@pytest.mark.parametrize("spec", ["ops@", "host:port", "a:b:c", "[::1", "-oProxyCommand=x"])
+def test_a_bad_jump_spec_is_refused(spec: str) -> None:
+    with pytest.raises(PermanentError, match="expected \\[user@\\]host\\[:port\\]"):
+        sshconn._jump_spec(spec)
+
+
+def test_jump_in_settings_is_a_comma_list_of_hosts_never_an_option() -> None:
+    assert ssh.SshSettings(host="a", jump="b,ops@c:2200").jump == "b,ops@c:2200"
+    assert ssh.SshSettings(host="a", jump="none").jump == "none"
+    for bad in ("-J", "b,-oProxyCommand=x", "b c", "b,,c", ""):
+        with pytest.raises(ValidationError):
+            ssh.SshSettings(host="a", jump=bad)
+
+
 def test_durations_in_settings() -> None:
     settings = ssh.SshSettings.model_validate({"host": "a", "connect_timeout": "500ms",
                                                "command_timeout": "2m"})

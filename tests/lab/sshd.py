@@ -100,6 +100,35 @@ def start_sshd(count: int, key: ClientKey, prefix: str = "rb-test-sshd") -> list
     return hosts
 
 
+def start_sshd_behind(bastion: SshdHost, key: ClientKey, port: int = 2222,
+                      timeout: float = 20.0) -> SshdHost:
+    """An sshd that only `bastion` can reach: it shares the bastion's network namespace and
+    listens on 127.0.0.1:`port` there, so from this machine it is reachable only through
+    the bastion (a jump host). Remove it with remove([host.name])."""
+    image = require_image("sshd")
+    client = _docker()
+    name = f"rb-test-sshd-behind-{uuid.uuid4().hex[:6]}"
+    container = client.containers.run(
+        image, ["-o", f"ListenAddress=127.0.0.1:{port}"], name=name, detach=True,
+        labels={LABEL: "sshd"}, network_mode=f"container:{bastion.name}",
+        environment={"AUTHORIZED_KEYS": key.public_line})
+    deadline = time.monotonic() + timeout
+    try:
+        while b"Server listening on 127.0.0.1 port" not in container.logs():
+            container.reload()
+            if container.status == "exited" or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd container {name} did not start listening: "
+                                   f"{container.logs().decode(errors='replace')}")
+            time.sleep(0.1)
+        code, out = container.exec_run(["cat", HOST_KEY])
+        if code:
+            raise RuntimeError(f"{name}: cannot read {HOST_KEY}: {out.decode()}")
+    except BaseException:
+        remove([name])
+        raise
+    return SshdHost(name, "127.0.0.1", " ".join(out.decode().split()[:2]), port)
+
+
 def wait_for_sshd(client: Any, name: str, timeout: float = 20.0) -> SshdHost:
     """The started container `name` as an SshdHost, once it answers with an SSH banner."""
     deadline = time.monotonic() + timeout

@@ -28,6 +28,7 @@ from tests.lab.sshd import (
     other_host_key,
     remove,
     start_sshd,
+    start_sshd_behind,
     unused_bridge_ip,
     write_known_hosts,
 )
@@ -393,3 +394,73 @@ targets:
     assert by_env["stdout"] == f"{USER}\n"
     by_alias = run("ssh.exec_read_only", targets.get("by-alias"), argv=["id", "-un"])
     assert by_alias["stdout"] == f"{USER}\n" and list(by_alias["hosts"]) == ["labbox"]
+
+
+# Jump hosts (ProxyJump)
+
+
+@pytest.fixture
+def behind(key: ClientKey, hosts: list[SshdHost]) -> Iterator[SshdHost]:
+    """An sshd only hosts[0] reaches: 127.0.0.1:2222 inside hosts[0]'s network namespace."""
+    host = start_sshd_behind(hosts[0], key)
+    try:
+        yield host
+    finally:
+        remove([host.name])
+
+
+def accepted_from(host: SshdHost) -> list[str]:
+    """The addresses sshd says it accepted a key from (it logs to the container's stderr)."""
+    logs = _docker_logs(host)
+    return [line.split(" from ")[1].split()[0] for line in logs.splitlines()
+            if "Accepted publickey" in line]
+
+
+def _docker_logs(host: SshdHost) -> str:
+    import docker
+
+    logs: bytes = docker.from_env().containers.get(host.name).logs()
+    return logs.decode(errors="replace")
+
+
+def test_a_host_behind_a_jump_host_is_reached_through_it(
+        tmp_path: Path, key: ClientKey, hosts: list[SshdHost], behind: SshdHost) -> None:
+    bastion = hosts[0]
+    known = write_known_hosts(tmp_path / "known_hosts", [bastion, behind])
+    direct = target(key, known, behind.ip, port=behind.port)
+    with pytest.raises(TemporaryError, match="connection refused"):  # not from here
+        run("ssh.load", direct)
+
+    jumped = target(key, known, behind.ip, port=behind.port, jump=f"{USER}@{bastion.ip}:22")
+    assert run("ssh.exec_read_only", jumped, argv=["id", "-un"])["stdout"] == f"{USER}\n"
+    assert accepted_from(behind) == ["127.0.0.1"]  # the bastion's end of the tunnel
+
+    # The same route from ~/.ssh/config: an alias with ProxyJump naming another alias.
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host inner\n  HostName 127.0.0.1\n  Port {behind.port}\n"
+                      f"  ProxyJump bastion\n"
+                      f"Host bastion\n  HostName {bastion.ip}\n  User {USER}\n")
+    by_config = target(key, known, "inner", ssh_config=str(config))
+    assert run("ssh.load", by_config)["hosts"]["inner"]["ok"] is True
+    assert accepted_from(behind) == ["127.0.0.1", "127.0.0.1"]
+    # `jump: none` in the inventory overrides the config's ProxyJump: straight there, refused.
+    with pytest.raises(TemporaryError, match="connection refused"):
+        run("ssh.load", target(key, known, "inner", ssh_config=str(config), jump="none"))
+
+
+def test_a_jump_host_with_an_unknown_key_is_refused(
+        tmp_path: Path, key: ClientKey, hosts: list[SshdHost], behind: SshdHost) -> None:
+    known = write_known_hosts(tmp_path / "known_hosts", [behind])  # not the bastion's key
+    jumped = target(key, known, behind.ip, port=behind.port, jump=hosts[0].ip)
+    with pytest.raises(PermanentError, match=f"jump host {hosts[0].ip}: unknown host key"):
+        run("ssh.load", jumped)
+    assert accepted_from(behind) == []
+
+
+def test_a_proxy_command_is_refused_not_bypassed(
+        tmp_path: Path, key: ClientKey, hosts: list[SshdHost], known_hosts: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host viaproxy\n  HostName {hosts[0].ip}\n"
+                      "  ProxyCommand nc -X connect -x proxy:3128 %h %p\n")
+    with pytest.raises(PermanentError, match="ProxyCommand, which runbook does not run"):
+        run("ssh.load", target(key, known_hosts, "viaproxy", ssh_config=str(config)))
