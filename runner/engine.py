@@ -165,7 +165,7 @@ class Engine:
                                     expressions.template_references(step.with_)
                                     if space == "steps"}
         skipped = sorted(d for d in deps & inputs if state.steps[d].status == "skipped")
-        context = plan.context(_results(state))
+        context = _context(plan, state)
         try:
             reason = None
             if target is None:
@@ -227,7 +227,7 @@ class Engine:
         return None
 
     def _conclude(self, plan: Plan, state: RunState) -> None:
-        context = plan.context(_results(state))
+        context = _context(plan, state)
         for finding in plan.playbook.findings:
             base = {"finding": finding.id, "hint": finding.hint,
                     "severity": finding.severity or plan.playbook.severity}
@@ -257,14 +257,14 @@ class Engine:
         target = plan.target_for(remedy.target, kind)
         assert target is not None
         params = kind.params.model_validate(
-            expressions.render(remedy.with_, plan.context(_results(state))))
+            expressions.render(remedy.with_, _context(plan, state)))
         explain = kind.explain(params) if kind.explain else ""
         return Proposal(state.run_id, remedy.id, kind.name, target.name,
                         params.model_dump(mode="json"), explain)
 
     def _remedy(self, plan: Plan, state: RunState) -> str:
         """Propose every applicable remedy, then run them in order through the gate."""
-        context = plan.context(_results(state))
+        context = _context(plan, state)
         for index, remedy in enumerate(plan.playbook.remedies):
             if remedy.id in state.remedies:
                 continue  # proposed or settled before a resume
@@ -389,7 +389,7 @@ class Engine:
     def _check(self, plan: Plan, state: RunState, check: Any, kind: StepKind,
                target: Target) -> tuple[dict[str, Any] | None, str | None]:
         """One verify check: (result, None) when it holds, else (result, why not)."""
-        context = plan.context(_results(state))
+        context = _context(plan, state)
         try:
             params = kind.params.model_validate(expressions.render(check.with_, context))
             result, failure = Call(lambda on_handle: self._probe(kind, target, params, on_handle),
@@ -437,6 +437,15 @@ class NotRun(dict[str, Any]):
 
     def __missing__(self, key: str) -> None:
         return None
+
+
+def _context(plan: Plan, state: RunState) -> dict[str, Any]:
+    """What expressions see now. `findings` (id: fired) fills in once the diagnosis is
+    concluded; a finding that could not be evaluated is absent, so that a remedy's
+    condition on it cannot be resolved and the remedy is not proposed."""
+    concluded = {f.id: f.status == "fired" for f in state.findings.values()
+                 if f.status != "unknown"}
+    return {**plan.context(_results(state)), "findings": concluded}
 
 
 def _results(state: RunState) -> dict[str, Any]:

@@ -77,7 +77,8 @@ class Remedy(_Strict):
     run: str
     target: str | None = None
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    when: str | None = None
+    when: str | None = Field(None, description="expression over steps, params, targets and "
+                             "findings (findings['id'] is true when that finding fired)")
     timeout: Duration | None = None
     description: str = ""
 

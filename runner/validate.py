@@ -152,11 +152,17 @@ class _Checker:
 
     def _refs(self, loc: Loc, refs: Iterable[tuple[str, str]]) -> None:
         known = {"steps": self.step_ids, "params": set(self.book.params),
-                 "targets": set(self.book.targets)}
+                 "targets": set(self.book.targets),
+                 "findings": {f.id for f in self.book.findings}}
         for space, name in refs:
-            if space in known and name not in known[space]:
-                what = {"steps": "step", "params": "param", "targets": "target role"}[space]
-                self.add(loc, f"refers to unknown {what} {space}.{name}"
+            if space == "findings" and loc[0] not in ("remedies", "verify"):
+                self.add(loc, f"findings[{name!r}]: findings are concluded after the steps, "
+                              "so only remedies and verify can use them")
+            elif space in known and name not in known[space]:
+                what = {"steps": "step", "params": "param", "targets": "target role",
+                        "findings": "finding"}[space]
+                said = f"findings[{name!r}]" if space == "findings" else f"{space}.{name}"
+                self.add(loc, f"refers to unknown {what} {said}"
                          + _did_you_mean(name, known[space]))
 
     def _expression(self, loc: Loc, source: str | None) -> None:

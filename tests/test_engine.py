@@ -216,3 +216,26 @@ def test_conditions_about_a_skipped_step_are_false_and_its_dependents_skip(kit: 
     assert state.steps["d"].status == "skipped"
     assert state.findings["about-skipped"].status == "clear"
     assert state.findings["about-failed"].status == "unknown"
+
+
+def test_remedies_read_the_concluded_findings(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: usage, run: mem.sleep, with: {value: 95}}
+          - {id: broken, run: mem.fail}
+        findings:
+          - {id: full, when: steps.usage.value >= 90, say: full}
+          - {id: empty, when: steps.usage.value == 0, say: empty}
+          - {id: unknowable, when: steps.broken.x > 1, say: never evaluated}
+        remedies:
+          - {id: when-fired, run: mem.act, when: "findings['full'] and not findings['empty']"}
+          - {id: when-clear, run: mem.act, when: "findings['empty']"}
+          - {id: when-unknown, run: mem.act, when: "not findings['unknowable']"}
+        """)
+    assert {f.id: f.status for f in state.findings.values()} == {
+        "full": "fired", "empty": "clear", "unknowable": "unknown"}
+    assert {r.id: r.status for r in state.remedies.values()} == {
+        "when-fired": "proposed", "when-clear": "not_needed",
+        # A finding that could not be concluded never lets a remedy through, even negated.
+        "when-unknown": "skipped"}
+    assert state.status == AWAITING

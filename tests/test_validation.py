@@ -108,6 +108,24 @@ MISTAKES = {
             when: params.nope > 1
             with: {backends: []}
         """, "params.nope > 1", "refers to unknown param params.nope"),
+    "unknown finding in a remedy's when": ("""
+        findings:
+          - {id: pool-full, when: "true", say: full}
+        remedies:
+          - id: r
+            run: mem.act
+            when: findings['pool-ful']
+        """, "findings['pool-ful']",
+        "refers to unknown finding findings['pool-ful'] (did you mean 'pool-full'?)"),
+    "a finding in a step's when": ("""
+        steps:
+          - id: a
+            run: mem.sleep
+            when: findings['pool-full']
+        findings:
+          - {id: pool-full, when: "true", say: full}
+        """, "findings['pool-full']\n", "findings are concluded after the steps, so only "
+        "remedies and verify can use them"),
     "mutating kind under steps": ("""
         steps:
           - id: a
