@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +227,73 @@ def test_the_shipped_example_config_loads() -> None:
     config = load(Path(__file__).resolve().parent.parent / "deploy" / "daemon.yaml")
     assert [r.name for r in config.routes] == ["pool", "api-down"]
     assert config.four_eyes
+
+
+THROTTLED = """
+auth: {{mode: bearer, token_env: TEST_INTAKE_TOKEN}}
+max_concurrent_runs: 1
+routes:
+  - name: slow
+    match: ['alertname="Slow"']
+    playbook: mem-slow
+    targets: {{box: box}}
+    group_by: [alertname, box]
+    once_within: 1s
+playbooks: [{root}/playbooks]
+inventory: [{root}/inventory.yaml]
+"""
+
+SLOW_PLAYBOOK = """
+name: mem-slow
+summary: a diagnosis that takes a while
+severity: P3
+targets:
+  box: {kind: mem}
+steps:
+  - {id: look, run: mem.sleep, with: {seconds: 0.3, value: 1}}
+findings:
+  - {id: seen, when: steps.look.value > 0, say: seen}
+"""
+
+
+@pytest.fixture
+def throttled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              runbook_home: Path) -> Iterator[RunningDaemon]:
+    monkeypatch.setenv("TEST_INTAKE_TOKEN", "intake-tok-123")
+    config = write_world(tmp_path, THROTTLED)
+    (tmp_path / "playbooks" / "mem-slow.yaml").write_text(SLOW_PLAYBOOK)
+    with daemon_in_thread(config, runbook_home, "intake-tok-123") as d:
+        yield d
+
+
+def slow_alert(box: str) -> dict[str, Any]:
+    return {"labels": {"alertname": "Slow", "box": box}}
+
+
+def test_the_cap_on_concurrent_runs_queues_the_rest_and_drops_none(
+        throttled: RunningDaemon) -> None:
+    from tests.support import membackend
+
+    membackend.reset_peak()
+    for box in ("b1", "b2", "b3", "b4"):
+        assert throttled.post("/v1/alerts", slow_alert(box)).status_code == 202
+    runs = throttled.wait_run(lambda runs: len(runs) == 4
+                              and all(r["status"] == "completed" for r in runs))
+    assert membackend.reset_peak() == 1  # one worker: the others waited in the queue
+    # Queued in arrival order, run one after another: each started after the one before.
+    started = sorted((r["started_at"], r["finished_at"]) for r in runs)
+    assert all(prev[1] <= nxt[0] for prev, nxt in pairwise(started))
+
+
+def test_once_within_a_group_gets_one_run_then_a_new_one(throttled: RunningDaemon) -> None:
+    throttled.post("/v1/alerts", slow_alert("b1"))
+    throttled.post("/v1/alerts", slow_alert("b1"))  # within once_within: joins the run
+    throttled.wait_run(lambda runs: len(runs) == 1 and runs[0]["status"] == "completed")
+    time.sleep(1.1)  # once_within (1 s) has passed: the next alert starts a new run
+    throttled.post("/v1/alerts", slow_alert("b1"))
+    runs = throttled.wait_run(lambda runs: len(runs) == 2
+                              and all(r["status"] == "completed" for r in runs))
+    assert len(runs) == 2
+    metrics = httpx.get(throttled.url + "/metrics").text
+    assert 'runbook_alerts_dispatched_total{outcome="joined"} 1.0' in metrics
+    assert 'runbook_alerts_dispatched_total{outcome="started"} 2.0' in metrics
