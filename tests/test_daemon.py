@@ -167,6 +167,20 @@ def test_approval_over_http_runs_the_remedy_once_through_the_gate(
     assert daemon.post(path, {"remedy": "fix"}, token="bob-tok-22").status_code == 409
 
 
+def test_a_decline_over_http_is_recorded_and_nothing_runs(
+        daemon: RunningDaemon, tmp_path: Path) -> None:
+    daemon.post("/v1/alerts/alertmanager", am_payload(box_alert(level=4)))
+    [run] = daemon.wait_run(lambda runs: bool(runs) and runs[0]["status"] == "awaiting_approval")
+    answer = daemon.post(f"/v1/runs/{run['run_id']}/approvals",
+                         {"remedy": "fix", "decision": "decline"}, token="bob-tok-22")
+    assert answer.status_code == 202 and answer.json()["decision"] == "declined"
+    [run] = daemon.wait_run(lambda runs: runs[0]["remedies"][0]["status"] == "declined")
+    assert run["status"] != "awaiting_approval"
+    [approval] = daemon.daemon.journal.approvals(run["run_id"], "fix")
+    assert (approval.decision, approval.by) == ("declined", "bob")
+    assert not (tmp_path / "box" / "actions.jsonl").exists()  # the action never ran
+
+
 def test_four_eyes_the_requester_may_not_approve(
         daemon: RunningDaemon, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from runner.cli import main
