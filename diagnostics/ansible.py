@@ -9,6 +9,7 @@
         user: ops
         key_file: ~/.ssh/runbook_ed25519        # or key_env: VAR holding the key; else the agent
         known_hosts: ~/.ssh/known_hosts
+        jump: ops@bastion                       # optional: one bastion (ssh -W through it)
 
 Kinds: `ansible.check` runs a playbook with `--check --diff`: in check mode Ansible reports
 what it would change and changes nothing, except in tasks its playbook marks
@@ -27,7 +28,8 @@ What is enforced:
   read as options.
 * Host keys are checked (ansible-runner turns checking off unless told otherwise): OpenSSH
   with StrictHostKeyChecking=yes against `known_hosts` alone; an unknown or changed key
-  makes the host unreachable, it is never added.
+  makes the host unreachable, it is never added. Through a `jump` host, the same options
+  check the bastion's key too.
 * The Python on the hosts is set (`python_interpreter`, /usr/bin/python3 by default):
   interpreter discovery is not trusted to find the right one.
 * ansible-playbook gets a clean environment (PATH, HOME, locale and Ansible's own
@@ -75,7 +77,7 @@ from runner.paths import home
 from runner.redact import SECRETS
 from runner.registry import Backend, Registry, StepKind, Target
 
-from .sshconn import Argument
+from .sshconn import Argument, JumpHosts, parse_jump
 
 KIND = "ansible"
 MAX_EVENTS = 500  # compact events kept in a result; the artifacts hold them all
@@ -116,6 +118,9 @@ class AnsibleSettings(BaseModel):
     key_file: str | None = Field(None, description="path of the private key")
     key_env: str | None = Field(None, description="env var holding the private key text")
     known_hosts: str = Field("~/.ssh/known_hosts", description="the only host keys trusted")
+    jump: JumpHosts | None = Field(
+        None, description="one bastion to go through, [user@]host[:port]; its host key is "
+                          "checked against known_hosts too")
     python_interpreter: str = Field("/usr/bin/python3", description="Python on the hosts")
     connect_timeout: Duration = Field(10.0, gt=0, le=300)
     timeout: Duration = Field(600.0, gt=0, le=86400, description="a whole run")
@@ -141,7 +146,20 @@ class AnsibleSettings(BaseModel):
             raise ValueError("give either `inventory` (a file) or `hosts`")
         if self.key_file and self.key_env:
             raise ValueError("give either `key_file` or `key_env`, not both")
+        if self.jump and "," in self.jump:
+            raise ValueError("one jump host for an Ansible target (the ssh backend takes "
+                             "a chain)")
         return self
+
+
+def _proxy_command(jump: str, ssh_args: list[str], key: str | None, timeout: float) -> str:
+    """ssh -W through the bastion, with the same host key checking and key: OpenSSH's own
+    ProxyJump would start that ssh without the options given on the command line."""
+    user, host, port = parse_jump(jump)
+    argv = ["ssh", *ssh_args, "-o", f"ConnectTimeout={max(1, int(timeout))}",
+            *(["-i", key] if key else []), *(["-p", str(port)] if port else []),
+            *(["-l", user] if user else []), "-W", "%h:%p", "--", host]
+    return shlex.join(argv)
 
 
 # Params
@@ -273,6 +291,9 @@ class _Playbooks:
         ssh_args = ["-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes",
                     "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
                     "-o", "GlobalKnownHostsFile=/dev/null"]
+        if settings.jump and settings.jump.lower() != "none":
+            ssh_args += ["-o", "ProxyCommand=" + _proxy_command(settings.jump, ssh_args, key,
+                                                                settings.connect_timeout)]
         env = {
             # The ansible-playbook installed beside this Python, not another one on PATH.
             "PATH": os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")]),

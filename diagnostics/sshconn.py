@@ -53,6 +53,29 @@ def _argument(value: str) -> str:
 
 
 Argument = Annotated[str, AfterValidator(_argument)]
+
+
+def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
+    """ProxyJump's `[user@]host[:port]` (an IPv6 address in brackets) as (user, host, port);
+    ValueError when it is not one."""
+    user, _, rest = spec.strip().rpartition("@")
+    match = _JUMP.fullmatch(rest)
+    if not match or rest.startswith("-") or (_ and not user):
+        raise ValueError(f"jump host {spec!r}: expected [user@]host[:port]")
+    port = match["p6"] or match["port"]
+    return user or None, match["v6"] or match["host"], int(port) if port else None
+
+
+def _jump_hosts(value: str) -> str:
+    if value.lower() != "none":
+        for spec in value.split(","):
+            parse_jump(spec)
+    return value
+
+
+_JUMP = re.compile(r"\[(?P<v6>[^]]+)\](?::(?P<p6>\d+))?|(?P<host>[^:\[\]\s]+)(?::(?P<port>\d+))?")
+# Bastions as ProxyJump lists them: `[user@]host[:port]`, comma-separated, or `none`.
+JumpHosts = Annotated[str, AfterValidator(_jump_hosts)]
 # systemd units and process names (pgrep -x): letters, digits and @ . _ : + \ -
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@:+\\][A-Za-z0-9_.@:+\\-]*$", max_length=255)]
 
@@ -94,9 +117,8 @@ class SshSettings(BaseModel):
     known_hosts: str = "~/.ssh/known_hosts"
     ssh_config: str = Field("~/.ssh/config",
                             description="for aliases, port, user, IdentityFile, ProxyJump")
-    jump: str | None = Field(
-        None, pattern=r"^[^\s,-][^\s,]*(,[^\s,-][^\s,]*)*$",
-        description="bastions to go through, as ssh's ProxyJump: [user@]host[:port], "
+    jump: JumpHosts | None = Field(
+        None, description="bastions to go through, as ssh's ProxyJump: [user@]host[:port], "
                     "comma-separated; default: ~/.ssh/config's ProxyJump; `none` for none")
     connect_timeout: Duration = 5.0
     command_timeout: Duration = Field(20.0, le=86400)
@@ -355,7 +377,10 @@ class _Hosts:
         hops: list[Endpoint] = []
         if jump and jump.lower() != "none":
             for spec in jump.split(","):
-                jump_user, jump_host, jump_port = _jump_spec(spec)
+                try:
+                    jump_user, jump_host, jump_port = parse_jump(spec)
+                except ValueError as exc:  # from the ssh config: the inventory's is checked
+                    raise PermanentError(f"{self.target}: {exc}") from None
                 hops += self._route(jump_host, jump_port, jump_user, None, depth + 1)
         return [*hops, endpoint]
 
@@ -539,19 +564,6 @@ def _private_key(settings: SshSettings, target: str) -> Any:
         raise PermanentError(f"{settings.key_env} does not hold a private key paramiko can "
                              "read (OpenSSH or PEM format; Ed25519, ECDSA or RSA)")
     return None
-
-
-_JUMP = re.compile(r"\[(?P<v6>[^]]+)\](?::(?P<p6>\d+))?|(?P<host>[^:\[\]]+)(?::(?P<port>\d+))?")
-
-
-def _jump_spec(spec: str) -> tuple[str | None, str, int | None]:
-    """ProxyJump's `[user@]host[:port]` (an IPv6 address in brackets) as (user, host, port)."""
-    user, _, rest = spec.strip().rpartition("@")
-    match = _JUMP.fullmatch(rest)
-    if not match or rest.startswith("-"):
-        raise PermanentError(f"jump host {spec!r}: expected [user@]host[:port]")
-    port = match["p6"] or match["port"]
-    return user or None, match["v6"] or match["host"], int(port) if port else None
 
 
 def _channel_to(client: Any, hop: Endpoint, following: Endpoint, timeout: float) -> Any:

@@ -110,13 +110,14 @@ def test_settings_need_one_host_or_a_group() -> None:
     ("ops@[2001:db8::1]", ("ops", "2001:db8::1", None)),
 ])
 def test_jump_specs_read_as_proxyjump_does(spec: str, parsed: tuple[Any, ...]) -> None:
-    assert sshconn._jump_spec(spec) == parsed
+    assert sshconn.parse_jump(spec) == parsed
 
 
-@pytest.mark.parametrize("spec", ["ops@", "host:port", "a:b:c", "[::1", "-oProxyCommand=x"])
+@pytest.mark.parametrize("spec", ["ops@", "@host", "host:port", "a:b:c", "[::1", "a b",
+                                  "-oProxyCommand=x"])
 def test_a_bad_jump_spec_is_refused(spec: str) -> None:
-    with pytest.raises(PermanentError, match="expected \\[user@\\]host\\[:port\\]"):
-        sshconn._jump_spec(spec)
+    with pytest.raises(ValueError, match="expected \\[user@\\]host\\[:port\\]"):
+        sshconn.parse_jump(spec)
 
 
 def test_jump_in_settings_is_a_comma_list_of_hosts_never_an_option() -> None:

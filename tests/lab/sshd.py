@@ -100,6 +100,12 @@ def start_sshd(count: int, key: ClientKey, prefix: str = "rb-test-sshd") -> list
     return hosts
 
 
+def docker_logs(host: SshdHost) -> str:
+    """The container's output: sshd logs each login there ("Accepted publickey for ...")."""
+    logs: bytes = _docker().containers.get(host.name).logs()
+    return logs.decode(errors="replace")
+
+
 def start_sshd_behind(bastion: SshdHost, key: ClientKey, port: int = 2222,
                       timeout: float = 20.0) -> SshdHost:
     """An sshd that only `bastion` can reach: it shares the bastion's network namespace and

@@ -25,9 +25,11 @@ from tests.lab.sshd import (
     SshdHost,
     client_key,
     docker_exec,
+    docker_logs,
     other_host_key,
     remove,
     start_sshd,
+    start_sshd_behind,
     unused_bridge_ip,
     write_known_hosts,
 )
@@ -229,6 +231,43 @@ def test_a_run_past_its_timeout_is_stopped(
     assert time.monotonic() - started < 10
     [status] = runbook_home.glob("ansible/*/artifacts/*/status")
     assert status.read_text() == "timeout"
+
+
+@pytest.mark.lab
+def test_a_host_behind_a_jump_host_is_reached_through_it(
+        tmp_path: Path, key: ClientKey, host: SshdHost) -> None:
+    """The host listens on 127.0.0.1:2222 inside the bastion's network namespace: only the
+    bastion reaches it. Both host keys are checked against the one known_hosts file."""
+    behind = start_sshd_behind(host, key)
+    try:
+        known_hosts = write_known_hosts(tmp_path / "known_hosts", [host, behind])
+        settings = ansible.AnsibleSettings.model_validate({
+            "playbook_dir": str(PLAYBOOK_DIR), "hosts": [behind.ip], "port": behind.port,
+            "user": USER, "key_file": str(key.path), "known_hosts": str(known_hosts),
+            "jump": f"{USER}@{host.ip}", "connect_timeout": "5s"})
+        result = check(Target("lab-fleet", "ansible", settings), playbook="ensure-file.yml",
+                       extra_vars={"path": MARKER + ".3"})
+        assert result["ok"] is True, result
+        assert result["would_change"] is True and result["unreachable"] == []
+        logins = docker_logs(behind).count("Accepted publickey for runbook from 127.0.0.1")
+        assert logins >= 1  # from the bastion's end of the tunnel
+
+        # The bastion's key unknown: refused there, and the host is reported unreachable.
+        write_known_hosts(known_hosts, [behind])
+        result = check(Target("lab-fleet", "ansible", settings), playbook="ensure-file.yml",
+                       extra_vars={"path": MARKER + ".3"})
+        assert result["ok"] is False and result["unreachable_hosts"] == [behind.ip]
+        assert docker_logs(behind).count("Accepted publickey") == logins  # none more
+    finally:
+        remove([behind.name])
+
+
+def test_one_jump_host_for_an_ansible_target() -> None:
+    base = {"playbook_dir": str(PLAYBOOK_DIR), "hosts": ["a"]}
+    assert ansible.AnsibleSettings.model_validate({**base, "jump": "ops@b:2200"}).jump
+    for bad in ("b,c", "-oProxyCommand=x", "b c"):
+        with pytest.raises(ValidationError):
+            ansible.AnsibleSettings.model_validate({**base, "jump": bad})
 
 
 # Without the lab: what is refused before ansible-playbook starts.

@@ -25,6 +25,7 @@ from tests.lab.sshd import (
     SshdHost,
     client_key,
     docker_exec,
+    docker_logs,
     other_host_key,
     remove,
     start_sshd,
@@ -410,17 +411,9 @@ def behind(key: ClientKey, hosts: list[SshdHost]) -> Iterator[SshdHost]:
 
 
 def accepted_from(host: SshdHost) -> list[str]:
-    """The addresses sshd says it accepted a key from (it logs to the container's stderr)."""
-    logs = _docker_logs(host)
-    return [line.split(" from ")[1].split()[0] for line in logs.splitlines()
+    """The addresses sshd says it accepted a key from."""
+    return [line.split(" from ")[1].split()[0] for line in docker_logs(host).splitlines()
             if "Accepted publickey" in line]
-
-
-def _docker_logs(host: SshdHost) -> str:
-    import docker
-
-    logs: bytes = docker.from_env().containers.get(host.name).logs()
-    return logs.decode(errors="replace")
 
 
 def test_a_host_behind_a_jump_host_is_reached_through_it(
