@@ -55,12 +55,19 @@ def _argument(value: str) -> str:
 Argument = Annotated[str, AfterValidator(_argument)]
 
 
+# systemd units and process names (pgrep -x): letters, digits and @ . _ : + \ -
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@:+\\][A-Za-z0-9_.@:+\\-]*$", max_length=255)]
+
+
+_JUMP = re.compile(r"\[(?P<v6>[^]]+)\](?::(?P<p6>\d+))?|(?P<host>[^:\[\]\s]+)(?::(?P<port>\d+))?")
+
+
 def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
     """ProxyJump's `[user@]host[:port]` (an IPv6 address in brackets) as (user, host, port);
     ValueError when it is not one."""
-    user, _, rest = spec.strip().rpartition("@")
+    user, at, rest = spec.strip().rpartition("@")
     match = _JUMP.fullmatch(rest)
-    if not match or rest.startswith("-") or (_ and not user):
+    if not match or rest.startswith("-") or (at and not user):
         raise ValueError(f"jump host {spec!r}: expected [user@]host[:port]")
     port = match["p6"] or match["port"]
     return user or None, match["v6"] or match["host"], int(port) if port else None
@@ -73,11 +80,8 @@ def _jump_hosts(value: str) -> str:
     return value
 
 
-_JUMP = re.compile(r"\[(?P<v6>[^]]+)\](?::(?P<p6>\d+))?|(?P<host>[^:\[\]\s]+)(?::(?P<port>\d+))?")
 # Bastions as ProxyJump lists them: `[user@]host[:port]`, comma-separated, or `none`.
 JumpHosts = Annotated[str, AfterValidator(_jump_hosts)]
-# systemd units and process names (pgrep -x): letters, digits and @ . _ : + \ -
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@:+\\][A-Za-z0-9_.@:+\\-]*$", max_length=255)]
 
 
 def parse_max_errors(value: Any) -> int | str:
