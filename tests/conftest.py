@@ -15,6 +15,14 @@ if TYPE_CHECKING:
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # no Ryuk image here
 
 ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "tests" / "scenarios"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/scenarios/ needs the lab: `-m "not lab"` is the unit stage."""
+    for item in items:
+        if SCENARIOS in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(autouse=True)

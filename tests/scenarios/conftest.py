@@ -9,7 +9,6 @@ import pytest
 
 from runner.cli import main
 
-pytestmark = pytest.mark.lab
 
 
 class CLI:

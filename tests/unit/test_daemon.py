@@ -238,7 +238,7 @@ def test_a_config_without_auth_is_refused_off_loopback(tmp_path: Path) -> None:
 def test_the_shipped_example_config_loads() -> None:
     from runner.daemon.config import load
 
-    config = load(Path(__file__).resolve().parent.parent / "deploy" / "daemon.yaml")
+    config = load(Path(__file__).resolve().parents[2] / "deploy" / "daemon.yaml")
     assert [r.name for r in config.routes] == ["pool", "api-down"]
     assert config.four_eyes
 

@@ -16,7 +16,7 @@ import pytest
 
 from runner.journal import Journal
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 PLAYBOOK = """
 name: crashy

@@ -13,7 +13,7 @@ from runner.errors import PlaybookError, Problem
 from runner.registry import Registry, default_registry
 from tests.support import membackend
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 HEAD = """\
 name: pb

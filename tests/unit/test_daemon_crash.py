@@ -18,7 +18,7 @@ import pytest
 from runner.journal import Journal
 from tests.daemonkit import free_port, write_world
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "crash-intake-token"
 
 SLOW_PLAYBOOK = """

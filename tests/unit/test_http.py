@@ -25,7 +25,7 @@ from runner.inventory import Target
 from runner.redact import SECRETS
 from runner.registry import Registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Server:

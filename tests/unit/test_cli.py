@@ -14,7 +14,7 @@ import pytest
 from runner.cli import main
 from runner.registry import default_registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Run = tuple[int, str, str]
 
 
@@ -31,7 +31,7 @@ def lines_with(text: str, fragment: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if fragment in line]
 
 
-SHIPPED = sorted(p.stem for p in (Path(__file__).parent.parent / "playbooks").glob("*.yaml"))
+SHIPPED = sorted(p.stem for p in (ROOT / "playbooks").glob("*.yaml"))
 
 
 def test_list_shows_every_shipped_playbook_with_its_severity(runbook: Any) -> None:
