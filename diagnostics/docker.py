@@ -258,6 +258,9 @@ class DockerOperator(DockerReader):
         return {"started": started, "count": len(started)}
 
     def set_memory_limit(self, limit: int) -> dict[str, Any]:
+        from .service import refuse_unsafe_memory_limit  # a last line: 0 lifts the limit
+
+        refuse_unsafe_memory_limit(limit)
         before = self._inspect()["HostConfig"].get("Memory") or None
         for container in self._all():
             # memswap must be set with memory: the same value means no swap on top

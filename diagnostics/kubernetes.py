@@ -950,6 +950,9 @@ class KubernetesOperator(KubernetesReader):
                 "rollout": result["rollout"]}
 
     def set_memory_limit(self, limit: int) -> dict[str, Any]:
+        from .service import refuse_unsafe_memory_limit  # a last line: 0 lifts the limit
+
+        refuse_unsafe_memory_limit(limit)
         workload = self._require_workload()
         container = self._container(workload["spec"]["template"])
         resources = container.get("resources") or {}

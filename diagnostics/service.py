@@ -30,9 +30,18 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    model_validator,
+)
 
 from runner.errors import PermanentError
 from runner.model import Duration
@@ -315,20 +324,46 @@ def recent_deploy(view: ServiceView, params: DeployParams) -> dict[str, Any]:
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+MEMORY_FLOOR = 4 * 1024 * 1024  # Docker refuses less than 6 MiB; 0 would mean "unlimited"
 
 
-def parse_size(value: int | float | str) -> int:
-    """Bytes from 268435456, "256m", "1.5g", "512MiB"."""
-    if isinstance(value, int | float):
-        return int(value)
-    match = _SIZE.match(value)
-    if not match:
+def parse_size(value: Any) -> int:
+    """Whole bytes from 268435456, "256m", "1.5g", "512MiB"; a bool, a fraction of a byte
+    or anything else is a ValueError (never rounded: 0.5 must not become 0, "no limit")."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"bad size {value!r}: use bytes or e.g. 512m, 2g")
-    power = " kmgt".index(match.group(2).lower() or " ")
-    return int(float(match.group(1)) * 1024**power)
+    if isinstance(value, int | float):
+        number, power = Decimal(str(value)), 0
+    else:
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError(f"bad size {value!r}: use bytes or e.g. 512m, 2g")
+        number, power = Decimal(match.group(1)), " kmgt".index(match.group(2).lower() or " ")
+    size = number * 1024**power
+    if size != size.to_integral_value():
+        raise ValueError(f"bad size {value!r}: not a whole number of bytes")
+    return int(size)
 
 
-Size = Annotated[int, Field(ge=4 * 1024 * 1024)]
+def check_memory_limit(limit: object) -> int:
+    """`limit` when it is a whole number of bytes of at least MEMORY_FLOOR; else ValueError.
+    Both runtimes' operators call it again as a last line: 0 or -1 would lift the limit."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < MEMORY_FLOOR:
+        raise ValueError(f"refusing a memory limit of {limit!r}: it must be a whole number "
+                         f"of bytes, at least {MEMORY_FLOOR >> 20} MiB")
+    return limit
+
+
+def refuse_unsafe_memory_limit(limit: object) -> None:
+    """check_memory_limit for the runtimes' operators, as the step's error."""
+    try:
+        check_memory_limit(limit)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from None
+
+
+Size = Annotated[int, BeforeValidator(parse_size), AfterValidator(check_memory_limit),
+                 Field(json_schema_extra={"examples": ["512m", "2g"]})]
 
 
 class RestartParams(_Params):
@@ -345,13 +380,15 @@ class ScaleParams(_Params):
 
 
 class MemoryLimitParams(_Params):
-    limit: int = Field(description="bytes, or e.g. 512m")
-    max: int = Field(description="never above this (bytes, or e.g. 2g)")
+    limit: Size = Field(description="bytes, or e.g. 512m; at least 4 MiB")
+    max: Size = Field(description="never above this (bytes, or e.g. 2g)")
 
-    @field_validator("limit", "max", mode="before")
-    @classmethod
-    def _size(cls, value: Any) -> int:
-        return parse_size(value)
+    @model_validator(mode="after")
+    def _within_max(self) -> MemoryLimitParams:
+        if self.limit > self.max:
+            raise ValueError(f"a {self.limit >> 20} MiB limit is above the playbook's max "
+                             f"of {self.max >> 20} MiB")
+        return self
 
 
 def _stop_timeout(control: ServiceControl) -> float | None:
@@ -380,9 +417,10 @@ def scale(control: ServiceControl, params: ScaleParams) -> dict[str, Any]:
 
 
 def set_memory_limit(control: ServiceControl, params: MemoryLimitParams) -> dict[str, Any]:
-    if params.limit > params.max:
-        raise PermanentError(f"refusing a {params.limit >> 20} MiB limit: the playbook allows "
-                             f"at most {params.max >> 20} MiB")
+    if not MEMORY_FLOOR <= params.limit <= params.max:
+        raise PermanentError(f"refusing a memory limit of {params.limit} bytes: it must be at "
+                             f"least {MEMORY_FLOOR >> 20} MiB and at most the playbook's "
+                             f"{params.max >> 20} MiB")
     return dict(control.runtime.set_memory_limit(params.limit))
 
 
