@@ -69,7 +69,7 @@ def known_hosts(tmp_path: Path, hosts: list[SshdHost]) -> Path:
 
 def target(key: ClientKey, known_hosts: Path, *names: str, **fields: Any) -> Target:
     where: dict[str, Any] = {"host": names[0]} if len(names) == 1 else {"hosts": list(names)}
-    settings = ssh.SshSettings.model_validate({
+    settings = sshconn.SshSettings.model_validate({
         **where, "user": USER, "key_file": str(key.path), "known_hosts": str(known_hosts),
         "connect_timeout": "2s", **fields})
     return Target("lab-ssh", "ssh", settings)
@@ -455,5 +455,20 @@ def test_a_proxy_command_is_refused_not_bypassed(
     config = tmp_path / "ssh_config"
     config.write_text(f"Host viaproxy\n  HostName {hosts[0].ip}\n"
                       "  ProxyCommand nc -X connect -x proxy:3128 %h %p\n")
-    with pytest.raises(PermanentError, match="ProxyCommand, which runbook does not run"):
+    with pytest.raises(PermanentError, match=f"{config}:3: ProxyCommand"):
         run("ssh.load", target(key, known_hosts, "viaproxy", ssh_config=str(config)))
+
+
+def test_match_exec_in_an_included_ssh_config_is_refused_and_never_runs(
+        tmp_path: Path, key: ClientKey, hosts: list[SshdHost], known_hosts: Path) -> None:
+    """paramiko's config lookup would run it (through invoke) before connecting."""
+    ran = tmp_path / "ran"
+    (tmp_path / "extra.conf").write_text(f'Match exec "touch {ran}"\n  User {USER}\n')
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host labbox\n  HostName {hosts[0].ip}\nInclude extra.conf\n")
+    before = docker_logs(hosts[0]).count("Accepted publickey")
+    with pytest.raises(PermanentError, match=r"refusing the ssh config .*extra.conf:1: "
+                                             r"Match exec"):
+        run("ssh.load", target(key, known_hosts, "labbox", ssh_config=str(config)))
+    assert not ran.exists()
+    assert docker_logs(hosts[0]).count("Accepted publickey") == before  # never connected
