@@ -2,11 +2,11 @@
 
 Probes get a `ReadOnlySession`: the session is opened with default_transaction_read_only,
 every query runs in a READ ONLY transaction that is rolled back, statement_timeout and
-lock_timeout bound it, and the handle refuses anything but a single SELECT/WITH/SHOW that
-calls no server function able to change state (pg_terminate_backend does not write, so a
-read-only transaction alone would allow it). Actions get an `ActionSession` and run only
-through the gate. Runbook opens at most `max_sessions` sessions per database, so it does
-not make an exhausted pool worse.
+lock_timeout bound it, and the handle binds parameters itself and lets the server run only
+text that `postgres_guard` has parsed as one read-only query calling only allowed functions
+(pg_terminate_backend does not write, so a read-only transaction alone would allow it).
+Actions get an `ActionSession` and run only through the gate. Runbook opens at most
+`max_sessions` sessions per database, so it does not make an exhausted pool worse.
 
 Inventory fields: `dsn_env` (or `dsn` without a password, or DATABASE_URL, or libpq's PG*
 variables), optional `action_dsn_env` for a role allowed to signal backends.
@@ -31,6 +31,8 @@ from runner.errors import PermanentError, StepTimeout, TemporaryError
 from runner.model import Duration
 from runner.redact import SECRETS
 from runner.registry import Backend, Registry, StepKind, Target
+
+from .postgres_guard import check_read_only_sql
 
 APPLICATION_NAME = "runbook"
 KIND = "postgres"
@@ -61,27 +63,6 @@ class PostgresSettings(BaseModel):
 # The handles
 
 
-# Server functions that change state even inside a read-only transaction.
-_FORBIDDEN = re.compile(
-    r"\b(pg_terminate_backend|pg_cancel_backend|set_config|pg_reload_conf|pg_rotate_logfile"
-    r"|pg_switch_wal|pg_create_\w+|pg_drop_\w+|pg_promote|pg_stat_reset\w*|pg_advisory\w*"
-    r"|pg_notify|lo_\w+|dblink\w*|pg_file_write|pg_log_backend_memory_contexts"
-    r"|nextval|setval)\s*\(", re.IGNORECASE)
-_READ_STATEMENT = re.compile(r"^\s*(select|with|show|explain|table|values)\b", re.IGNORECASE)
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-
-
-def check_read_only_sql(sql: str) -> None:
-    """Refuse SQL that could change anything; the server's read-only mode backs this up."""
-    text = _COMMENT.sub(" ", sql).strip().rstrip(";")
-    if ";" in text:
-        raise PermanentError("probe SQL must be a single statement")
-    if not _READ_STATEMENT.match(text):
-        raise PermanentError(f"probe SQL must be a query, not {text.split()[0] if text else ''!r}")
-    if match := _FORBIDDEN.search(text):
-        raise PermanentError(f"probe SQL may not call {match.group(1)}()")
-
-
 class _Session:
     def __init__(self, conn: Any, target: str) -> None:
         self._conn, self.target = conn, target
@@ -92,7 +73,7 @@ class _Session:
 
     def _rows(self, sql: str, params: Any) -> list[dict[str, Any]]:
         with _translated_errors(self.target), self._conn.cursor() as cursor:
-            cursor.execute(sql, params if params is not None else ())
+            cursor.execute(sql, params)
             if cursor.description is None:
                 return []
             names = [c.name for c in cursor.description]
@@ -101,12 +82,20 @@ class _Session:
 
 
 class ReadOnlySession(_Session):
-    """What a probe gets: queries only, each in a READ ONLY transaction rolled back after."""
+    """What a probe gets: queries only, each in a READ ONLY transaction rolled back after.
+
+    Parameters are bound on the client, so that the guard checks exactly the text the
+    server then executes (sent with no parameters: nothing is substituted after the check).
+    """
 
     def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        check_read_only_sql(sql)
+        import psycopg
+
+        with _translated_errors(self.target), psycopg.ClientCursor(self._conn) as binder:
+            text = binder.mogrify(sql, params if params is not None else ())
+        check_read_only_sql(text)
         try:
-            return self._rows(sql, params)
+            return self._rows(text, None)
         finally:
             self._conn.rollback()
 
@@ -119,7 +108,7 @@ class ActionSession(_Session):
     """What a remedy gets, only through the gate: statements autocommit."""
 
     def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        return self._rows(sql, params)
+        return self._rows(sql, params if params is not None else ())
 
 
 # The connector
@@ -154,7 +143,9 @@ class PostgresConnector:
             statement_ms = int(min(settings.statement_timeout, timeout) * 1000)
             options = f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}"
             if not action:
-                options += " -c default_transaction_read_only=on"
+                # The guard parses strings as the server does only with standard strings.
+                options += (" -c default_transaction_read_only=on"
+                            " -c standard_conforming_strings=on")
             with _translated_errors(target.name, on_full=lambda: self._server_full(target)):
                 conn = psycopg.connect(
                     _conninfo(target, settings, action=action), options=options,
