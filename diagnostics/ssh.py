@@ -32,6 +32,8 @@ at the top level as well. The step fails only when no host succeeded.
 
 from __future__ import annotations
 
+import fnmatch
+import posixpath
 import shlex
 from datetime import UTC, datetime
 from typing import Any
@@ -269,21 +271,61 @@ def log_tail(probe: SshProbe, params: LogTailParams) -> dict[str, Any]:
     return probe.each(params, on)
 
 
+FileRow = tuple[float, int, str]  # mtime, size, path
+
+
+def newest_rows(stdout: str, directory: str, glob: str) -> tuple[list[FileRow], int]:
+    """find's NUL-terminated `MTIME SIZE NAME` records as (mtime, size, directory/NAME), and
+    how many were skipped: a name that could not be passed on as one argument (a newline,
+    a leading '-'), that is not a plain name in the directory, or that does not match the
+    glob (as find's -name would)."""
+    rows: list[FileRow] = []
+    skipped = 0
+    for record in stdout.split("\0"):
+        if not record:
+            continue
+        mtime, _, rest = record.partition(" ")
+        size, _, name = rest.partition(" ")
+        try:
+            stamp, length = float(mtime), int(size)
+        except ValueError:
+            skipped += 1
+            continue
+        plain = name not in ("", ".", "..") and "/" not in name
+        if not plain or "\n" in name or name.startswith("-") \
+                or not fnmatch.fnmatchcase(name, glob):
+            skipped += 1
+            continue
+        rows.append((stamp, length, posixpath.join(directory, name)))
+    return rows, skipped
+
+
+def _require_inside(host: FixedCommands, directory: str, path: str) -> None:
+    """The file, symlinks resolved on the host, lies directly in the directory."""
+    out = host.run_fixed("realpath", directory, path)
+    resolved = out.stdout.split("\0")
+    if out.exit_code != 0 or len(resolved) < 2:
+        raise _failed(host, out)
+    if posixpath.dirname(resolved[1]) != resolved[0]:
+        raise PermanentError(f"{host.name}: {path} resolves to {resolved[1]}, outside "
+                             f"{resolved[0]}: refusing it")
+
+
 def file_age(probe: SshProbe, params: FileAgeParams) -> dict[str, Any]:
     def on(host: FixedCommands) -> dict[str, Any]:
         now = host.run_fixed("now")  # the host's clock, not ours: no skew in the age
         if now.exit_code != 0:
             raise _failed(host, now)
+        skipped = 0
         if params.glob is None:
             out = host.run_fixed("mtime", params.path)
             rows = [(float(t), int(s), params.path) for t, s in
                     (line.split() for line in out.stdout.splitlines())]
         else:
             out = host.run_fixed("newest", params.path, params.glob)
-            rows = [(float(t), int(s), p) for t, s, p in
-                    (line.split(" ", 2) for line in out.stdout.splitlines())]
+            rows, skipped = newest_rows(out.stdout, params.path, params.glob)
         absent = {"path": params.path, "glob": params.glob, "exists": False, "matched": 0,
-                  "mtime": None, "age_s": None, "size": None}
+                  "mtime": None, "age_s": None, "size": None, "skipped_names": skipped}
         if out.exit_code != 0 and not rows:
             if "No such file" in out.stderr:
                 return absent
@@ -291,9 +333,12 @@ def file_age(probe: SshProbe, params: FileAgeParams) -> dict[str, Any]:
         if not rows:
             return absent
         mtime, size, path = max(rows)
+        if params.glob is not None:
+            _require_inside(host, params.path, path)
         return {"path": path, "glob": params.glob, "exists": True, "matched": len(rows),
                 "mtime": datetime.fromtimestamp(mtime, UTC).isoformat(),
-                "age_s": round(int(now.stdout.strip()) - mtime, 1), "size": size}
+                "age_s": round(int(now.stdout.strip()) - mtime, 1), "size": size,
+                "skipped_names": skipped}
     return probe.each(params, on)
 
 

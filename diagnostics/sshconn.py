@@ -204,8 +204,10 @@ FIXED: dict[str, Callable[..., list[str]]] = {
                                                pattern],
     "now": lambda: ["date", "+%s"],
     "mtime": lambda path: ["stat", "-L", "-c", "%Y %s", "--", path],
+    # NUL-terminated: a file name may hold a newline, and so forge a line of its own.
     "newest": lambda directory, glob: ["find", directory, "-maxdepth", "1", "-type", "f",
-                                       "-name", glob, "-printf", r"%T@ %s %p\n"],
+                                       "-name", glob, "-printf", r"%T@ %s %f\0"],
+    "realpath": lambda *paths: ["realpath", "-e", "-z", "--", *paths],
 }
 
 

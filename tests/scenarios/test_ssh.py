@@ -191,6 +191,37 @@ def test_file_age_of_a_file_and_of_the_newest_match(
     assert run("ssh.file_age", on, path="/srv/sync", glob="*.gz")["exists"] is False
 
 
+def test_a_file_name_with_a_newline_cannot_point_file_age_at_another_file(
+        key: ClientKey, hosts: list[SshdHost], known_hosts: Path) -> None:
+    """The attack: a name that, split on newlines, reads as a newer record for ~/.pgpass, so
+    that log_tail would then put the password into findings and evidence."""
+    forged = "sync-\n9999999999.0 10 /home/runbook/.pgpass\n1 1 x.log"
+    script = ("import os, sys; os.makedirs('/home/runbook/nl-logs', exist_ok=True); "
+              "open('/home/runbook/.pgpass', 'w').write('db:5432:*:app:hunter2-secret\\n'); "
+              "os.chmod('/home/runbook/.pgpass', 0o600); "
+              "open('/home/runbook/nl-logs/sync-1.log', 'w').write('ERROR 401 Unauthorized\\n'); "
+              "os.utime('/home/runbook/nl-logs/sync-1.log', (1700000000, 1700000000)); "
+              "open('/home/runbook/nl-logs/' + sys.argv[1], 'w').write('x\\n')")
+    assert docker_exec(hosts[0], "python3", "-c", script, forged, user=USER)[0] == 0
+    on = target(key, known_hosts, hosts[0].ip)
+    newest = run("ssh.file_age", on, path="nl-logs", glob="sync-*.log")
+    assert newest["path"] == "nl-logs/sync-1.log", newest
+    assert newest["matched"] == 1 and newest["skipped_names"] == 1
+    tail = run("ssh.log_tail", on, path=newest["path"])
+    assert "hunter2" not in json.dumps([newest, tail])
+
+
+def test_file_age_refuses_a_newest_file_that_resolves_outside_the_directory(
+        key: ClientKey, hosts: list[SshdHost], known_hosts: Path) -> None:
+    """find -type f never lists a symlink; a directory reached through one is still checked
+    as a whole: the file's real parent must be the directory's real path."""
+    docker_exec(hosts[0], "sh", "-c", "mkdir -p /srv/real && touch /srv/real/sync-1.log && "
+                "ln -sfn /srv/real /srv/linked && ln -sf /etc/passwd /srv/real/sync-9.log")
+    on = target(key, known_hosts, hosts[0].ip)
+    newest = run("ssh.file_age", on, path="/srv/linked", glob="sync-*.log")
+    assert newest["path"] == "/srv/linked/sync-1.log" and newest["matched"] == 1
+
+
 # Fan-out
 
 

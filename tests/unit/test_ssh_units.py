@@ -205,3 +205,22 @@ def test_probe_handles_run_only_fixed_commands() -> None:
     with pytest.raises(PermanentError, match="must be strings"):
         fixed.run_fixed("tail", 500, "/x")  # type: ignore[arg-type]
     assert not hasattr(fixed, "run")
+
+
+FORGED = "sync-\n9999999999.0 10 /home/runbook/.pgpass\n1 1 x.log"  # a name, one file
+
+
+def test_newest_rows_take_a_newline_in_a_name_as_part_of_the_name_and_skip_it() -> None:
+    stdout = (f"1700000000.5 120 sync-1.log\0"
+              f"1700000100.0 7 {FORGED}\0"
+              "1700000050.0 9 sync-2.log\0")
+    rows, skipped = ssh.newest_rows(stdout, "logs", "sync-*.log")
+    assert rows == [(1700000000.5, 120, "logs/sync-1.log"), (1700000050.0, 9, "logs/sync-2.log")]
+    assert skipped == 1
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/../../etc/passwd.log", "-rf.log", "other.txt",
+                                  "", "sync-1.log\n"])
+def test_newest_rows_skip_a_name_that_is_not_a_plain_match_in_the_directory(name: str) -> None:
+    rows, skipped = ssh.newest_rows(f"1700000000.0 1 {name}\0", "/srv/sync", "*.log")
+    assert (rows, skipped) == ([], 1)
