@@ -205,7 +205,7 @@ FIXED: dict[str, Callable[..., list[str]]] = {
     "now": lambda: ["date", "+%s"],
     "mtime": lambda path: ["stat", "-L", "-c", "%Y %s", "--", path],
     # NUL-terminated: a file name may hold a newline, and so forge a line of its own.
-    "newest": lambda directory, glob: ["find", directory, "-maxdepth", "1", "-type", "f",
+    "newest": lambda directory, glob: ["find", "-H", directory, "-maxdepth", "1", "-type", "f",
                                        "-name", glob, "-printf", r"%T@ %s %f\0"],
     "realpath": lambda *paths: ["realpath", "-e", "-z", "--", *paths],
 }
@@ -682,6 +682,28 @@ class SshConnector:
             raise PermanentError(f"{target.name}: cannot read {config_path}: "
                                  f"{_first_line(exc)}") from None
         return _private_key(settings, target.name), config
+
+    def identity(self, target: Target, timeout: float) -> dict[str, str]:
+        """Each host as it resolves (user@hostname:port, through its jump hosts) and the
+        host key known_hosts holds for it: the only key a connection accepts, so an approval
+        binds to the machine, and a host key swapped in known_hosts voids it."""
+        import paramiko
+
+        hosts = _Hosts(target, timeout, None, self._open(target, timeout)[1])
+        known = paramiko.HostKeys()
+        known_hosts = Path(hosts.settings.known_hosts).expanduser()
+        if known_hosts.is_file():
+            known.load(str(known_hosts))
+        identity: dict[str, str] = {}
+        for host in hosts.settings.all_hosts:
+            hops = []
+            for hop in hosts.route(host):
+                keys = known.lookup(hop.known_hosts_name) or {}
+                prints = ",".join(sorted(f"{kind} {key.fingerprint}"
+                                         for kind, key in keys.items())) or "no known key"
+                hops.append(f"{hop.user}@{hop.hostname}:{hop.port} [{prints}]")
+            identity[f"host {host}"] = " via ".join(reversed(hops))
+        return identity
 
     @contextmanager
     def probe(self, target: Target, timeout: float) -> Iterator[SshProbe]:

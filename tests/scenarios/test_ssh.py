@@ -193,9 +193,10 @@ def test_file_age_of_a_file_and_of_the_newest_match(
 
 def test_a_file_name_with_a_newline_cannot_point_file_age_at_another_file(
         key: ClientKey, hosts: list[SshdHost], known_hosts: Path) -> None:
-    """The attack: a name that, split on newlines, reads as a newer record for ~/.pgpass, so
-    that log_tail would then put the password into findings and evidence."""
-    forged = "sync-\n9999999999.0 10 /home/runbook/.pgpass\n1 1 x.log"
+    """The attack: a name that, split on newlines, reads as a newer record for `.pgpass`
+    (relative: the login's home), so that log_tail would then put the password into
+    findings and evidence. A name cannot hold '/', but it needs none."""
+    forged = "sync-\n9999999999.0 10 .pgpass\n1 1 x.log"
     script = ("import os, sys; os.makedirs('/home/runbook/nl-logs', exist_ok=True); "
               "open('/home/runbook/.pgpass', 'w').write('db:5432:*:app:hunter2-secret\\n'); "
               "os.chmod('/home/runbook/.pgpass', 0o600); "

@@ -207,7 +207,7 @@ def test_probe_handles_run_only_fixed_commands() -> None:
     assert not hasattr(fixed, "run")
 
 
-FORGED = "sync-\n9999999999.0 10 /home/runbook/.pgpass\n1 1 x.log"  # a name, one file
+FORGED = "sync-\n9999999999.0 10 .pgpass\n1 1 x.log"  # a name, one file
 
 
 def test_newest_rows_take_a_newline_in_a_name_as_part_of_the_name_and_skip_it() -> None:
