@@ -1,22 +1,35 @@
 """A backend call on a worker thread, with a deadline and cancellation through its handle.
 
-Python cannot kill a thread, so a call that misses its deadline is cancelled through the
-handle the backend opened (PostgreSQL cancels the query, for example) and then abandoned;
-every backend also sets protocol-level timeouts, so an abandoned call ends on its own.
+Python cannot kill a thread, so a read-only call that misses its deadline is cancelled
+through the handle the backend opened (PostgreSQL cancels the query, for example) and then
+abandoned; every backend also sets protocol-level timeouts, so an abandoned call ends on
+its own. An action (a remedy) is never cut off that way: past its deadline it is only asked
+to stop (`interrupt()`, when its handle offers it) at a point where it can finish or undo
+its own half-done work, and the caller waits for it to end (`runner.remedies`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import StepTimeout
+from .errors import NotApproved, PermanentError, StepTimeout, TemporaryError
+from .redact import SECRETS
 
 # A call receives `on_handle`, to report the handle it opened so it can be cancelled.
 Work = Callable[[Callable[[Any], None]], dict[str, Any]]
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the report: runbook's own errors speak for themselves."""
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, TemporaryError | PermanentError | NotApproved):
+        text = f"{type(exc).__name__}: {text}"
+    return str(SECRETS.scrub(text))
 
 
 class Call:
@@ -33,7 +46,10 @@ class Call:
         self._work = work
         self._lock = threading.Lock()
         self._expired = False
-        threading.Thread(target=self._run, name=name, daemon=True).start()
+        self._interrupted = False
+        # In a copy of the caller's context: the run's secret scope reaches the backend.
+        threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                         name=name, daemon=True).start()
 
     def _run(self) -> None:
         result: dict[str, Any] | None = None
@@ -50,7 +66,11 @@ class Call:
             self._on_done(self)
 
     def _set_handle(self, handle: Any) -> None:
-        self.handle = handle
+        with self._lock:
+            self.handle = handle
+            interrupted = self._interrupted
+        if interrupted:  # asked to stop before its handle existed
+            _ask_to_stop(handle)
 
     @property
     def elapsed_ms(self) -> float:
@@ -69,8 +89,26 @@ class Call:
             with contextlib.suppress(Exception):  # best effort: the call is abandoned anyway
                 cancel()
 
+    def interrupt(self) -> None:
+        """Ask an action past its deadline to stop where it safely can (its handle's
+        `interrupt()`); unlike `expire`, its outcome is still the action's own."""
+        with self._lock:
+            if self.finished.is_set():
+                return
+            self._interrupted = True
+            handle = self.handle
+        if handle is not None:
+            _ask_to_stop(handle)
+
     def wait(self) -> tuple[dict[str, Any] | None, BaseException | None]:
         """Block until done or expired; (result, error)."""
         if not self.finished.wait(max(0.0, self.deadline - time.monotonic())):
             self.expire()
         return self.result, self.error
+
+
+def _ask_to_stop(handle: Any) -> None:
+    interrupt = getattr(handle, "interrupt", None)
+    if callable(interrupt):
+        with contextlib.suppress(Exception):  # a request only: the action decides
+            interrupt()

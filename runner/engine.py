@@ -3,7 +3,8 @@
 Every state change is a journal event, appended before the thing happens and after it
 ends; the run's state is the fold of those events (`runner.state`), which is also how a
 run is resumed. Read-only steps run on worker threads, at most `concurrency` at once, each
-with a deadline (`runner.calls`). Mutating steps run only through `Gate.execute`.
+with a deadline (`runner.calls`). Mutating steps run only through `Gate.execute`, at most
+once each, under their target's lock (`runner.remedies`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import expressions
-from .calls import Call
-from .errors import JournalError, NotApproved, PermanentError, StepTimeout, TemporaryError
+from .calls import Call, describe_error
+from .errors import JournalUnavailable, NotApproved, StepError, StepTimeout, TemporaryError
 from .gate import APPROVED, DECLINED, Gate, Proposal
 from .inventory import Target
 from .journal import Journal
@@ -26,20 +27,15 @@ from .model import Step
 from .plan import Plan
 from .redact import SECRETS
 from .registry import Registry, StepKind
+from .remedies import RemedyRunner, default_grace
 from .state import AWAITING, COMPLETED, FAILED, RUNNING, Event, RunState
 from .validate import step_dependencies
 
 DONE = {"ok", "failed", "timeout", "skipped"}
 SETTLED_REMEDY = {"succeeded", "declined", "not_needed", "skipped"}
+# A remedy that ended so: the run fails and the remedy is never run again by itself.
+BROKEN_REMEDY = {"failed", "interrupted", "outcome_unknown"}
 Progress = Callable[[Event], None]
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for the report: runbook's own errors speak for themselves."""
-    text = str(exc).strip() or type(exc).__name__
-    if not isinstance(exc, TemporaryError | PermanentError | NotApproved):
-        text = f"{type(exc).__name__}: {text}"
-    return str(SECRETS.scrub(text))
 
 
 @dataclass
@@ -57,10 +53,13 @@ class _Attempt:
 
 class Engine:
     def __init__(self, registry: Registry, journal: Journal, gate: Gate, *,
-                 concurrency: int = 8, progress: Progress | None = None) -> None:
+                 concurrency: int = 8, progress: Progress | None = None,
+                 remedy_grace: float | None = None) -> None:
         self.registry, self.journal, self.gate = registry, journal, gate
         self.concurrency = max(1, concurrency)
         self.progress = progress
+        # How long past a remedy's deadline the run waits for the action to end.
+        self.remedy_grace = default_grace() if remedy_grace is None else remedy_grace
 
     # Entry points
 
@@ -68,7 +67,7 @@ class Engine:
         book = plan.playbook
         self.journal.create_run(run_id, book.name, book.severity, {
             "playbook_path": plan.loaded.path, "playbook_text": plan.loaded.text,
-            "targets": plan.bindings(), "params": plan.params})
+            "targets": plan.bindings(), "params": plan.params, **plan.provenance})
         state = RunState(run_id)
         self._emit(state, "run.started", {
             "status": RUNNING, "playbook": book.name, "summary": book.summary,
@@ -79,12 +78,18 @@ class Engine:
 
     def resume(self, plan: Plan, run_id: str, *, by: str) -> RunState:
         """Carry on a run: finish diagnosis, then the remedies not yet settled."""
-        self.journal.claim(run_id)
+        resumed = self.journal.claim(run_id, by)  # refused while a live process drives it
         state = self.journal.state(run_id)
-        self._emit(state, "run.resumed", {"status": RUNNING, "by": by})
+        if self.progress is not None:
+            self.progress(resumed)
         return self._drive(plan, state)
 
     def _drive(self, plan: Plan, state: RunState) -> RunState:
+        # The secrets this run resolves mask this run's data only (not other runs').
+        with SECRETS.scope():
+            return self._drive_in_scope(plan, state)
+
+    def _drive_in_scope(self, plan: Plan, state: RunState) -> RunState:
         try:
             self._diagnose(plan, state)
             if not any(e.type == "finding" for e in state.timeline):
@@ -94,6 +99,10 @@ class Engine:
                 verified = self._verify(plan, state)
                 # A remedy still awaiting approval keeps the run open, whatever verify says.
                 outcome = AWAITING if outcome == AWAITING else verified
+        except JournalUnavailable as exc:  # nothing more can be journaled: stop here
+            raise JournalUnavailable(f"{exc}; run {state.run_id} stopped where the journal "
+                                     f"shows it: `runbook resume {state.run_id}` once it is "
+                                     "writable") from None
         except BaseException as exc:  # Ctrl-C included: say why and leave it resumable
             self._emit(state, "run.finished", {"status": FAILED, "error": describe_error(exc)})
             self._write_outputs(state)
@@ -192,17 +201,18 @@ class Engine:
         kind, target, params = attempt.kind, attempt.target, attempt.params
         self._emit(state, "step.started", {"step": attempt.step.id, "kind": kind.name,
                                            "target": target.name, "attempt": attempt.number})
-        attempt.call = Call(lambda on_handle: self._probe(kind, target, params, on_handle),
+        attempt.call = Call(lambda on_handle: self._probe(kind, target, params, on_handle,
+                                                          attempt.timeout),
                             attempt.timeout, on_done=lambda _: finished.put(attempt),
                             name=f"step-{attempt.step.id}")
         return attempt
 
     def _probe(self, kind: StepKind, target: Target, params: Any,
-               on_handle: Callable[[Any], None]) -> dict[str, Any]:
+               on_handle: Callable[[Any], None], timeout: float) -> dict[str, Any]:
         """The only way a step or check reaches a backend: through a read-only handle."""
         if kind.mutating:  # validation forbids this; refuse it here regardless
             raise NotApproved(f"{kind.name} is mutating: it runs only as an approved remedy")
-        with self.registry.backend(kind.target_kind).connector.probe(target, kind.timeout) as h:
+        with self.registry.backend(kind.target_kind).connector.probe(target, timeout) as h:
             on_handle(h)
             return kind.func(h, params)
 
@@ -256,11 +266,17 @@ class Engine:
         kind = self.registry.kind(remedy.run)
         target = plan.target_for(remedy.target, kind)
         assert target is not None
-        params = kind.params.model_validate(
-            expressions.render(remedy.with_, _context(plan, state)))
+        rendered = expressions.render(remedy.with_, _context(plan, state))
+        shown = state.remedies.get(remedy.id)
+        if shown is not None and all(shown.args.get(k) == v for k, v in rendered.items()):
+            # Resumed: keep what was pinned when it was proposed (an image tag's id then),
+            # never what a mutable name means now.
+            rendered = {**shown.args, **rendered}
+        params = kind.params.model_validate(rendered)
+        params, identity = self.gate.resolve(kind, target, params, min(kind.timeout, 30.0))
         explain = kind.explain(params) if kind.explain else ""
         return Proposal(state.run_id, remedy.id, kind.name, target.name,
-                        params.model_dump(mode="json"), explain)
+                        params.model_dump(mode="json"), explain, identity)
 
     def _remedy(self, plan: Plan, state: RunState) -> str:
         """Propose every applicable remedy, then run them in order through the gate."""
@@ -283,13 +299,14 @@ class Engine:
                         "reason": f"condition is false: {remedy.when}"})
                     continue
                 proposal = self._proposal(plan, state, index)
-            except (expressions.ExpressionError, ValidationError) as exc:
+            except (expressions.ExpressionError, ValidationError, StepError) as exc:
                 self._emit(state, "remedy.skipped", {
                     **base, "status": "skipped", "reason": f"cannot be resolved: {_short(exc)}"})
                 continue
             self._emit(state, "remedy.proposed", {
                 **base, "target": proposal.target, "args": proposal.args,
-                "explain": proposal.explain, "fingerprint": proposal.fingerprint})
+                "explain": proposal.explain, "identity": dict(proposal.identity),
+                "fingerprint": proposal.fingerprint})
         for index, remedy in enumerate(plan.playbook.remedies):
             current = state.remedies.get(remedy.id)
             if current is None or current.status in SETTLED_REMEDY:
@@ -298,7 +315,7 @@ class Engine:
                 self._emit(state, "remedy.interrupted", {
                     "remedy": remedy.id, "reason": "interrupted while it ran; its outcome is "
                     "unknown, so it is not run again: run the playbook again to re-diagnose"})
-            if state.remedies[remedy.id].status in {"failed", "interrupted"}:
+            if state.remedies[remedy.id].status in BROKEN_REMEDY:
                 return FAILED
             outcome = self._run_remedy(plan, state, self._proposal(plan, state, index))
             if outcome != COMPLETED:
@@ -306,6 +323,16 @@ class Engine:
         return COMPLETED
 
     def _run_remedy(self, plan: Plan, state: RunState, proposal: Proposal) -> str:
+        shown = state.remedies[proposal.remedy]
+        if shown.fingerprint != proposal.fingerprint:
+            # It resolves differently now (another container behind the name, another
+            # inventory): what was shown, and any approval of it, no longer applies.
+            self._emit(state, "remedy.proposed", {
+                "remedy": proposal.remedy, "kind": proposal.kind, "target": proposal.target,
+                "args": proposal.args, "explain": proposal.explain,
+                "identity": dict(proposal.identity), "fingerprint": proposal.fingerprint,
+                "reason": "proposed again, approval void: "
+                          + self.gate.void_reason(proposal, shown.fingerprint)})
         decision = self.gate.decide(proposal)
         self._catch_up(state)  # the gate journals approvals itself
         if decision == DECLINED:
@@ -318,30 +345,9 @@ class Engine:
         spec = next(r for r in plan.playbook.remedies if r.id == proposal.remedy)
         timeout = spec.timeout or kind.timeout
         target = next(t for t in plan.targets.values() if t.name == proposal.target)
-        try:
-            self.journal.lock_target(target.name, state.run_id)
-        except JournalError as exc:  # another run is changing this target right now
-            self._emit(state, "remedy.skipped", {"remedy": proposal.remedy, "status": "proposed",
-                                                 "reason": f"{exc}; resume this run later"})
-            return AWAITING
-        try:
-            self._emit(state, "remedy.started", {"remedy": proposal.remedy,
-                                                 "fingerprint": proposal.fingerprint})
-            call = Call(lambda on_handle: self.gate.execute(proposal, target, timeout, on_handle),
-                        timeout, name=f"remedy-{proposal.remedy}")
-            result, error = call.wait()
-        finally:
-            self.journal.unlock_target(target.name, state.run_id)
-        base = {"remedy": proposal.remedy, "duration_ms": call.elapsed_ms}
-        if error is not None:
-            self._emit(state, "remedy.finished", {**base, "status": "failed",
-                                                  "error": describe_error(error)})
-            return FAILED
-        self._emit(state, "remedy.finished", {**base, "status": "succeeded", "result": result})
-        self.journal.write_file(state.run_id, f"evidence/remedy-{proposal.remedy}.json", {
-            "remedy": proposal.remedy, "kind": kind.name, "target": target.name,
-            "args": proposal.args, "result": result})
-        return COMPLETED
+        runner = RemedyRunner(self.journal, self.gate, lambda type_, data: self._emit(
+            state, type_, data), lambda event: self._apply(state, event), self.remedy_grace)
+        return runner.run(proposal, target, timeout)
 
     # Verification
 
@@ -392,8 +398,9 @@ class Engine:
         context = _context(plan, state)
         try:
             params = kind.params.model_validate(expressions.render(check.with_, context))
-            result, failure = Call(lambda on_handle: self._probe(kind, target, params, on_handle),
-                                   check.timeout or kind.timeout).wait()
+            timeout = check.timeout or kind.timeout  # the check's own reaches the backend
+            result, failure = Call(lambda on_handle: self._probe(kind, target, params, on_handle,
+                                                                 timeout), timeout).wait()
             if failure is not None:
                 return None, describe_error(failure)
             assert result is not None

@@ -8,7 +8,8 @@
     │   │   └── StepTimeout   the step's deadline passed
     │   └── PermanentError    retrying cannot help: bad SQL, permission denied
     ├── NotApproved           a mutating step was asked to run without a matching approval
-    └── JournalError          the journal does not hold what was asked for
+    ├── JournalError          the journal does not hold what was asked for
+    └── JournalUnavailable    the journal cannot be written: locked, disk full, unwritable
 """
 
 from __future__ import annotations
@@ -66,3 +67,9 @@ class NotApproved(RunbookError):
 
 class JournalError(RunbookError):
     """The journal does not hold the run or record that was asked for."""
+
+
+class JournalUnavailable(RunbookError):
+    """The journal cannot be written now (locked by another process past the busy timeout,
+    a full disk, an unwritable RUNBOOK_HOME). Nothing was half-written: the run stops, and
+    `runbook resume` carries it on once the journal is writable again."""

@@ -8,11 +8,18 @@ that anyone can read without the tool:
     runs/<run_id>/report.md       the report in Markdown
     runs/<run_id>/evidence/<step>.json   what each step gathered
 
-Everything passes through the redactor before it is written.
+Everything passes through the redactor before it is written. The journal is private to
+its user (directories 0700, files 0600, whatever the umask). A journal that cannot be
+written (locked by another process past the busy timeout, a full disk, an unwritable
+RUNBOOK_HOME) raises `JournalUnavailable` and leaves nothing half-written: a transaction
+and its lines in events.jsonl land together or not at all, and run-directory files are
+replaced atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import socket
@@ -25,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import JournalError
+from .errors import JournalError, JournalUnavailable
 from .redact import SECRETS
 from .state import INTERRUPTED, RUNNING, Event, RunState
 
@@ -64,10 +71,36 @@ CREATE TABLE IF NOT EXISTS target_locks (
     owner TEXT NOT NULL,
     at TEXT NOT NULL
 );
+-- At most one execution of a remedy, ever: the row is inserted in the transaction that
+-- takes the target lock and journals remedy.started, before the action begins.
+CREATE TABLE IF NOT EXISTS remedy_attempts (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    remedy TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    target TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    at TEXT NOT NULL,
+    UNIQUE (run_id, remedy)
+);
 """
 
 # Events after which the run's status column changes.
 _STATUS_EVENTS = {"run.started", "run.finished", "run.interrupted", "run.resumed"}
+# Event fields the run's state is folded from (ids, names, fingerprints, resolved action):
+# stored as they are, never masked, so a weak password cannot rewrite them. Free text
+# (results, errors, messages, reasons) is scrubbed.
+STRUCTURAL_FIELDS = frozenset({
+    "status", "step", "kind", "target", "targets", "attempt", "attempts", "duration_ms",
+    "remedy", "finding", "verify", "severity", "fingerprint", "args", "identity", "decision",
+    "by", "how", "playbook", "trigger", "requested_by", "channel", "checks", "ttl",
+    "four_eyes", "approvers"})
+
+BUSY_TIMEOUT_ENV = "RUNBOOK_JOURNAL_BUSY_TIMEOUT"
+DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
+
+# SQLite primary result codes that mean "cannot write here now", not a bug in runbook.
+_SQLITE_UNAVAILABLE = {5: "busy", 6: "locked", 8: "readonly", 10: "ioerr", 13: "full",
+                       14: "cantopen"}
 
 
 def now() -> str:
@@ -96,6 +129,18 @@ def owner_alive(owner: str | None) -> bool:
     return _process_start(int(pid)) == start
 
 
+def _private_dir(path: Path) -> None:
+    """A directory only its user can enter (mkdir's mode is cut by the umask: chmod)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _open_private(path: Path, flags: int) -> int:
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)  # the umask may have cut it, or the file predates this rule
+    return fd
+
+
 @dataclass(frozen=True)
 class Approval:
     run_id: str
@@ -118,17 +163,53 @@ class RunRow:
     source: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class RemedyAttempt:
+    """The one execution a remedy may have: who started it, when, on what."""
+
+    run_id: str
+    remedy: str
+    fingerprint: str
+    target: str
+    owner: str
+    at: str
+
+
+class TargetBusy(JournalError):
+    """Another live run holds the target's remediation lock."""
+
+
+class AlreadyAttempted(JournalError):
+    """The remedy was started once already: it never runs twice."""
+
+    def __init__(self, attempt: RemedyAttempt) -> None:
+        self.attempt = attempt
+        super().__init__(f"remedy {attempt.remedy!r} of run {attempt.run_id} was already "
+                         f"started at {attempt.at} by {attempt.owner}; it never runs twice")
+
+
 class Journal:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, busy_timeout: float | None = None) -> None:
         self.home = home
-        home.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(home / "journal.sqlite3", check_same_thread=False,
-                                   isolation_level=None, timeout=30)
+        if busy_timeout is None:
+            busy_timeout = float(os.environ.get(BUSY_TIMEOUT_ENV) or DEFAULT_BUSY_TIMEOUT)
+        self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
-            self._db.executescript(_SCHEMA)
+        self._mirror: list[Event] = []  # events of the open transaction, for events.jsonl
+        path = home / "journal.sqlite3"
+        with self._storage():
+            _private_dir(home)
+            # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
+            os.close(_open_private(path, os.O_RDWR))
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(f"{path}{suffix}", 0o600)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                       timeout=busy_timeout)
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash
+                self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -140,28 +221,79 @@ class Journal:
         self.close()
 
     @contextmanager
+    def _storage(self) -> Iterator[None]:
+        """Storage failures (locked, full, unwritable) as one clear JournalUnavailable."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code not in _SQLITE_UNAVAILABLE:
+                raise
+            if code in {5, 6}:
+                raise JournalUnavailable(
+                    f"the journal {self.home / 'journal.sqlite3'} is locked by another process "
+                    f"(waited {self.busy_timeout:g}s; {BUSY_TIMEOUT_ENV} sets how long)"
+                ) from None
+            raise JournalUnavailable(f"cannot write the journal in {self.home}: {exc}") from None
+        except OSError as exc:
+            reason = {errno.ENOSPC: "no space left on the device",
+                      errno.EFBIG: "file size limit reached",
+                      errno.EDQUOT: "disk quota exceeded"}.get(exc.errno or 0, exc.strerror)
+            where = exc.filename or self.home
+            raise JournalUnavailable(f"cannot write {where}: {reason}") from None
+
+    @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE), serialized with every other user; a
-        transaction opened inside another (same thread) joins it."""
+        transaction opened inside another (same thread) joins it. The events it appends
+        reach events.jsonl before COMMIT and are taken back if it does not commit."""
         with self._lock:
             if self._db.in_transaction:
                 yield self._db
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            written: list[tuple[Path, int]] = []
+            with self._storage():
+                self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                with self._storage():
+                    yield self._db
+                    self._mirror_events(written)
+                    self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._mirror.clear()
+                for path, size in written:  # take back the lines of what did not commit
+                    with contextlib.suppress(OSError):
+                        os.truncate(path, size)
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+
+    def _mirror_events(self, written: list[tuple[Path, int]]) -> None:
+        """Append the transaction's events to their runs' events.jsonl, one whole line each
+        (a short write is truncated away by the caller)."""
+        events, self._mirror = self._mirror, []
+        for event in events:
+            path = self.run_dir(event.run_id) / "events.jsonl"
+            if not path.parent.is_dir():
+                continue  # a run created before its directory (recovered below on read)
+            line = (json.dumps(event.to_json(), default=str) + "\n").encode()
+            fd = _open_private(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                written.append((path, os.fstat(fd).st_size))
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
 
     def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._storage():
             return list(self._db.execute(sql, args).fetchall())
 
     def extend_schema(self, script: str) -> None:
         """Tables of other parts of runbook (the daemon's inbox) in the same database."""
-        with self._lock:
+        with self._lock, self._storage():
             self._db.executescript(script)
 
     def run_dir(self, run_id: str) -> Path:
@@ -171,31 +303,47 @@ class Journal:
 
     def create_run(self, run_id: str, playbook: str, severity: str, source: dict[str, Any]) -> None:
         at = now()
-        with self.transaction() as db:
-            db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
-                       (run_id, playbook, RUNNING, severity, at, at, this_process(),
-                        json.dumps(SECRETS.scrub(source))))
-        (self.run_dir(run_id) / "evidence").mkdir(parents=True, exist_ok=True)
+        directory = self.run_dir(run_id)
+        with self._storage():
+            _private_dir(directory / "evidence")
+            for made in (self.home / "runs", directory, directory / "evidence"):
+                os.chmod(made, 0o700)
+        try:
+            with self.transaction() as db:
+                db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                           (run_id, playbook, RUNNING, severity, at, at, this_process(),
+                            json.dumps(source)))  # as is: resume re-reads the playbook
+        except BaseException:  # no directory for a run the journal does not hold
+            with contextlib.suppress(OSError):
+                (directory / "evidence").rmdir()
+                directory.rmdir()
+            raise
+
+    def _insert_event(self, db: sqlite3.Connection, run_id: str, type_: str,
+                      data: dict[str, Any], owner: str | None = None) -> Event:
+        """One event inside the caller's transaction; `owner` for a status event that
+        makes the run running (default: this process)."""
+        data = SECRETS.scrub(data, keep=STRUCTURAL_FIELDS)
+        at = now()
+        payload = json.dumps(data, default=str)
+        cursor = db.execute("INSERT INTO events (run_id, at, type, data) VALUES (?,?,?,?)",
+                            (run_id, at, type_, payload))
+        if type_ in _STATUS_EVENTS and "status" in data:
+            running = data["status"] == RUNNING
+            db.execute("UPDATE runs SET status=?, updated_at=?, owner=? WHERE id=?",
+                       (data["status"], at, (owner or this_process()) if running else None,
+                        run_id))
+        event = Event(int(cursor.lastrowid or 0), run_id, at, type_, json.loads(payload))
+        self._mirror.append(event)
+        return event
 
     def append(self, run_id: str, type_: str, data: dict[str, Any]) -> Event:
         """Record one event (scrubbed) and return it as stored."""
-        data = SECRETS.scrub(data)
-        at = now()
-        payload = json.dumps(data, default=str)
         with self.transaction() as db:
-            cursor = db.execute("INSERT INTO events (run_id, at, type, data) VALUES (?,?,?,?)",
-                                (run_id, at, type_, payload))
-            if type_ in _STATUS_EVENTS and "status" in data:
-                owner = this_process() if data["status"] == RUNNING else None
-                db.execute("UPDATE runs SET status=?, updated_at=?, owner=? WHERE id=?",
-                           (data["status"], at, owner, run_id))
-        event = Event(int(cursor.lastrowid or 0), run_id, at, type_, json.loads(payload))
-        with open(self.run_dir(run_id) / "events.jsonl", "a", encoding="utf-8") as out:
-            out.write(json.dumps(event.to_json(), default=str) + "\n")
-        return event
+            return self._insert_event(db, run_id, type_, data)
 
     def events(self, run_id: str) -> list[Event]:
-        with self._lock:
+        with self._lock, self._storage():
             rows = self._db.execute("SELECT seq, run_id, at, type, data FROM events "
                                     "WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
         return [Event(seq, rid, at, type_, json.loads(data)) for seq, rid, at, type_, data in rows]
@@ -206,7 +354,7 @@ class Journal:
 
     def get_run(self, run_id: str) -> RunRow:
         self.mark_interrupted()
-        with self._lock:
+        with self._lock, self._storage():
             row = self._db.execute("SELECT id, playbook, status, severity, created_at, "
                                    "updated_at, source FROM runs WHERE id=?",
                                    (run_id,)).fetchone()
@@ -223,31 +371,46 @@ class Journal:
             query, args = query.format("WHERE status=?"), (status, limit)
         else:
             query = query.format("")
-        with self._lock:
+        with self._lock, self._storage():
             rows = self._db.execute(query, args).fetchall()
         return [RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     def mark_interrupted(self) -> list[str]:
         """Runs whose owning process died become `interrupted` (resumable)."""
-        with self._lock:
-            rows = self._db.execute("SELECT id, owner FROM runs WHERE status=?",
-                                    (RUNNING,)).fetchall()
-        dead = [run_id for run_id, owner in rows if not owner_alive(owner)]
-        for run_id in dead:
-            self.append(run_id, "run.interrupted", {
-                "status": INTERRUPTED, "reason": "the process running it stopped"})
+        candidates = [run_id for run_id, owner in self.read(
+            "SELECT id, owner FROM runs WHERE status=?", (RUNNING,)) if not owner_alive(owner)]
+        dead = []
+        for run_id in candidates:
+            with self.transaction() as db:
+                if self._interrupt_if_dead(db, run_id):
+                    dead.append(run_id)
         return dead
 
-    def claim(self, run_id: str) -> None:
-        """Take ownership of a run that is not being driven by a live process."""
-        self.mark_interrupted()
+    def _interrupt_if_dead(self, db: sqlite3.Connection, run_id: str) -> bool:
+        """Inside a transaction: re-read the run, so a claim that won meanwhile stands."""
+        row = db.execute("SELECT status, owner FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None or row[0] != RUNNING or owner_alive(row[1]):
+            return False
+        self._insert_event(db, run_id, "run.interrupted", {
+            "status": INTERRUPTED, "reason": "the process running it stopped"})
+        return True
+
+    def claim(self, run_id: str, by: str = "") -> Event:
+        """Take a run that no live process drives, atomically: status and owner change in
+        the transaction that checked them, so of two claimers exactly one wins. Returns the
+        `run.resumed` event it journaled."""
         with self.transaction() as db:
             row = db.execute("SELECT status, owner FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 raise JournalError(f"no run {run_id!r} in the journal at {self.home}")
             if row[0] == RUNNING and owner_alive(row[1]):
                 raise JournalError(f"run {run_id} is being driven by another process ({row[1]})")
-            db.execute("UPDATE runs SET owner=? WHERE id=?", (this_process(), run_id))
+            self._interrupt_if_dead(db, run_id)
+            return self._insert_event(db, run_id, "run.resumed", {"status": RUNNING, "by": by})
+
+    def owner(self, run_id: str) -> str | None:
+        rows = self.read("SELECT owner FROM runs WHERE id=?", (run_id,))
+        return rows[0][0] if rows else None
 
     # Approvals
 
@@ -257,46 +420,102 @@ class Journal:
                        " VALUES (?,?,?,?,?,?,?)",
                        (approval.run_id, approval.remedy, approval.fingerprint,
                         approval.decision, approval.by, approval.how, approval.at))
-        self.append(approval.run_id, "approval", {
-            "remedy": approval.remedy, "decision": approval.decision, "by": approval.by,
-            "how": approval.how, "fingerprint": approval.fingerprint})
+            self._insert_event(db, approval.run_id, "approval", {
+                "remedy": approval.remedy, "decision": approval.decision, "by": approval.by,
+                "how": approval.how, "fingerprint": approval.fingerprint})
         return approval
 
     def approvals(self, run_id: str, remedy: str) -> list[Approval]:
-        with self._lock:
-            rows = self._db.execute("SELECT run_id, remedy, fingerprint, decision, by, how, at "
-                                    "FROM approvals WHERE run_id=? AND remedy=? ORDER BY id",
-                                    (run_id, remedy)).fetchall()
+        rows = self.read("SELECT run_id, remedy, fingerprint, decision, by, how, at "
+                         "FROM approvals WHERE run_id=? AND remedy=? ORDER BY id",
+                         (run_id, remedy))
         return [Approval(*row) for row in rows]
 
-    # Per-target remediation lock (safety model 3)
+    # Per-target remediation lock (safety model 3) and the one attempt of each remedy
+
+    def _take_target(self, db: sqlite3.Connection, target: str, run_id: str) -> None:
+        """Inside a transaction: the lock is held by one (run, process); a dead process's
+        lock is broken (journaled on the run that held it), a live one's is refused."""
+        me = this_process()
+        row = db.execute("SELECT run_id, owner FROM target_locks WHERE target=?",
+                         (target,)).fetchone()
+        if row and (row[0], row[1]) != (run_id, me):
+            if owner_alive(row[1]):
+                raise TargetBusy(f"target {target!r} is being remediated by run {row[0]}")
+            if db.execute("SELECT 1 FROM runs WHERE id=?", (row[0],)).fetchone():
+                self._insert_event(db, row[0], "lock.broken", {
+                    "target": target, "owner": row[1],
+                    "reason": f"its process is gone; run {run_id} took the lock"})
+        db.execute("INSERT OR REPLACE INTO target_locks VALUES (?,?,?,?)",
+                   (target, run_id, me, now()))
 
     def lock_target(self, target: str, run_id: str) -> None:
         with self.transaction() as db:
-            row = db.execute("SELECT run_id, owner FROM target_locks WHERE target=?",
-                             (target,)).fetchone()
-            if row and owner_alive(row[1]) and row[0] != run_id:
-                raise JournalError(f"target {target!r} is being remediated by run {row[0]}")
-            db.execute("INSERT OR REPLACE INTO target_locks VALUES (?,?,?,?)",
-                       (target, run_id, this_process(), now()))
+            self._take_target(db, target, run_id)
 
     def unlock_target(self, target: str, run_id: str) -> None:
+        """Release the lock this process holds for this run (never another's)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM target_locks WHERE target=? AND run_id=?", (target, run_id))
+            db.execute("DELETE FROM target_locks WHERE target=? AND run_id=? AND owner=?",
+                       (target, run_id, this_process()))
+
+    def target_lock(self, target: str) -> tuple[str, str] | None:
+        """(run_id, owner) holding the target's lock, if any."""
+        rows = self.read("SELECT run_id, owner FROM target_locks WHERE target=?", (target,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def start_remedy(self, run_id: str, remedy: str, fingerprint: str, target: str) -> Event:
+        """Everything before an action starts, in one transaction: this process still owns
+        the run, the target's lock, the remedy's one attempt (refused if it exists) and the
+        `remedy.started` event. Returns that event."""
+        me = this_process()
+        with self.transaction() as db:
+            row = db.execute("SELECT status, owner FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None or row[0] != RUNNING or row[1] != me:
+                raise JournalError(f"run {run_id} is not driven by this process "
+                                   f"({row[1] if row else 'no such run'})")
+            self._take_target(db, target, run_id)
+            try:
+                db.execute("INSERT INTO remedy_attempts VALUES (?,?,?,?,?,?)",
+                           (run_id, remedy, fingerprint, target, me, now()))
+            except sqlite3.IntegrityError:  # UNIQUE (run_id, remedy): it ran, or runs, once
+                earlier = self.attempt(run_id, remedy)
+                assert earlier is not None
+                raise AlreadyAttempted(earlier) from None
+            return self._insert_event(db, run_id, "remedy.started", {
+                "remedy": remedy, "fingerprint": fingerprint, "target": target})
+
+    def attempt(self, run_id: str, remedy: str) -> RemedyAttempt | None:
+        rows = self.read("SELECT run_id, remedy, fingerprint, target, owner, at "
+                         "FROM remedy_attempts WHERE run_id=? AND remedy=?", (run_id, remedy))
+        return RemedyAttempt(*rows[0]) if rows else None
 
     # The run directory
 
     def write_file(self, run_id: str, relative: str, content: str | dict[str, Any]) -> Path:
-        """Write a run-directory file atomically (scrubbed)."""
+        """Write a run-directory file atomically (scrubbed, 0600): the old file or the new
+        one, never half of one."""
         path = self.run_dir(run_id) / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, dict):
             text = json.dumps(SECRETS.scrub(content), indent=2, default=str) + "\n"
         else:
             text = SECRETS.scrub(content)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with self._storage():
+            for parent in reversed(path.relative_to(self.home).parents):
+                if parent != Path("."):
+                    _private_dir(self.home / parent)
+            try:
+                fd = _open_private(tmp, os.O_WRONLY | os.O_TRUNC)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(text.encode("utf-8"))
+                    out.flush()
+                    os.fsync(out.fileno())
+                tmp.replace(path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
         return path
 
 

@@ -58,7 +58,8 @@ class RemedyState:
     kind: str
     target: str
     # proposed (waits for approval), declined, skipped, running, succeeded, failed,
-    # interrupted (the process died while it ran: never re-run by itself)
+    # interrupted (the process died while it ran: never re-run by itself),
+    # outcome_unknown (still running at its deadline: asked to stop, never re-run by itself)
     status: str = "proposed"
     args: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
@@ -134,7 +135,7 @@ class RunState:
         elif kind == "remedy.proposed":
             self.remedies[d["remedy"]] = RemedyState(
                 d["remedy"], d["kind"], d["target"], "proposed", d["args"], d["fingerprint"],
-                d.get("explain", ""))
+                d.get("explain", ""), reason=d.get("reason"))
         elif kind == "remedy.skipped":
             remedy = self.remedies.setdefault(
                 d["remedy"], RemedyState(d["remedy"], d.get("kind", ""), d.get("target", "")))
@@ -149,6 +150,13 @@ class RunState:
             remedy = self.remedies[d["remedy"]]
             remedy.status, remedy.duration_ms = d["status"], d.get("duration_ms")
             remedy.result, remedy.error = d.get("result"), d.get("error")
+        elif kind == "remedy.ended_late":  # its status stays outcome_unknown: a person looks
+            remedy = self.remedies[d["remedy"]]
+            remedy.duration_ms, remedy.result = d.get("duration_ms"), d.get("result")
+            ended = f"failed: {d['error']}" if d.get("error") else "succeeded"
+            remedy.reason = f"it ended after its deadline and {ended}"
+        elif kind == "remedy.still_running":
+            self.remedies[d["remedy"]].reason = d["reason"]
         elif kind == "remedy.interrupted":
             remedy = self.remedies[d["remedy"]]
             remedy.status, remedy.reason = "interrupted", d["reason"]

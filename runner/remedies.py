@@ -1,0 +1,113 @@
+"""Running one approved remedy: at most once, under its target's lock, never abandoned.
+
+Before the action starts, one journal transaction checks this process still drives the
+run, takes the target's lock, inserts the remedy's one attempt (a second finds it and does
+not run) and journals `remedy.started`. The lock is released by the action's own thread
+when the action really ends, not when runbook stops waiting for it.
+
+An action past its deadline is `outcome_unknown`: it is asked to stop where it safely can
+(its handle's `interrupt()`: a Docker rollback puts the old container back), and the
+process waits for it to end, up to a grace period. If it is still running after that,
+runbook says so loudly and stops waiting; the target stays locked until the action ends,
+or, if the process exits first, until a later run finds the process gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .calls import Call, describe_error
+from .errors import JournalUnavailable
+from .gate import Gate, Proposal
+from .inventory import Target
+from .journal import AlreadyAttempted, Journal, TargetBusy
+from .state import AWAITING, COMPLETED, FAILED, Event
+
+log = logging.getLogger("runbook.remedies")
+
+GRACE_ENV = "RUNBOOK_REMEDY_GRACE"
+DEFAULT_GRACE = 120.0  # seconds past its deadline that the process waits for an action
+
+Emit = Callable[[str, Mapping[str, Any]], Event]
+
+
+def default_grace() -> float:
+    return float(os.environ.get(GRACE_ENV) or DEFAULT_GRACE)
+
+
+@dataclass
+class RemedyRunner:
+    journal: Journal
+    gate: Gate
+    emit: Emit  # journal an event and fold it into the run's state
+    apply: Callable[[Event], None]  # fold in an event the journal wrote itself
+    grace: float
+
+    def run(self, proposal: Proposal, target: Target, timeout: float) -> str:
+        """Run an approved remedy; COMPLETED, FAILED, or AWAITING (its target is busy)."""
+        run_id, remedy = proposal.run_id, proposal.remedy
+        try:
+            started = self.journal.start_remedy(run_id, remedy, proposal.fingerprint,
+                                                target.name)
+        except TargetBusy as exc:  # another run is changing this target right now
+            self.emit("remedy.skipped", {"remedy": remedy, "status": "proposed",
+                                         "reason": f"{exc}; resume this run later"})
+            return AWAITING
+        except AlreadyAttempted as exc:
+            self.emit("remedy.interrupted", {"remedy": remedy, "reason": f"{exc}: its outcome "
+                                             "is unknown, so it is not run again"})
+            return FAILED
+        self.apply(started)
+
+        def work(on_handle: Callable[[Any], None]) -> dict[str, Any]:
+            try:
+                return self.gate.execute(proposal, target, timeout, on_handle)
+            finally:
+                self._release(target.name, run_id)  # the lock lives as long as the action
+
+        call = Call(work, timeout, name=f"remedy-{remedy}")
+        if call.finished.wait(max(0.0, call.deadline - time.monotonic())):
+            return self._finished(proposal, target, call)
+        call.interrupt()
+        self.emit("remedy.finished", {
+            "remedy": remedy, "status": "outcome_unknown", "duration_ms": call.elapsed_ms,
+            "error": f"no answer within {timeout:g}s: asked it to stop where it safely can; "
+                     f"its outcome is unknown, and {target.name} stays locked until it ends"})
+        if call.finished.wait(self.grace):
+            late = {"remedy": remedy, "duration_ms": call.elapsed_ms}
+            if call.error is None:
+                late["result"] = call.result
+            else:
+                late["error"] = describe_error(call.error)
+            self.emit("remedy.ended_late", late)
+        else:
+            message = (f"remedy {remedy} of run {run_id} is still running {self.grace:g}s past "
+                       f"its {timeout:g}s deadline; runbook stops waiting for it. If this "
+                       f"process exits, {target.name} stays locked until a later run finds "
+                       "this process gone")
+            log.warning("%s", message)
+            self.emit("remedy.still_running", {"remedy": remedy, "reason": message})
+        return FAILED
+
+    def _finished(self, proposal: Proposal, target: Target, call: Call) -> str:
+        base = {"remedy": proposal.remedy, "duration_ms": call.elapsed_ms}
+        if call.error is not None:
+            self.emit("remedy.finished", {**base, "status": "failed",
+                                          "error": describe_error(call.error)})
+            return FAILED
+        self.emit("remedy.finished", {**base, "status": "succeeded", "result": call.result})
+        self.journal.write_file(proposal.run_id, f"evidence/remedy-{proposal.remedy}.json", {
+            "remedy": proposal.remedy, "kind": proposal.kind, "target": target.name,
+            "args": proposal.args, "result": call.result})
+        return COMPLETED
+
+    def _release(self, target: str, run_id: str) -> None:
+        try:
+            self.journal.unlock_target(target, run_id)
+        except JournalUnavailable as exc:  # the lock stays; broken once this process is gone
+            log.error("could not release the lock on %s for run %s: %s", target, run_id, exc)
