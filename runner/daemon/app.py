@@ -216,6 +216,12 @@ class Daemon:
                 self.inbox.finish(item.id, error=str(exc)[:2000])
 
     def run(self, item: Work) -> RunState:
+        from ..redact import SECRETS
+
+        with SECRETS.scope():  # one run's secrets never mask another concurrent run's data
+            return self._run_in_scope(item)
+
+    def _run_in_scope(self, item: Work) -> RunState:
         from ..engine import Engine
         from ..gate import Gate
 

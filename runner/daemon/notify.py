@@ -122,9 +122,10 @@ class Notifier:
         """Send to every channel; return how many failed (each is journaled on the run)."""
         failures = 0
         for channel in self.channels:
-            payload = slack_blocks(message) if channel.kind == "slack" else {
-                k: v for k, v in message.items()}
-            payload = SECRETS.scrub(payload)
+            # Masked before Slack's escaping, which would hide `p<ss` from the mask as `p&lt;ss`;
+            # with every run's secrets, as a notification is never read back.
+            clean = SECRETS.scrub_output(message)
+            payload = slack_blocks(clean) if channel.kind == "slack" else clean
             error = self._post(channel, payload)
             event = {"channel": channel.kind, "message": message["kind"]}
             if error:
@@ -161,4 +162,4 @@ class Notifier:
                     break  # the request itself is wrong: retrying cannot help
             except (urllib.error.URLError, OSError) as exc:
                 error = str(getattr(exc, "reason", exc))
-        return str(SECRETS.scrub(error))
+        return str(SECRETS.scrub_output(error))
