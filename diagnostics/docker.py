@@ -1,8 +1,9 @@
 """Services on Docker: the runtime behind `service.*` steps when `runtime: docker`.
 
-`DockerReader` is what probes get. It talks to the engine through a Docker API client
-whose POST, PUT and DELETE requests raise: on Docker's HTTP API those are the only verbs
-that change anything, so a probe cannot mutate a container even by a bug. `DockerOperator`
+`DockerReader` is what probes get. It talks to the engine through a Docker API client whose
+transport (the requests adapter under every call) sends only GET and HEAD, and no websocket
+attach (`request_guard.check_docker_request`): on Docker's HTTP API the other verbs are the
+ones that change anything, so a probe cannot mutate a container even by a bug. `DockerOperator`
 adds the actions (restart, start, roll back, scale, set the memory limit); only remedies
 get one, through the gate.
 
@@ -24,20 +25,43 @@ from typing import Any
 from runner.errors import PermanentError, TemporaryError
 from runner.paths import home
 
+from .request_guard import ReadOnlyRefusal, check_docker_request
+
 REPLICA_LABEL = "runbook.replica-of"
 
 
 def _api(host: str | None, timeout: float, *, read_only: bool) -> Any:
     import docker
+    import requests
+
+    class ReadOnlyAdapter(requests.adapters.BaseAdapter):
+        """The transport under every request the client sends (docker-py's helpers, the
+        session's own `request`/`post`, a prepared request through `send`): only reads of
+        Docker's API reach the engine."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            check_docker_request(request.method or "", request.url or "")
+            return self.inner.send(request, *args, **kwargs)
+
+        def close(self) -> None:
+            self.inner.close()
 
     class ReadOnlyAPIClient(docker.APIClient):  # type: ignore[misc]
-        """Docker's API changes state only through POST, PUT and DELETE: refuse them."""
+        """docker-py's client is a requests.Session: each adapter mounted on it is wrapped,
+        and the websocket attach (its own socket, not a request) is refused."""
 
-        def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-            raise PermanentError("this Docker handle is read-only: diagnostics cannot change "
-                                 "a container")
+        def mount(self, prefix: str, adapter: Any) -> None:
+            if not isinstance(adapter, ReadOnlyAdapter):
+                adapter = ReadOnlyAdapter(adapter)
+            super().mount(prefix, adapter)
 
-        _post = _put = _delete = _post_json = _refuse
+        def _create_websocket_connection(self, url: str) -> Any:
+            raise ReadOnlyRefusal("this Docker handle is read-only: diagnostics cannot attach "
+                                  "to a container")
 
     kwargs = docker.utils.kwargs_from_env()
     if host:

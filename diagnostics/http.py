@@ -25,10 +25,12 @@ A failed check is the finding, not an error: they return `ok: false` with an
 Only a misconfiguration raises (PermanentError: a URL that does not parse, a scheme other
 than http/https, a URL outside the target's origin).
 
-Probes get an `HttpProbe`: GET and HEAD only, to the target's origin only (its headers may
-carry a token), with connect/read/write/pool timeouts from the target's `timeout`, redirects
-not followed, and TLS verified unless the target says `verify_tls: false` (every result of
-the http.* kinds then says `verify_tls: false`). The backend has no mutating kind.
+Probes get an `HttpProbe`: GET and HEAD only (checked by the handle, and again by the
+client's transport, whatever is called on the client), to the target's origin only (its
+headers may carry a token), with connect/read/write/pool timeouts from the target's
+`timeout`, redirects not followed, and TLS verified unless the target says `verify_tls:
+false` (every result of the http.* kinds then says `verify_tls: false`). The backend has
+no mutating kind.
 
 Inventory fields: `url` (base URL), `headers_env` (an env var holding `Header: value`
 lines, e.g. an Authorization token; every value is masked wherever it would appear),
@@ -54,6 +56,8 @@ from runner.errors import PermanentError
 from runner.model import Duration
 from runner.redact import SECRETS
 from runner.registry import Backend, Registry, StepKind, Target
+
+from .request_guard import check_http_request
 
 if TYPE_CHECKING:
     import httpx
@@ -105,9 +109,34 @@ def make_client(*, timeout: float = 5.0, verify_tls: bool = True,
     """
     import httpx
 
-    return httpx.Client(timeout=httpx.Timeout(timeout), verify=verify_tls,
-                        follow_redirects=follow_redirects,
-                        headers={"User-Agent": USER_AGENT, **(headers or {})})
+    client = httpx.Client(timeout=httpx.Timeout(timeout), verify=verify_tls,
+                          follow_redirects=follow_redirects,
+                          headers={"User-Agent": USER_AGENT, **(headers or {})})
+    _read_only_transports(client)
+    return client
+
+
+def _read_only_transports(client: httpx.Client) -> None:
+    """Wrap every transport the client may pick (its own, and each proxy mount it made from
+    the environment): whatever method of the client is called, only GET and HEAD leave.
+    httpx offers no public way to wrap the transports it builds itself, hence the private
+    attributes; tests/unit/test_http.py proves both paths."""
+    import httpx
+
+    class ReadOnlyTransport(httpx.BaseTransport):
+        def __init__(self, inner: httpx.BaseTransport) -> None:
+            self.inner = inner
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            check_http_request(request.method)
+            return self.inner.handle_request(request)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    client._transport = ReadOnlyTransport(client._transport)
+    client._mounts = {pattern: ReadOnlyTransport(transport) if transport else None
+                      for pattern, transport in client._mounts.items()}
 
 
 def open_client(*, timeout: float = 5.0, verify_tls: bool = True,

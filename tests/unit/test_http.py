@@ -354,6 +354,50 @@ def test_probe_handle_only_reads(server: Server) -> None:
         handle.close()
 
 
+def test_the_client_under_the_handle_only_reads_however_it_is_called(server: Server) -> None:
+    from diagnostics.request_guard import ReadOnlyRefusal
+
+    handle = http.open_client(timeout=2.0, base_url=server.url, target="api")
+    raw = handle._client  # past the handle: what a bug or an attacker would reach for
+    url = server.url + "/api/x"
+    bypasses = [
+        lambda: raw.post(url, json={"stop": True}),
+        lambda: raw.request("POST", url),
+        lambda: raw.request("delete", url),
+        lambda: raw.put(url),
+        lambda: raw.patch(url),
+        lambda: raw.send(raw.build_request("POST", url)),
+        lambda: raw.stream("POST", url).__enter__(),
+        lambda: raw.request("OPTIONS", url),
+        lambda: raw._transport_for_url(httpx.URL(url)).handle_request(
+            httpx.Request("POST", url)),
+    ]
+    try:
+        for attempt in bypasses:
+            with pytest.raises(ReadOnlyRefusal, match="HTTP handle is read-only"):
+                attempt()
+        assert raw.get(url).status_code == 200  # reads still go
+        assert server.methods() == ["GET"]  # nothing else reached the server
+    finally:
+        handle.close()
+
+
+def test_a_proxy_from_the_environment_gets_the_read_only_transport_too(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    from diagnostics.request_guard import ReadOnlyRefusal
+
+    # The loopback server stands in for a proxy: httpx mounts a transport for it.
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.setenv("NO_PROXY", "")
+    with http.make_client(timeout=2.0) as client:
+        target = "http://192.0.2.1/api/x"  # TEST-NET: reached only through the proxy
+        assert client._transport_for_url(httpx.URL(target)) is not client._transport
+        with pytest.raises(ReadOnlyRefusal):
+            client.post(target)
+        client.get(target)  # the proxy (our server) answers the GET
+    assert server.methods() == ["GET"]
+
+
 def test_probe_handle_stays_on_its_origin(server: Server, closed_port: int) -> None:
     handle = http.open_client(timeout=2.0, base_url=server.url + "/base")
     try:
