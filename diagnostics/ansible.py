@@ -544,6 +544,21 @@ class AnsibleConnector:
         finally:
             handle.cancel()
 
+    def identity(self, target: Target, timeout: float) -> dict[str, str]:
+        """The playbook directory and inventory, by path and content hash: an approval of
+        `ansible.run` binds to the playbooks (roles included) and hosts as they were shown."""
+        settings = target.settings
+        assert isinstance(settings, AnsibleSettings)
+        playbooks = Path(settings.playbook_dir).expanduser().resolve()
+        identity = {"playbook_dir": str(playbooks), "playbook_dir_sha256": _tree_hash(playbooks)}
+        if settings.inventory:
+            inventory = Path(settings.inventory).expanduser().resolve()
+            identity["inventory"] = str(inventory)
+            identity["inventory_sha256"] = _tree_hash(inventory)
+        else:
+            identity["hosts"] = ",".join(settings.hosts or [])
+        return identity
+
     @contextmanager
     def action(self, target: Target, timeout: float) -> Iterator[AnsibleAction]:
         handle = AnsibleAction(target, timeout)
@@ -551,6 +566,24 @@ class AnsibleConnector:
             yield handle
         finally:
             handle.cancel()
+
+
+def _tree_hash(root: Path) -> str:
+    """SHA-256 over a file, or over every file under a folder (relative names and contents,
+    in order; dot-folders such as .git left out)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    if root.is_file():
+        digest.update(root.read_bytes())
+        return digest.hexdigest()
+    if not root.is_dir():
+        return "missing"
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 # The step kinds

@@ -153,6 +153,17 @@ class DockerReader:
     def _inspect(self, container: str | None = None) -> dict[str, Any]:
         return dict(_translated(self._api.inspect_container, container or self.name))
 
+    def identity(self) -> dict[str, str]:
+        """The engine (its ID) and the container (its id) behind the service's name: an
+        approval binds to these, not to the name."""
+        engine = dict(_translated(self._api.info))
+        return {"runtime": "docker", "engine": str(engine.get("ID") or engine.get("Name")),
+                "container": self.name, "container_id": str(self._inspect()["Id"])}
+
+    def image_id(self, image: str) -> str:
+        """The immutable id an image reference (a tag) resolves to now."""
+        return str(dict(_translated(self._api.inspect_image, image))["Id"])
+
     def _replicas(self) -> list[dict[str, Any]]:
         found = _translated(self._api.containers, all=True,
                             filters={"label": f"{REPLICA_LABEL}={self.name}"})
@@ -309,13 +320,18 @@ class DockerOperator(DockerReader):
             "image": image,
         }
 
-    def rollback(self, image: str, stop_timeout: float) -> dict[str, Any]:
-        """Re-create the service's container from `image`, restoring the old one on failure."""
+    def rollback(self, image: str, stop_timeout: float,
+                 image_id: str | None = None) -> dict[str, Any]:
+        """Re-create the service's container from `image`, restoring the old one on failure.
+        With `image_id` (pinned when the rollback was approved) the container is created from
+        that id, whatever `image` has been re-tagged to since."""
         info = self._inspect()
-        if info["Config"]["Image"] == image:
+        if info["Config"]["Image"] == image and image_id in (None, info["Image"]):
             raise PermanentError(f"{self.name} already runs {image}")
-        _translated(self._api.inspect_image, image)  # exists locally, or fail before touching
-        args = self._clone_config(info, image)
+        if image_id is not None and info["Image"] == image_id:
+            raise PermanentError(f"{self.name} already runs {image_id}")
+        _translated(self._api.inspect_image, image_id or image)  # fail before touching
+        args = self._clone_config(info, image_id or image)
         aside = f"{self.name}-before-rollback-{int(time.time())}"
         _translated(self._api.stop, self.name, timeout=int(stop_timeout))
         _translated(self._api.rename, self.name, aside)
@@ -327,12 +343,12 @@ class DockerOperator(DockerReader):
         _translated(self._api.remove_container, aside, force=True)
         replicas = [r["Names"][0].lstrip("/") for r in self._replicas()]
         for replica in replicas:  # replicas follow the main container's image
-            args = self._clone_config(self._inspect(replica), image)
+            args = self._clone_config(self._inspect(replica), image_id or image)
             _translated(self._api.remove_container, replica, force=True)
             self._create(replica, args)
         self.history.record(self.name, image, self._inspect()["Image"])
         return {"from_image": info["Config"]["Image"], "to_image": image,
-                "containers": [self.name, *replicas]}
+                "to_image_id": self._inspect()["Image"], "containers": [self.name, *replicas]}
 
     def _restore(self, aside: str) -> None:
         import contextlib

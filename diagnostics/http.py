@@ -489,6 +489,12 @@ class HttpConnector:
     def probe(self, target: Target, timeout: float) -> AbstractContextManager[HttpProbe]:
         return self._probe(target, timeout)
 
+    def identity(self, target: Target, timeout: float) -> dict[str, str]:
+        """The URL the target names (it holds no password: the settings refuse one)."""
+        settings = target.settings
+        assert isinstance(settings, HttpSettings)
+        return {"url": settings.url}
+
     def action(self, target: Target, timeout: float) -> AbstractContextManager[Any]:
         raise PermanentError(f"{target.name}: the http backend only reads; it has no "
                              "mutating steps")

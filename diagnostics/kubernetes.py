@@ -317,6 +317,14 @@ class KubernetesReader:
                                       self.name, self.namespace))
         return None
 
+    def identity(self) -> dict[str, str]:
+        """The API server, namespace and workload uid behind the service's name: an
+        approval binds to these (a workload deleted and re-created has a new uid)."""
+        workload = self._workload()
+        uid = str(workload["metadata"]["uid"]) if workload is not None else "(pods by selector)"
+        return {"runtime": "kubernetes", "api_server": str(self.api.client.configuration.host),
+                "namespace": self.namespace, "workload": self.label, "uid": uid}
+
     def _selector(self, workload: dict[str, Any] | None) -> str:
         if workload is None:
             return self.name

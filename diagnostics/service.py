@@ -191,6 +191,15 @@ class ServiceConnector:
             client.close()
             reader.close()
 
+    def identity(self, target: Target, timeout: float) -> dict[str, str]:
+        """What the service's name resolves to now (Docker: engine and container id;
+        Kubernetes: API server, namespace and workload uid)."""
+        reader = _runtime(_runtime_settings(target), timeout, operator=False)
+        try:
+            return dict(reader.identity())
+        finally:
+            reader.close()
+
     @contextmanager
     def action(self, target: Target, timeout: float) -> Iterator[ServiceControl]:
         settings = _runtime_settings(target)
@@ -372,6 +381,16 @@ class RestartParams(_Params):
 
 class RollbackParams(_Params):
     to_image: str = Field(description="the image to run again, as the proposal shows it")
+    image_id: str | None = Field(None, description="the id to_image had when the rollback was "
+                                 "proposed (Docker; filled in then): what is deployed")
+
+
+def pin_rollback(view: ServiceView, params: RollbackParams) -> RollbackParams:
+    """Pin the tag to the image id it names now, so that the approver sees, and the rollback
+    deploys, that image even if the tag is moved after the approval."""
+    if params.image_id is not None or not isinstance(view.settings, DockerService):
+        return params
+    return params.model_copy(update={"image_id": view.runtime.image_id(params.to_image)})
 
 
 class ScaleParams(_Params):
@@ -406,6 +425,11 @@ def start(control: ServiceControl, params: NoParams) -> dict[str, Any]:
 
 
 def rollback(control: ServiceControl, params: RollbackParams) -> dict[str, Any]:
+    if params.image_id is not None:
+        if not isinstance(control.settings, DockerService):
+            raise PermanentError("image_id is pinned by Docker services only")
+        return dict(control.runtime.rollback(params.to_image, _stop_timeout(control),
+                                             image_id=params.image_id))
     return dict(control.runtime.rollback(params.to_image, _stop_timeout(control)))
 
 
@@ -435,9 +459,9 @@ def register(registry: Registry) -> None:
                               timeout=timeout))
 
     def action(name: str, func: Any, params: type[BaseModel], summary: str,
-               explain: Any) -> None:
+               explain: Any, pin: Any = None) -> None:
         registry.add(StepKind(f"service.{name}", KIND, func, params, True, summary,
-                              timeout=120.0, explain=explain))
+                              timeout=120.0, explain=explain, pin=pin))
 
     probe("health", health, HealthParams, "GET the health URL: up, or how it fails",
           {"ok": "2xx as expected", "error_class": "refused, timeout, tls, http_5xx, ...",
@@ -469,7 +493,9 @@ def register(registry: Registry) -> None:
     action("start", start, NoParams, "start the replicas that are not running",
            lambda p: "start the replicas that are not running")
     action("rollback", rollback, RollbackParams, "run the previous image again",
-           lambda p: f"re-create the service from image {p.to_image}")
+           lambda p: f"re-create the service from image {p.to_image}"
+                     + (f" (id {p.image_id}, pinned now)" if p.image_id else ""),
+           pin=pin_rollback)
     action("scale", scale, ScaleParams, "set the number of replicas",
            lambda p: f"scale to {p.replicas} replica(s) (max {p.max})")
     action("set_memory_limit", set_memory_limit, MemoryLimitParams, "change the memory limit",

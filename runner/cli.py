@@ -1,7 +1,8 @@
 """The `runbook` command line.
 
 Exit codes: 0 nothing found, 1 findings, 2 usage or validation error, 3 the run could not
-diagnose (a step failed or timed out and nothing was found).
+diagnose (a step failed or timed out and nothing was found), 4 the journal could not be
+written (locked by another process, disk full, RUNBOOK_HOME unwritable; resume the run later).
 Heavy modules are imported inside the commands so `runbook --help` and `runbook list` start
 at once.
 """
@@ -19,26 +20,31 @@ if TYPE_CHECKING:
     from .inventory import Inventory
     from .journal import Journal
     from .loader import LoadedPlaybook
+    from .policy import Policy
     from .registry import Registry
     from .state import Event, RunState
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNDIAGNOSED = 0, 1, 2, 3
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNDIAGNOSED, EXIT_JOURNAL = 0, 1, 2, 3, 4
 
 EPILOG = """\
 examples:
   runbook list
   runbook plan db-pool-exhausted --target db=lab-db
   runbook run db-pool-exhausted --target db=lab-db
-  runbook run db-pool-exhausted --approve end-idle-transactions --as alice
+  runbook run db-pool-exhausted --approve end-idle-transactions=postgres.terminate_backends
   runbook approve RUN_ID end-idle-transactions --as alice && runbook resume RUN_ID
 
 Remedies never run without a recorded approval: at a terminal runbook asks; elsewhere
-use --approve ID, or `runbook approve` then `runbook resume`.
+use --approve REMEDY=KIND (as `runbook plan` prints it) or --approve FINGERPRINT (as
+`runbook run` prints it), or `runbook approve` then `runbook resume`.
 
 environment:
   RUNBOOK_HOME        journal and run directories (default ~/.local/state/runbook)
-  RUNBOOK_PLAYBOOKS   playbook folders, ':'-separated (default ./playbooks, shipped ones)
+  RUNBOOK_PLAYBOOKS   playbook folders, ':'-separated (default: the shipped ones; never
+                      ./playbooks unless named here or with --playbooks)
   RUNBOOK_INVENTORY   inventory files or folders (default ./inventory)
+  RUNBOOK_POLICY      approval policy file (default policy.yaml beside the inventory,
+                      else ~/.config/runbook/policy.yaml)
 """
 
 
@@ -59,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--inventory", metavar="PATH", action="append",
                        help="inventory file or folder (repeatable; default $RUNBOOK_INVENTORY)")
 
+    def add_policy(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--policy", metavar="FILE", type=Path,
+                       help="approval policy (default $RUNBOOK_POLICY, else policy.yaml beside "
+                            "the inventory or in ~/.config/runbook)")
+
     def add_home(p: argparse.ArgumentParser) -> None:
         p.add_argument("--home", metavar="DIR", help="journal location (default $RUNBOOK_HOME)")
 
@@ -73,10 +84,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="set a playbook parameter (repeatable)")
 
     def add_approver(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--approve", metavar="REMEDY", action="append", default=[],
-                       help="pre-approve this remedy, for the arguments the run resolves "
-                            "(repeatable; recorded with --as)")
+        p.add_argument("--approve", metavar="REMEDY=KIND|FINGERPRINT", action="append",
+                       default=[],
+                       help="pre-approve the remedy with this id and step kind (as `plan` "
+                            "prints it), or the proposal with this fingerprint (as `run` "
+                            "prints it); repeatable; recorded with --as and the OS user")
         p.add_argument("--as", dest="who", metavar="NAME", help="who approves (default: OS user)")
+        add_policy(p)
         p.add_argument("--no-input", action="store_true",
                        help="never ask at the terminal; unapproved remedies wait")
         p.add_argument("--concurrency", type=int, default=8, metavar="N",
@@ -114,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("remedy")
     p.add_argument("--as", dest="who", metavar="NAME", help="who approves (default: OS user)")
     p.add_argument("--decline", action="store_true", help="record a refusal instead")
+    p.add_argument("--fingerprint", metavar="SHA256",
+                   help="approve only if the proposal is still this one (as the report shows)")
+    add_policy(p)
     add_home(p)
     p = command("resume", "Carry on a run: unfinished diagnostics, then approved remedies.")
     p.add_argument("run_id")
@@ -127,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="daemon configuration (routes, auth, approvers, notifications)")
     p.add_argument("--host", help="listen address (default: the config's)")
     p.add_argument("--port", type=int, help="listen port (default: the config's)")
+    p.add_argument("--check", action="store_true",
+                   help="validate the config, print its warnings and exit")
     add_home(p)
     command("kinds", "List the installed step kinds and what they need.")
     command("schema", "Print the playbook JSON Schema (for editors).")
@@ -143,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "home", None):
         os.environ["RUNBOOK_HOME"] = args.home
-    from .errors import JournalError, PlaybookError, RunbookError, UsageError
+    from .errors import JournalError, JournalUnavailable, PlaybookError, RunbookError, UsageError
 
     try:
         return int(globals()[f"cmd_{args.command}"](args))
@@ -155,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, JournalError) as exc:
         print(f"runbook: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except JournalUnavailable as exc:  # locked, full or unwritable: nothing half-written
+        print(f"runbook: journal unavailable: {exc}", file=sys.stderr)
+        return EXIT_JOURNAL
     except RunbookError as exc:
         print(f"runbook: {exc}", file=sys.stderr)
         return EXIT_UNDIAGNOSED
@@ -181,12 +203,23 @@ def _registry() -> Registry:
     return default_registry()
 
 
-def _inventory(args: argparse.Namespace, registry: Registry) -> Inventory:
-    from . import inventory
+def _inventory_paths(args: argparse.Namespace) -> list[Path]:
     from .paths import inventory_paths
 
-    paths = [Path(p) for p in args.inventory] if args.inventory else inventory_paths()
-    return inventory.load(paths, registry)
+    return [Path(p) for p in args.inventory] if args.inventory else inventory_paths()
+
+
+def _inventory(args: argparse.Namespace, registry: Registry,
+               paths: list[Path] | None = None) -> Inventory:
+    from . import inventory
+
+    return inventory.load(paths if paths is not None else _inventory_paths(args), registry)
+
+
+def _policy(args: argparse.Namespace, inventory_paths: list[Path]) -> Policy:
+    from .policy import load
+
+    return load(getattr(args, "policy", None), inventory_paths)
 
 
 def _load(args: argparse.Namespace, registry: Registry) -> LoadedPlaybook:
@@ -204,9 +237,18 @@ def _journal() -> Journal:
 
 
 def _who(args: argparse.Namespace) -> str:
+    return str(args.who or _os_user())
+
+
+def _os_user() -> str:
     import getpass
 
-    return str(args.who or getpass.getuser())
+    return getpass.getuser()
+
+
+def _how(what: str) -> str:
+    """How an approval was given, with the OS user beside the name given by --as."""
+    return f"{what} (OS user {_os_user()})"
 
 
 # Commands
@@ -283,14 +325,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except PlaybookError as exc:
             problems += exc.problems
     inv_paths = [Path(p) for p in args.inventory] if args.inventory else inventory_paths()
+    loaded_inventory = None
     try:
-        inventory.load(inv_paths, registry)
+        loaded_inventory = inventory.load(inv_paths, registry)
     except PlaybookError as exc:
         problems += exc.problems
     if problems:
         raise PlaybookError(problems)
     print(f"ok: {len(paths)} playbook(s), inventory {', '.join(map(str, inv_paths)) or 'none'}")
+    _print_target_warnings(registry, list(loaded_inventory or []))
     return EXIT_OK
+
+
+def _print_target_warnings(registry: Any, targets: list[Any]) -> None:
+    """What a backend finds unsafe in a target's setup (a probe role that may signal other
+    sessions, probes without read-only credentials): said, not refused."""
+    for target in targets:
+        check = getattr(registry.backend(target.kind).connector, "warnings", None)
+        for message in check(target) if check else []:
+            print(f"WARNING {target.name}: {message}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -305,6 +358,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"plan for {book.name} [{book.severity}]: {book.summary}\n\ntargets")
     for role, target in plan.targets.items():
         print(f"  {role} = {target.name} ({target.kind}) {target.description}")
+    _print_target_warnings(registry, list(plan.targets.values()))
     if plan.params:
         print("\nparams")
         for name, value in plan.params.items():
@@ -323,10 +377,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         timeout = step.timeout or kind.timeout
         print(f"  {_mark(kind)}  {step.id}: {kind.name} on {on(step.target, kind)}  "
               f"timeout {timeout:g}s, retries {step.retries}{after}")
-    print("\nremedies (MUTATING: each needs a recorded approval, run in this order)")
+    print("\nremedies (MUTATING: each needs a recorded approval, run in this order; "
+          "pre-approve one with --approve REMEDY=KIND)")
     for remedy in book.remedies:
         kind = registry.kind(remedy.run)
-        print(f"  MUTATING   {remedy.id}: {kind.name} on {on(remedy.target, kind)}"
+        print(f"  MUTATING   {remedy.id}={kind.name} on {on(remedy.target, kind)}"
               f"{'  when ' + remedy.when if remedy.when else ''}")
     for i, check in enumerate(book.verify):
         kind = registry.kind(check.run)
@@ -344,18 +399,23 @@ def _mark(kind: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from .journal import new_run_id
-    from .plan import make_plan, parse_assignments
+    from .plan import make_plan, parse_assignments, provenance
 
     registry = _registry()
     loaded = _load(args, registry)
-    plan = make_plan(loaded, _inventory(args, registry), registry,
+    inventory_paths = _inventory_paths(args)
+    plan = make_plan(loaded, _inventory(args, registry, inventory_paths), registry,
                      parse_assignments(args.target, "target", bare_ok=True),
                      parse_assignments(args.param, "param"))
     _check_approvals(args.approve, loaded)
+    policy = _policy(args, inventory_paths)
+    plan = replace(plan, provenance=provenance(inventory_paths, plan, policy.to_json()))
     journal = _journal()
     run_id = new_run_id()
-    engine = _engine(args, registry, journal)
+    engine = _engine(args, registry, journal, policy)
     print(f"run {run_id}: {loaded.playbook.name}", file=sys.stderr)
     state = engine.start(plan, run_id, trigger="cli", requested_by=_who(args))
     return _finish(args, state)
@@ -366,29 +426,64 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     registry = _registry()
     journal = _journal()
-    plan = replan(journal.get_run(args.run_id).source, _inventory(args, registry), registry)
+    source = journal.get_run(args.run_id).source
+    # The inventory the run was planned with, unless told otherwise; whatever resolves
+    # differently from what was approved voids the approval at the gate.
+    paths = _inventory_paths(args) if args.inventory else _recorded_inventory(source)
+    plan = replan(source, _inventory(args, registry, paths), registry)
     _check_approvals(args.approve, plan.loaded)
-    state = _engine(args, registry, journal).resume(plan, args.run_id, by=_who(args))
+    engine = _engine(args, registry, journal, _policy(args, paths))
+    state = engine.resume(plan, args.run_id, by=_who(args))
     return _finish(args, state)
 
 
+def _recorded_inventory(source: dict[str, Any]) -> list[Path]:
+    from .errors import UsageError
+    from .paths import inventory_paths
+
+    recorded = (source.get("inventory") or {}).get("paths")
+    if recorded is None:  # a run journaled before runs recorded their inventory
+        return inventory_paths()
+    missing = [p for p in recorded if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"the run was planned with inventory {', '.join(recorded)}; "
+                         f"{', '.join(missing)} no longer exists: pass --inventory")
+    return [Path(p) for p in recorded]
+
+
+APPROVE_FORMS = ("--approve REMEDY=KIND (e.g. start-api=service.start, as `runbook plan` "
+                 "prints it) or --approve FINGERPRINT (the 64 hex digits `runbook run` prints)")
+
+
 def _check_approvals(approve: list[str], loaded: LoadedPlaybook) -> None:
+    """Each --approve names what it approves: a remedy id with its step kind, or a
+    fingerprint. A bare id would approve whatever action a playbook of that name holds."""
+    import re
+
     from .errors import UsageError
 
-    known = {r.id for r in loaded.playbook.remedies}
-    for remedy in approve:
-        if remedy not in known:
-            raise UsageError(f"--approve {remedy}: {loaded.playbook.name} has no remedy "
-                             f"{remedy!r}; remedies: {', '.join(sorted(known)) or 'none'}")
+    forms = {f"{r.id}={r.run}" for r in loaded.playbook.remedies}
+    for spec in approve:
+        if re.fullmatch(r"[0-9a-f]{64}", spec) or spec in forms:
+            continue
+        remedy_id, sep, _kind = spec.partition("=")
+        shown = ", ".join(sorted(forms)) or "none"
+        if not sep:
+            raise UsageError(f"--approve {spec}: say what you approve, as {APPROVE_FORMS}; "
+                             f"{loaded.playbook.name} ({loaded.path}) has: {shown}")
+        raise UsageError(f"--approve {spec}: {loaded.playbook.name} ({loaded.path}) has no "
+                         f"remedy {remedy_id!r} running that kind; it has: {shown}")
 
 
-def _engine(args: argparse.Namespace, registry: Registry, journal: Journal) -> Engine:
+def _engine(args: argparse.Namespace, registry: Registry, journal: Journal,
+            policy: Policy) -> Engine:
     from .engine import Engine
     from .gate import Gate
 
     interactive = not args.no_input and sys.stdin.isatty() and sys.stderr.isatty()
     gate = Gate(journal, registry, approver=_who(args), pre_approved=frozenset(args.approve),
-                prompter=_ask if interactive else None)
+                prompter=_ask if interactive else None, policy=policy,
+                how=f" (OS user {_os_user()})")
     progress = _progress if args.format == "text" or sys.stderr.isatty() else None
     return Engine(registry, journal, gate, concurrency=args.concurrency, progress=progress)
 
@@ -465,24 +560,23 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from .errors import UsageError
-    from .gate import APPROVED, DECLINED
+    from .approval import APPROVED, DECLINED, record, verdict
 
     journal = _journal()
-    state = journal.state(args.run_id)
-    remedy = state.remedies.get(args.remedy)
-    if remedy is None or remedy.status != "proposed":
-        waiting = [r.id for r in state.remedies.values() if r.status == "proposed"]
-        now = f" (it is {remedy.status})" if remedy else ""
-        raise UsageError(f"run {args.run_id} has no proposed remedy {args.remedy!r}{now}; "
-                         f"waiting: {', '.join(waiting) or 'none'}")
+    source = journal.get_run(args.run_id).source
+    paths = [Path(p) for p in (source.get("inventory") or {}).get("paths", [])]
     decision = DECLINED if args.decline else APPROVED
-    from .journal import Approval
-    from .journal import now as timestamp
-
-    journal.record_approval(Approval(args.run_id, remedy.id, remedy.fingerprint, decision,
-                                     _who(args), "runbook approve", timestamp()))
+    policy = _policy(args, paths)
+    record(journal, args.run_id, args.remedy, decision=decision, by=_who(args),
+           how=_how("runbook approve"), policy=policy, fingerprint=args.fingerprint)
+    state = journal.state(args.run_id)
+    remedy = state.remedies[args.remedy]
     print(f"{decision}: {remedy.id} ({remedy.kind} on {remedy.target}) by {_who(args)}")
+    if decision == APPROVED:
+        standing = verdict(journal, args.run_id, remedy.id, remedy.fingerprint,
+                           requested_by=state.requested_by, policy=policy)
+        if standing.decision != APPROVED:
+            print(f"  not yet runnable: {standing.reason}")
     if remedy.explain:
         print(f"  {remedy.explain}")
     print(f"next: runbook resume {args.run_id}")
@@ -490,8 +584,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from .daemon.app import serve
+    from .daemon.app import check, serve
 
+    if args.check:
+        return check(args.config)
     return serve(args.config, args.host, args.port)
 
 

@@ -16,11 +16,11 @@ def home() -> Path:
     return Path(state) / "runbook"
 
 
-def _search(env_var: str, folder: str) -> list[Path]:
+def _search(env_var: str, folder: str, *, cwd: bool) -> list[Path]:
     if explicit := os.environ.get(env_var):
         return [Path(p).expanduser() for p in explicit.split(os.pathsep) if p]
     candidates = [
-        Path.cwd() / folder,
+        *([Path.cwd() / folder] if cwd else []),
         _PACKAGE.parent / folder,  # a source checkout (editable install)
         _PACKAGE / "_bundled" / folder,  # an installed wheel
     ]
@@ -32,8 +32,12 @@ def _search(env_var: str, folder: str) -> list[Path]:
 
 
 def playbook_dirs() -> list[Path]:
-    """RUNBOOK_PLAYBOOKS (os.pathsep-separated), else ./playbooks and the shipped ones."""
-    return _search("RUNBOOK_PLAYBOOKS", "playbooks")
+    """RUNBOOK_PLAYBOOKS (os.pathsep-separated), else the shipped ones.
+
+    Never the working directory's ./playbooks unless asked (`--playbooks .` or the
+    variable): a file planted where a cron job runs must not decide what it does.
+    """
+    return _search("RUNBOOK_PLAYBOOKS", "playbooks", cwd=False)
 
 
 def inventory_paths() -> list[Path]:
@@ -42,4 +46,4 @@ def inventory_paths() -> list[Path]:
     Unlike playbooks, inventories do not stack: the first that exists is used, so a team's
     own inventory never mixes with the shipped lab examples.
     """
-    return _search("RUNBOOK_INVENTORY", "inventory")[:1]
+    return _search("RUNBOOK_INVENTORY", "inventory", cwd=True)[:1]

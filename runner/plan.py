@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
@@ -18,6 +20,9 @@ class Plan:
     loaded: LoadedPlaybook
     targets: dict[str, Target]  # role -> inventory target
     params: dict[str, Any]
+    # Journaled with the run: the inventory it was planned with and the approval policy
+    # it started under (see `provenance`).
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def playbook(self) -> Playbook:
@@ -75,6 +80,29 @@ def _roles_for_bare_names(book: Playbook, inventory: Inventory,
                          f"{target.kind!r} target; say which with --target ROLE={target.name}")
     bound[roles[0]] = target.name
     return bound
+
+
+def provenance(inventory_paths: Iterable[Path], plan: Plan,
+               policy: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a run records about its sources, no secrets: the inventory's files (absolute
+    paths and a hash of their content), the settings of the targets it bound, and the
+    approval policy in force (`runbook resume` re-reads the same inventory paths)."""
+    files: list[Path] = []
+    for path in inventory_paths:
+        files += (sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml"})
+                  if path.is_dir() else [path])
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.resolve()).encode() + b"\0" + file.read_bytes() + b"\0")
+    record: dict[str, Any] = {"inventory": {
+        "paths": [str(Path(p).resolve()) for p in inventory_paths],
+        "sha256": digest.hexdigest(),
+        "targets": {t.name: {"kind": t.kind, "source": t.source,
+                             "settings": t.settings.model_dump(mode="json")}
+                    for t in plan.targets.values()}}}
+    if policy is not None:
+        record["policy"] = dict(policy)
+    return record
 
 
 def make_plan(loaded: LoadedPlaybook, inventory: Inventory, registry: Registry,

@@ -41,6 +41,10 @@ class Connector(Protocol):
     A handle may offer `cancel()`, which the engine calls from another thread on timeout.
     A connector may offer `prepare()`, called once before a run's steps start: the place to
     import its client library, so that no step's time includes it.
+    A connector should offer `identity(target, timeout) -> dict[str, str]`: the non-secret
+    resolved identity of what the target's name points at now (a container id, a workload
+    uid, a database's system identifier, a host key). An approval binds to it, and the gate
+    resolves it again right before the action: a name that now points elsewhere voids it.
     """
 
     def probe(self, target: Target, timeout: float) -> AbstractContextManager[Any]: ...
@@ -74,6 +78,10 @@ class StepKind:
     # Read-only only because the playbook's author says so (a free-form command marked
     # read-only): `show` and `plan` display that mark.
     read_only_by_author: bool = False
+    # For remedies: (read-only handle, params) -> params with mutable references (an image
+    # tag) resolved to immutable ones (its id), when proposed: the approver sees, and the
+    # action uses, exactly what the name meant then.
+    pin: Callable[[Any, Any], Any] | None = None
 
 
 class UnknownKind(RunbookError):

@@ -26,6 +26,15 @@ def _args(args: dict[str, Any], limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _identity(state: RunState, remedy: str, fingerprint: str) -> dict[str, Any]:
+    """What the proposal's target resolved to when proposed (shown to the approver)."""
+    for event in reversed(state.timeline):
+        if event.type == "remedy.proposed" and event.data.get("remedy") == remedy \
+                and event.data.get("fingerprint") == fingerprint:
+            return dict(event.data.get("identity") or {})
+    return {}
+
+
 def _next_steps(state: RunState) -> list[str]:
     lines = []
     waiting = [r for r in state.remedies.values() if r.status == "proposed"]
@@ -85,6 +94,9 @@ def text(state: RunState) -> str:
                 out.append(f"             {remedy.explain}")
             if remedy.status == "proposed":
                 out.append(f"             args {_args(remedy.args)}")
+                if identity := _identity(state, remedy.id, remedy.fingerprint):
+                    out.append(f"             acts on {_args(identity)}")
+                out.append(f"             fingerprint {remedy.fingerprint}")
             if remedy.result:
                 out.append(f"             result {_args(remedy.result)}")
             if remedy.reason and remedy.status != "not_needed":

@@ -77,11 +77,15 @@ def test_plan_resolves_targets_and_marks_remedies(runbook: Any, target: str) -> 
     assert code == 0
     assert lines_with(out, "db = ") == [
         "db = lab-db (postgres) the lab's PostgreSQL 15 (container runbook-lab-db)"]
-    (remedy,) = lines_with(out, "end-idle-transactions:")
-    assert remedy == ("MUTATING   end-idle-transactions: postgres.terminate_backends on lab-db"
-                      "  when steps.idle_tx.count > 0")
+    (remedy,) = lines_with(out, "end-idle-transactions=")
+    assert remedy == ("MUTATING   end-idle-transactions=postgres.terminate_backends on lab-db"
+                      "  when steps.idle_tx.count > 0")  # as --approve takes it
     assert lines_with(out, "read-only  usage:") == [
         "read-only  usage: postgres.connection_usage on lab-db  timeout 30s, retries 2"]
+
+
+def _when(out: str, fragment: str) -> str:
+    return lines_with(out, fragment)[0].split("  when ", 1)[1]
 
 
 def test_plan_takes_a_duration_param_in_plain_seconds(runbook: Any) -> None:
@@ -98,10 +102,50 @@ def test_plan_with_an_unknown_target_suggests_one(runbook: Any) -> None:
 
 
 def test_run_refuses_to_approve_an_unknown_remedy(runbook: Any, runbook_home: Path) -> None:
-    code, out, err = runbook("run", "db-pool-exhausted", "--approve", "no-such-remedy")
+    code, out, err = runbook("run", "db-pool-exhausted", "--approve",
+                             "no-such-remedy=postgres.terminate_backends")
     assert (code, out) == (2, "")
-    assert "has no remedy 'no-such-remedy'; remedies: end-idle-transactions" in err
+    assert "has no remedy 'no-such-remedy' running that kind" in err
+    assert "end-idle-transactions=postgres.terminate_backends" in err
     assert not runbook_home.exists()  # refused before a run was journaled
+
+
+@pytest.mark.parametrize("spec", ["end-idle-transactions",  # a bare id names no action
+                                  "end-idle-transactions=service.restart",  # the wrong kind
+                                  "ABC123"])
+def test_approve_must_name_the_action_it_approves(runbook: Any, runbook_home: Path,
+                                                  spec: str) -> None:
+    code, out, err = runbook("run", "db-pool-exhausted", "--approve", spec)
+    assert (code, out) == (2, "")
+    assert "end-idle-transactions=postgres.terminate_backends" in err  # the form to copy
+    if "=" not in spec:
+        assert "REMEDY=KIND" in err and "FINGERPRINT" in err
+    assert not runbook_home.exists()
+
+
+def test_playbooks_in_the_working_directory_are_not_read_unless_asked(
+        runbook: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ./playbooks/api-down.yaml planted where a cron job runs, whose `start-api` rolls
+    back instead: not picked up; and pointed at, `start-api=service.restart` cannot approve
+    the planted rollback."""
+    planted = tmp_path / "playbooks"
+    planted.mkdir()
+    text = (ROOT / "playbooks" / "api-down.yaml").read_text()
+    assert "id: start-api" in text
+    honest = "    run: service.restart\n    target: api\n"
+    at = text.index(honest, text.index("id: start-api"))
+    evil = "    run: service.rollback\n    with: {to_image: 'evil:latest'}\n    target: api\n"
+    (planted / "api-down.yaml").write_text(text[:at] + evil + text[at + len(honest):])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RUNBOOK_PLAYBOOKS", raising=False)
+    code, out, _ = runbook("plan", "api-down", "--target", "api=lab-api")
+    assert code == 0
+    assert lines_with(out, "start-api=") == [
+        "MUTATING   start-api=service.restart on lab-api  when " + _when(out, "start-api=")]
+    code, out, err = runbook("run", "api-down", "--playbooks", str(planted), "--target",
+                             "api=lab-api", "--approve", "start-api=service.restart")
+    assert (code, out) == (2, "")
+    assert "start-api=service.rollback" in err  # refused: the planted action is not approved
 
 
 @pytest.mark.parametrize("command", ["show", "plan", "run"])

@@ -100,7 +100,7 @@ def test_killed_during_diagnosis_it_shows_interrupted_and_resumes(
 def test_killed_during_a_remedy_it_is_never_run_again_by_itself(
         world: Path, runbook_home: Path) -> None:
     (world / "release-step").touch()
-    proc = start("run", "crashy", "--approve", "fix", "--as", "alice", "--no-input")
+    proc = start("run", "crashy", "--approve", "fix=mem.act", "--as", "alice", "--no-input")
     actions = world / "actions.jsonl"
     wait_until(actions.exists, "the remedy to start")
     proc.send_signal(signal.SIGKILL)

@@ -122,7 +122,7 @@ def test_verify_watches_for_the_whole_window(kit: Kit) -> None:
           - {id: steady, run: mem.sleep, for: 300ms, interval: 100ms, expect: result.ok}
           - {id: wrong, run: mem.sleep, with: {value: 1}, expect: "result.value == 2",
              within: 300ms, interval: 100ms}
-        """, approve=frozenset({"fix"}))
+        """, approve=frozenset({"fix=mem.act"}))
     assert state.verify["steady"].status == "passed"
     assert state.verify["steady"].checks >= 3
     assert state.verify["wrong"].status == "failed"
@@ -166,7 +166,7 @@ def test_verify_waits_for_the_fix_to_show_within_its_settling_time(kit: Kit) -> 
         verify:
           - {id: settles, run: mem.fail, with: {times: 2, key: v}, within: 2s, interval: 100ms}
           - {id: never, run: mem.fail, with: {key: n}, within: 300ms, interval: 100ms}
-        """, approve=frozenset({"fix"}))
+        """, approve=frozenset({"fix=mem.act"}))
     assert state.verify["settles"].status == "passed"
     assert state.verify["settles"].checks == 3
     assert state.verify["never"].status == "failed"

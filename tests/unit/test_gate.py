@@ -37,7 +37,7 @@ def test_without_approval_remedies_are_only_proposed(kit: Kit) -> None:
 
 
 def test_a_pre_approved_remedy_runs_and_the_approval_says_who_and_how(kit: Kit) -> None:
-    state = kit.run(FIX, approve=frozenset({"fix", "tidy"}))
+    state = kit.run(FIX, approve=frozenset({"fix=mem.act", "tidy=mem.act"}))
     assert state.status == COMPLETED
     assert state.remedies["fix"].status == "succeeded"
     assert state.remedies["fix"].approved_by == "tester"
@@ -49,7 +49,7 @@ def test_a_pre_approved_remedy_runs_and_the_approval_says_who_and_how(kit: Kit) 
 
 
 def test_remedies_run_in_order_and_stop_at_the_first_unapproved(kit: Kit) -> None:
-    state = kit.run(FIX, approve=frozenset({"tidy"}))
+    state = kit.run(FIX, approve=frozenset({"tidy=mem.act"}))
     assert state.status == AWAITING
     assert state.remedies["tidy"].status == "proposed"  # approved, but waits behind fix
     assert kit.actions() == []
@@ -112,7 +112,7 @@ def test_gate_execute_refuses_without_a_matching_recorded_approval(kit: Kit) -> 
 
 def test_a_remedy_waits_while_another_run_holds_its_target(kit: Kit) -> None:
     kit.journal.lock_target("box", "someone-else")  # held by this (live) process
-    state = kit.run(FIX, approve=frozenset({"fix"}))
+    state = kit.run(FIX, approve=frozenset({"fix=mem.act"}))
     assert state.status == AWAITING
     assert "someone-else" in (state.remedies["fix"].reason or "")
     assert kit.actions() == []
@@ -121,7 +121,7 @@ def test_a_remedy_waits_while_another_run_holds_its_target(kit: Kit) -> None:
 def test_verify_follows_each_round_of_remedies(kit: Kit) -> None:
     body = FIX + "verify:\n  - {id: check, run: mem.sleep, within: 1s}\n"
     plan = kit.plan(body)
-    state = kit.run(body, approve=frozenset({"fix"}))
+    state = kit.run(body, approve=frozenset({"fix=mem.act"}))
     assert state.status == AWAITING  # tidy still waits for a person
     assert state.verify["check"].status == "passed"
     kit.journal.record_approval(Approval(state.run_id, "tidy", state.remedies["tidy"].fingerprint,
