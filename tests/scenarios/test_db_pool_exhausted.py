@@ -61,7 +61,9 @@ def test_approve_and_resume_ends_the_leak_and_verify_passes(
 def test_approve_on_the_command_line_runs_in_one_go(
         cli: CLI, lab: LabDatabase, faults: Faults) -> None:
     pids = exhaust(faults)
-    _code, report = cli.json(*RUN, "--approve", "end-idle-transactions", "--as", "bob")
+    _code, report = cli.json(*RUN,
+                             "--approve", "end-idle-transactions=postgres.terminate_backends",
+                             "--as", "bob")
     assert remedy(report, "end-idle-transactions")["approved_by"] == "bob"
     assert alive(lab, pids) == set()
     assert report["status"] == "completed"
@@ -74,7 +76,7 @@ def test_blast_radius_superusers_are_never_touched_and_max_holds(
     app = faults.idle_in_transaction(6)
     time.sleep(1.2)
     _, report = cli.json(*RUN, "--param", "max_terminate=4", "--approve",
-                         "end-idle-transactions")
+                         "end-idle-transactions=postgres.terminate_backends")
     result = remedy(report, "end-idle-transactions")["result"]
     assert len(result["terminated"]) == 4
     assert admin in alive(lab, [admin])

@@ -29,7 +29,8 @@ def test_a_lock_pileup_is_traced_to_its_idle_root_blocker_and_cleared(
     # waiting sessions are victims: nothing proposes to cancel them
     assert remedy(report, "cancel-long-queries")["status"] == "not_needed"
 
-    code, report = cli.json("resume", report["run_id"], "--approve", "end-idle-blockers",
+    code, report = cli.json("resume", report["run_id"],
+                            "--approve", "end-idle-blockers=postgres.terminate_backends",
                             "--no-input")
     assert remedy(report, "end-idle-blockers")["result"]["terminated"] == [blocker]
     assert alive(lab, [blocker]) == set()
@@ -42,7 +43,7 @@ def test_a_runaway_query_is_found_and_cancelled_not_killed(
     pid = faults.long_query(600)
     time.sleep(1.1)  # long enough to count as long-running with long_after=1s
     _code, report = cli.json(*RUN, "--param", "long_after=1s", "--approve",
-                            "cancel-long-queries")
+                            "cancel-long-queries=postgres.cancel_backends")
     assert "long-running-queries" in findings(report)
     done = remedy(report, "cancel-long-queries")
     assert done["result"]["cancelled"] == [pid]

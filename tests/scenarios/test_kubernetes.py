@@ -128,7 +128,7 @@ def test_oom_killed_pod_gets_a_higher_limit_and_the_rollout_finishes(
     assert memory["source"] == "docker" and "no metrics.k8s.io" in memory["note"]
 
     _code, report = cli.json("run", "api-down", *NO_DEPLOY, "--no-input",
-                             "--approve", "raise-memory-limit")
+                             "--approve", "raise-memory-limit=service.set_memory_limit")
     assert "oom-killed" in findings(report)
     assert "api-unreachable" not in findings(report)  # it runs again, for now
     raised = remedy(report, "raise-memory-limit")
@@ -188,7 +188,8 @@ def test_bad_image_rollout_is_undone_to_the_old_replica_set(cli: CLI, kl: KubeLa
     proposed = remedy(report, "roll-back")
     assert proposed["args"]["to_image"] == api.image
 
-    code, report = cli.json("resume", report["run_id"], "--approve", "roll-back", "--no-input")
+    code, report = cli.json("resume", report["run_id"],
+                            "--approve", "roll-back=service.rollback", "--no-input")
     rolled = remedy(report, "roll-back")
     assert rolled["status"] == "succeeded", rolled
     assert rolled["result"]["to_revision"] == 1
@@ -214,7 +215,7 @@ def test_memory_leak_rolling_restart_then_scale_out_and_back(cli: CLI, kl: KubeL
     leaking = kube.pods(api)[0].metadata.name
     kube.fault(api, leak_mb_per_s=4)
     code, report = cli.json("run", "memory-leak", "--param", "window=6s", "--no-input",
-                            "--approve", "rolling-restart")
+                            "--approve", "rolling-restart=service.restart")
     assert code == 1
     assert "memory-growing" in findings(report)
     memory = step(report, "memory")["result"]
@@ -230,7 +231,8 @@ def test_memory_leak_rolling_restart_then_scale_out_and_back(cli: CLI, kl: KubeL
     assert remedy(report, "scale-out")["status"] == "proposed"
     assert report["status"] == "awaiting_approval"
 
-    _code, report = cli.json("resume", report["run_id"], "--approve", "scale-out", "--no-input")
+    _code, report = cli.json("resume", report["run_id"],
+                             "--approve", "scale-out=service.scale", "--no-input")
     scaled = remedy(report, "scale-out")
     assert scaled["status"] == "succeeded", scaled
     assert (scaled["result"]["replicas"], len(scaled["result"]["added"])) == (2, 1)
@@ -265,7 +267,7 @@ def test_read_only_credentials_diagnose_but_the_api_server_refuses_remedies(
     kube.fault(api, leak_mb_per_s=4)
 
     code, report = cli.json("run", "memory-leak", "--param", "window=4s", "--no-input",
-                            "--approve", "rolling-restart")
+                            "--approve", "rolling-restart=service.restart")
     assert code == 1  # diagnosed: every step ran with get/list/watch alone
     assert {s["id"]: s["status"] for s in report["steps"]} == {
         "status": "ok", "memory": "ok", "top": "ok", "logs": "ok"}
@@ -292,7 +294,7 @@ def test_read_only_credentials_diagnose_but_the_api_server_refuses_remedies(
     # The remedies' own credentials (runbook-remedies) are enough for the same remedy.
     kl.write_inventory(kubeconfig=read_only, action_kubeconfig=remedies)
     code, report = cli.json("run", "memory-leak", "--param", "window=4s", "--no-input",
-                            "--approve", "rolling-restart")
+                            "--approve", "rolling-restart=service.restart")
     assert remedy(report, "rolling-restart")["status"] == "succeeded"
 
 

@@ -36,7 +36,8 @@ def test_api_down_crashed_is_found_then_started_after_approval(
     assert remedy(report, "start-api")["status"] == "proposed"
     assert services.container(api).status == "exited"  # proposed only
 
-    code, report = cli.json("resume", report["run_id"], "--approve", "start-api", "--no-input")
+    code, report = cli.json("resume", report["run_id"], "--approve", "start-api=service.restart",
+                            "--no-input")
     assert remedy(report, "start-api")["status"] == "succeeded"
     assert services.container(api).status == "running"
     assert {v["id"]: v["status"] for v in report["verify"]} == {
@@ -51,7 +52,8 @@ def test_api_down_oom_killed_gets_more_memory_and_a_start(
     assert wait_exit(api.name)["OOMKilled"] is True
 
     _code, report = cli.json("run", "api-down", *NO_DEPLOY, "--no-input",
-                            "--approve", "raise-memory-limit", "--approve", "start-api")
+                            "--approve", "raise-memory-limit=service.set_memory_limit",
+                            "--approve", "start-api=service.restart")
     assert "oom-killed" in findings(report)
     raised = remedy(report, "raise-memory-limit")
     assert raised["args"]["limit"] == 192 * 1024 * 1024
@@ -75,7 +77,8 @@ def test_api_down_every_endpoint_failing_points_at_the_database(
     proposed = remedy(report, "end-idle-transactions")
     assert proposed["status"] == "proposed"
 
-    _code, report = cli.json("resume", report["run_id"], "--approve", "end-idle-transactions",
+    _code, report = cli.json("resume", report["run_id"],
+                             "--approve", "end-idle-transactions=postgres.terminate_backends",
                             "--no-input")
     assert remedy(report, "end-idle-transactions")["result"]["count"] >= 5
     assert {v["id"]: v["status"] for v in report["verify"]}["endpoints_ok"] == "passed"
@@ -108,7 +111,8 @@ def test_bad_deploy_is_rolled_back_to_the_image_runbook_saw_before(
     proposed = remedy(report, "roll-back")
     assert proposed["args"]["to_image"] == api.image
 
-    code, report = cli.json("resume", report["run_id"], "--approve", "roll-back", "--no-input")
+    code, report = cli.json("resume", report["run_id"], "--approve", "roll-back=service.rollback",
+                            "--no-input")
     assert remedy(report, "roll-back")["status"] == "succeeded"
     assert services.container(api).attrs["Config"]["Image"] == api.image
     assert {v["id"]: v["status"] for v in report["verify"]} == {
@@ -119,7 +123,7 @@ def test_memory_leak_trend_restart_and_scale_out(cli: CLI, services: ServiceLab)
     api = services.start(mem_limit="512m")
     fault(api.url, leak_mb_per_s=4)
     code, report = cli.json("run", "memory-leak", "--param", "window=6s", "--no-input",
-                            "--approve", "rolling-restart")
+                            "--approve", "rolling-restart=service.restart")
     assert code == 1
     assert "memory-growing" in findings(report)
     memory = next(s for s in report["steps"] if s["id"] == "memory")["result"]
@@ -129,7 +133,8 @@ def test_memory_leak_trend_restart_and_scale_out(cli: CLI, services: ServiceLab)
     assert remedy(report, "scale-out")["status"] == "proposed"
     assert report["status"] == "awaiting_approval"
 
-    _code, report = cli.json("resume", report["run_id"], "--approve", "scale-out", "--no-input")
+    _code, report = cli.json("resume", report["run_id"], "--approve", "scale-out=service.scale",
+                             "--no-input")
     assert remedy(report, "scale-out")["result"]["replicas"] == 2
     import docker
 
@@ -174,6 +179,7 @@ def test_db_pool_hoarded_by_the_api_is_released_by_restarting_it(
     assert remedy(report, "end-idle-transactions")["status"] == "not_needed"
     assert remedy(report, "restart-api")["status"] == "proposed"
 
-    code, report = cli.json("resume", report["run_id"], "--approve", "restart-api", "--no-input")
+    code, report = cli.json("resume", report["run_id"], "--approve", "restart-api=service.restart",
+                            "--no-input")
     assert remedy(report, "restart-api")["status"] == "succeeded"
     assert {v["id"]: v["status"] for v in report["verify"]}["pool_has_room"] == "passed"

@@ -234,7 +234,7 @@ def test_each_failure_gets_its_own_rerun_or_none(
         rerun: str | None, records: int) -> None:
     client = "initech"
     induce(sync, client)
-    approve = ("--approve", rerun) if rerun else ()
+    approve = ("--approve", f"{rerun}=ssh.exec") if rerun else ()
     code, report = cli.json("run", "sync-failure", "--param", f"client={client}",
                             "--no-input", *approve)
     assert code == 1, report
