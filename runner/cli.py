@@ -255,17 +255,14 @@ def _how(what: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import yaml
-
+    from . import yamlsource
     from .catalog import discover
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     rows = []
     for name, path in sorted(discover(_playbook_dirs(args)).items()):
-        try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-            data = data if isinstance(data, dict) else {}
-        except (OSError, yaml.YAMLError):
+        doc, problems = yamlsource.read(path)  # bounded: an alias bomb is refused there
+        data = doc.data if isinstance(doc.data, dict) else {}
+        if problems:
             data = {"summary": "(does not parse: runbook validate)"}
         rows.append((name, str(data.get("severity", "")), str(data.get("summary", ""))))
     if not rows:

@@ -1,4 +1,11 @@
-"""YAML documents that remember where each value came from, for file:line:col errors."""
+"""YAML documents that remember where each value came from, for file:line:col errors.
+
+Playbooks, inventories, policies and daemon configs are all read here, and all are bounded:
+a document may hold at most MAX_NODES values once its aliases are expanded (a 500-byte
+"billion laughs" alias bomb would otherwise expand to gigabytes), nest at most MAX_DEPTH
+deep, and have no alias inside itself. The expansion is measured on the composed node
+graph, where an alias is one shared node, before anything is built from it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,10 @@ import yaml
 from .errors import Problem
 
 Path_ = tuple[str | int, ...]
+
+MAX_NODES = 100_000  # values in a document, aliases expanded: far beyond any real playbook
+MAX_DEPTH = 100  # nesting
+MAX_CHARS = 4_000_000  # a document's text
 
 try:  # the C loader is several times faster; fall back where libyaml is missing
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -42,10 +53,15 @@ def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
     """Parse one YAML document; syntax errors and duplicate keys come back as problems."""
     doc = Document(file=file, data=None, text=text)
     problems: list[Problem] = []
+    if len(text) > MAX_CHARS:
+        return doc, [Problem(file, 1, 1, f"larger than {MAX_CHARS} characters: refused")]
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        if node is not None:
+        refused = None if node is None else _too_big(node, file)
+        if refused is not None:
+            problems.append(refused)
+        elif node is not None:
             doc.data = _build(loader, node, (), doc, problems)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -64,6 +80,48 @@ def read(path: Path) -> tuple[Document, list[Problem]]:
     except OSError as exc:
         return Document(str(path), None, ""), [Problem(str(path), 1, 1, exc.strerror or str(exc))]
     return parse(text, str(path))
+
+
+def _too_big(root: yaml.Node, file: str) -> Problem | None:
+    """Why the document would expand too far once built, or None. Each node's expanded
+    size is counted once (memoized by identity), so the count itself stays linear in the
+    text even for an alias bomb."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(child)] for child in _children(node))
+            if size[key] > MAX_NODES:
+                return _problem(file, node, f"expands to more than {MAX_NODES} values "
+                                "(aliases repeating aliases, an alias bomb?): refused")
+            continue
+        if key in size:
+            continue  # an alias of a node already counted
+        if key in on_path:
+            return _problem(file, node, "an alias refers to a node that contains it: refused")
+        if depth > MAX_DEPTH:
+            return _problem(file, node, f"nested more than {MAX_DEPTH} deep: refused")
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node)
+                     if id(child) not in size)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _problem(file: str, node: yaml.Node, message: str) -> Problem:
+    return Problem(file, node.start_mark.line + 1, node.start_mark.column + 1, f"YAML: {message}")
 
 
 def _build(
