@@ -17,7 +17,9 @@ for the same methods, so that the service playbooks run unchanged; Kubernetes ad
 keys (pods, conditions, rollout, events, revisions).
 
 Read-only is enforced twice: the reader's API client refuses every HTTP method but GET and
-HEAD, and exec, attach, port-forward and proxy paths (a bug cannot change a workload), and
+HEAD, and exec, attach, port-forward and proxy paths, matched on the decoded path, at its
+lowest layers (urllib3's connection pools, the REST client, the websockets of
+`kubernetes.stream`), so that a bug cannot change a workload or reach into a pod; and
 the credentials should be bound to deploy/kubernetes/rbac.yaml's `runbook-diagnostics` role
 (get, list, watch), so that the API server refuses too. A 403 becomes a PermanentError that
 says which verb on which resource was refused.
@@ -51,10 +53,8 @@ from typing import Any
 from runner.errors import PermanentError, StepError, TemporaryError
 
 from . import logclass, trend
+from .request_guard import ReadOnlyRefusal, check_kubernetes_request
 
-READ_METHODS = frozenset({"GET", "HEAD"})
-# Subresources that act on a pod's processes even through GET (websocket upgrades).
-_ACTING_PATHS = re.compile(r"/(exec|attach|portforward|proxy)(\?|/|$)")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
@@ -75,7 +75,71 @@ def _kubeconfig(settings: Any, action: bool) -> tuple[str | None, str | None]:
     """(kubeconfig path or None, context) for probes or for remedies."""
     if action and settings.action_kubeconfig:
         return settings.action_kubeconfig, settings.action_context
+    if not action and (problem := probe_credentials_problem(settings)):
+        raise PermanentError(problem)
     return settings.kubeconfig, (settings.action_context if action else None) or settings.context
+
+
+def probe_credentials_problem(settings: Any) -> str | None:
+    """Why probes must not run with these settings: remedies have their own credentials
+    but probes none of their own, so they would fall back to KUBECONFIG, ~/.kube/config or
+    the pod's service account, which may well be the broad ones."""
+    if settings.action_kubeconfig and not settings.kubeconfig:
+        return ("probes refuse to run: action_kubeconfig is set but kubeconfig is not, and "
+                "the default credentials (KUBECONFIG, ~/.kube/config, the pod's service "
+                "account) may be as broad as the remedies'; name the read-only ones with "
+                "kubeconfig (deploy/kubernetes/rbac.yaml: runbook-diagnostics)")
+    return None
+
+
+# A mark on the client configuration of read-only handles: the websocket layer sees only
+# the configuration, not the client.
+_READ_ONLY_MARK = "runbook_read_only"
+
+
+def _guard_rest_client(rest_client: Any) -> None:
+    """Refuse every request but a GET or HEAD of a read path at the bottom of the client:
+    its `request` (what call_api and any caller of the REST client use) and the urllib3
+    connection pools under it (what anything reaching for the pool manager uses)."""
+    inner_request = rest_client.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        check_kubernetes_request(method, url)
+        return inner_request(method, url, *args, **kwargs)
+
+    rest_client.request = request
+    manager = rest_client.pool_manager
+    manager.pool_classes_by_scheme = {
+        scheme: _read_only_pool(pool) for scheme, pool in manager.pool_classes_by_scheme.items()}
+    manager.clear()
+
+
+def _read_only_pool(pool: type) -> type:
+    def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        check_kubernetes_request(method, url)
+        return pool.urlopen(self, method, url, *args, **kwargs)  # type: ignore[attr-defined]
+
+    return type(f"ReadOnly{pool.__name__}", (pool,), {"urlopen": urlopen})
+
+
+def _guard_websockets() -> None:
+    """exec, attach and port-forward go over websockets that `kubernetes.stream` opens
+    itself (it swaps the client's call_api out while it does): refuse to open one for a
+    read-only configuration. Installed once, in the library's module."""
+    from kubernetes.stream import ws_client
+
+    original: Any = ws_client.create_websocket
+    if getattr(original, _READ_ONLY_MARK, False):
+        return
+
+    def create_websocket(configuration: Any, url: str, headers: Any = None) -> Any:
+        if getattr(configuration, _READ_ONLY_MARK, False):
+            raise ReadOnlyRefusal("this Kubernetes handle is read-only: diagnostics cannot "
+                                  "open a websocket (exec, attach, port-forward)")
+        return original(configuration, url, headers)
+
+    setattr(create_websocket, _READ_ONLY_MARK, True)
+    ws_client.create_websocket = create_websocket
 
 
 def _api_client(settings: Any, timeout: float, *, read_only: bool) -> tuple[Any, str]:
@@ -87,12 +151,18 @@ def _api_client(settings: Any, timeout: float, *, read_only: bool) -> tuple[Any,
 
     class ReadOnlyApiClient(client.ApiClient):
         """Kubernetes changes state through POST, PUT, PATCH and DELETE, and acts on a
-        pod's processes through exec, attach, port-forward and proxy: refuse them all."""
+        pod's processes through exec, attach, port-forward and proxy: refuse them all, here
+        for a clear error, and again at every layer below (`_guard_rest_client`,
+        `_guard_websockets`)."""
+
+        def __init__(self, configuration: Any) -> None:
+            setattr(configuration, _READ_ONLY_MARK, True)
+            super().__init__(configuration)
+            _guard_rest_client(self.rest_client)
+            _guard_websockets()
 
         def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            if method.upper() not in READ_METHODS or _ACTING_PATHS.search(url):
-                raise PermanentError(f"this Kubernetes handle is read-only: diagnostics cannot "
-                                     f"{method.upper()} {url.split('?')[0]}")
+            check_kubernetes_request(method, url)
             return super().call_api(method, url, *args, **kwargs)
 
     path, context = _kubeconfig(settings, not read_only)
@@ -272,6 +342,12 @@ def _annotation(obj: dict[str, Any], key: str) -> str | None:
 
 def _containers(template: dict[str, Any]) -> list[dict[str, Any]]:
     return list(((template.get("spec") or {}).get("containers")) or [])
+
+
+def _owned_by(obj: dict[str, Any], owners: set[str]) -> bool:
+    """Whether an owner reference of `obj` names one of the `owners` uids."""
+    return any(ref.get("uid") in owners
+               for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -544,22 +620,26 @@ class KubernetesReader:
     def events(self, workload: dict[str, Any] | None, pods: list[dict[str, Any]],
                limit: int = 15) -> list[dict[str, Any]]:
         """Events of the workload, its ReplicaSets and pods (also the pods already gone):
-        warnings first, then the latest; repeats folded into one with their count."""
+        warnings first, then the latest; repeats folded into one with their count.
+
+        What is the workload's follows owner references (pod -> ReplicaSet -> Deployment,
+        pod -> StatefulSet), by uid, never names: `web-canary-...` is not `web`'s. A pod
+        already gone is the workload's when one of its ReplicaSets said it created it."""
         found = self.api.call("list", "events", self.api.core.list_namespaced_event,
                               self.namespace, limit=1000)
-        names = {p["metadata"]["name"] for p in pods}
-        prefix = f"{self.name}-"  # its ReplicaSets' and pods' names
+        owners = self._owner_uids(workload)
+        uids = owners | {p["metadata"]["uid"] for p in pods
+                         if workload is None or _owned_by(p, owners)}
+        created = {str(ev.get("message"))[len("Created pod: "):]
+                   for ev in found.get("items") or []
+                   if (ev.get("involvedObject") or {}).get("uid") in owners
+                   and ev.get("reason") == "SuccessfulCreate"
+                   and str(ev.get("message")).startswith("Created pod: ")}
 
         def ours(ev: dict[str, Any]) -> bool:
             obj = ev.get("involvedObject") or {}
-            name, kind = obj.get("name") or "", obj.get("kind")
-            if name in names:
-                return True
-            if workload is None:
-                return False
-            if kind in ("Deployment", "StatefulSet"):
-                return bool(name == self.name)
-            return kind in ("ReplicaSet", "Pod") and name.startswith(prefix)
+            return obj.get("uid") in uids or (obj.get("kind") == "Pod"
+                                               and obj.get("name") in created)
 
         folded: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         for ev in filter(ours, found.get("items") or []):
@@ -580,6 +660,19 @@ class KubernetesReader:
         ordered = sorted(folded.values(), key=lambda e: e["last_seen"] or "", reverse=True)
         ordered.sort(key=lambda e: e["type"] != "Warning")  # stable: latest first in each
         return ordered[:limit]
+
+    def _owner_uids(self, workload: dict[str, Any] | None) -> set[str]:
+        """The uids that own the workload's pods: the workload's, and for a Deployment those
+        of the ReplicaSets it owns."""
+        if workload is None:
+            return set()
+        uid = str(workload["metadata"]["uid"])
+        if self.kind != "deployment":
+            return {uid}
+        found = self.api.call("list", "replicasets", self.api.apps.list_namespaced_replica_set,
+                              self.namespace, label_selector=self._selector(workload))
+        return {uid} | {str(rs["metadata"]["uid"]) for rs in found.get("items") or []
+                        if _owned_by(rs, {uid})}
 
     def logs(self, tail: int, since: float | None = None) -> list[str]:
         """The last `tail` lines of the service's container in each pod, with the previous

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from runner.errors import PermanentError, StepTimeout, TemporaryError
+from runner.errors import PermanentError, StepError, StepTimeout, TemporaryError
 from runner.model import Duration
 from runner.redact import SECRETS
 from runner.registry import Backend, Registry, StepKind, Target
@@ -170,6 +170,59 @@ class PostgresConnector:
 
     def action(self, target: Target, timeout: float) -> Any:
         return self._session(target, timeout, action=True)
+
+    def identity(self, target: Target, timeout: float) -> dict[str, str]:
+        """host:port/dbname and the cluster's system identifier: an approval binds to the
+        database, so another server behind the same DSN variable voids it."""
+        import psycopg
+
+        with self._session(target, timeout, action=False) as session:
+            info = session._conn.info
+            where = f"{info.host}:{info.port}/{info.dbname}"
+            try:
+                [row] = session._rows("SELECT system_identifier::text AS id "
+                                      "FROM pg_control_system()", None)
+                system = str(row["id"])
+            except PermanentError:  # pg_control_system() needs pg_monitor (or superuser)
+                session._conn.rollback()
+                system = "unreadable (the probe role lacks pg_monitor)"
+        identity = {"database": where, "system_identifier": system}
+        settings = target.settings
+        assert isinstance(settings, PostgresSettings)
+        if settings.action_dsn_env:  # remedies connect there: say where, never with what
+            parts = psycopg.conninfo.conninfo_to_dict(_conninfo(target, settings, action=True))
+            identity["action_database"] = (f"{parts.get('host', '')}:{parts.get('port', '')}"
+                                           f"/{parts.get('dbname', '')}")
+        return identity
+
+    def warnings(self, target: Target, timeout: float = 5.0) -> list[str]:
+        """What `plan` and `validate` say about the probe role: one that may signal other
+        sessions (a superuser, a member of pg_signal_backend) leaves the SQL guard as the
+        only thing between a probe and a killed session. Nothing when the DSN is not set."""
+        settings = target.settings
+        assert isinstance(settings, PostgresSettings)
+        try:
+            _conninfo(target, settings, action=False)
+        except PermanentError:
+            return []  # nothing to connect to here; a run says so itself
+        try:
+            with self.probe(target, timeout) as db:
+                role = db.one(_SIGNAL_RIGHTS_SQL)
+        except StepError as exc:
+            return [f"could not check whether the probe role may signal sessions: {exc}"]
+        if not (role["superuser"] or role["can_signal"]):
+            return []
+        why = "is a superuser" if role["superuser"] else "is a member of pg_signal_backend"
+        return [f"the probe role {role['name']} {why}: it could terminate other sessions. "
+                "Give dsn_env a role in pg_monitor without pg_signal_backend, and signalling "
+                "to action_dsn_env."]
+
+
+_SIGNAL_RIGHTS_SQL = """
+SELECT current_user AS name, r.rolsuper AS superuser,
+       pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AS can_signal
+FROM pg_roles r WHERE r.rolname = current_user
+"""
 
 
 def _conninfo(target: Target, settings: PostgresSettings, *, action: bool) -> str:

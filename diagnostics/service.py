@@ -191,6 +191,17 @@ class ServiceConnector:
             client.close()
             reader.close()
 
+    def warnings(self, target: Target) -> list[str]:
+        """What `plan` and `validate` say about the setup: Kubernetes probes that would
+        fall back to broad default credentials (they refuse to run)."""
+        settings = _runtime_settings(target)
+        if isinstance(settings, KubernetesService):
+            from .kubernetes import probe_credentials_problem
+
+            problem = probe_credentials_problem(settings)
+            return [problem] if problem else []
+        return []
+
     def identity(self, target: Target, timeout: float) -> dict[str, str]:
         """What the service's name resolves to now (Docker: engine and container id;
         Kubernetes: API server, namespace and workload uid)."""
