@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
 import shlex
 from datetime import UTC, datetime
 from typing import Any
@@ -95,18 +96,46 @@ class ServiceParams(FanOut):
         return self
 
 
+LITERAL = "{literal}"  # where a pattern takes its escaped literal
+
+
 class LogTailParams(FanOut):
     path: Argument
     lines: int = Field(500, ge=1, le=100_000, description="the last N lines")
-    pattern: str | None = Field(None, description="keep lines matching it (grep -E -i)")
+    pattern: str | None = Field(None, description="keep lines matching it (grep -E -i); "
+                                f"with `literal`, {LITERAL} marks where that text goes")
+    literal: str | None = Field(None, description="text taken as it is, never as a regex "
+                                "(a name from a param): escaped, then matched alone or at "
+                                f"{LITERAL} in the pattern; empty: not given")
     excerpt: int = Field(15, ge=0, le=200, description="last error lines to show")
 
-    @field_validator("pattern")
+    @field_validator("pattern", "literal")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
         if value is not None and ("\0" in value or "\n" in value):
-            raise ValueError("the pattern must be one line")
+            raise ValueError("must be one line")
         return value
+
+    @model_validator(mode="after")
+    def _literal_placed(self) -> LogTailParams:
+        if self.literal and self.pattern is not None and self.pattern.count(LITERAL) != 1:
+            raise ValueError(f"with a `literal`, the pattern says where it goes: {LITERAL} "
+                             "once")
+        if not self.literal and self.pattern is not None and LITERAL in self.pattern:
+            raise ValueError(f"the pattern has {LITERAL} but no `literal` is given")
+        return self
+
+    def grep_pattern(self) -> str | None:
+        """The extended regex grep gets: the literal escaped into the pattern."""
+        if not self.literal:
+            return self.pattern
+        escaped = ere_escape(self.literal)
+        return escaped if self.pattern is None else self.pattern.replace(LITERAL, escaped)
+
+
+def ere_escape(text: str) -> str:
+    """`text` as a POSIX extended regex matching exactly it."""
+    return re.sub(r"([\\.\[\](){}*+?|^$])", r"\\\1", text)
 
 
 class FileAgeParams(FanOut):
@@ -253,11 +282,12 @@ def service_status(probe: SshProbe, params: ServiceParams) -> dict[str, Any]:
 def log_tail(probe: SshProbe, params: LogTailParams) -> dict[str, Any]:
     def on(host: FixedCommands) -> dict[str, Any]:
         lines = str(params.lines)
-        if params.pattern is None:
+        pattern = params.grep_pattern()
+        if pattern is None:
             out = host.run_fixed("tail", lines, params.path)
             failed = out.exit_code != 0
         else:
-            out = host.run_fixed("tail_grep", lines, params.path, params.pattern)
+            out = host.run_fixed("tail_grep", lines, params.path, pattern)
             failed = out.exit_code not in (0, 1)  # grep: 1 is "no line matched"
             if out.exit_code == 66:
                 raise PermanentError(f"{host.name}: cannot read {params.path}")
@@ -265,7 +295,7 @@ def log_tail(probe: SshProbe, params: LogTailParams) -> dict[str, Any]:
             raise _failed(host, out)
         text = out.stdout.splitlines()
         errors = [logclass.split_timestamp(line)[1] for line in text if logclass.is_error(line)]
-        return {**logclass.classify(text), "path": params.path, "pattern": params.pattern,
+        return {**logclass.classify(text), "path": params.path, "pattern": pattern,
                 "truncated": out.truncated,
                 "excerpt": errors[-params.excerpt:] if params.excerpt else []}
     return probe.each(params, on)

@@ -24,6 +24,7 @@ from .gate import APPROVED, DECLINED, Gate, Proposal
 from .inventory import Target
 from .journal import Journal
 from .model import Step
+from .options import refuse_templated_options
 from .plan import Plan
 from .redact import SECRETS
 from .registry import Registry, StepKind
@@ -188,7 +189,9 @@ class Engine:
             if reason:
                 self._emit(state, "step.finished", {**base, "status": "skipped", "error": reason})
                 return None
-            params = kind.params.model_validate(expressions.render(step.with_, context))
+            rendered = expressions.render(step.with_, context)
+            refuse_templated_options(step.with_, rendered, allowed=step.allow_options)
+            params = kind.params.model_validate(rendered)
         except (expressions.ExpressionError, ValidationError) as exc:
             self._emit(state, "step.finished", {**base, "status": "failed",
                                                 "error": f"cannot run: {_short(exc)}"})
@@ -267,6 +270,7 @@ class Engine:
         target = plan.target_for(remedy.target, kind)
         assert target is not None
         rendered = expressions.render(remedy.with_, _context(plan, state))
+        refuse_templated_options(remedy.with_, rendered, allowed=remedy.allow_options)
         shown = state.remedies.get(remedy.id)
         if shown is not None and all(shown.args.get(k) == v for k, v in rendered.items()):
             # Resumed: keep what was pinned when it was proposed (an image tag's id then),
@@ -397,7 +401,9 @@ class Engine:
         """One verify check: (result, None) when it holds, else (result, why not)."""
         context = _context(plan, state)
         try:
-            params = kind.params.model_validate(expressions.render(check.with_, context))
+            rendered = expressions.render(check.with_, context)
+            refuse_templated_options(check.with_, rendered, allowed=check.allow_options)
+            params = kind.params.model_validate(rendered)
             timeout = check.timeout or kind.timeout  # the check's own reaches the backend
             result, failure = Call(lambda on_handle: self._probe(kind, target, params, on_handle,
                                                                  timeout), timeout).wait()

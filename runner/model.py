@@ -7,9 +7,18 @@ may hold templates that only the run can resolve.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from .durations import parse_duration
 
@@ -23,7 +32,13 @@ Duration = Annotated[
 Severity = Literal["P1", "P2", "P3", "P4"]
 StepId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
-ParamType = Literal["string", "int", "float", "bool", "duration", "list"]
+ParamType = Literal["string", "name", "int", "float", "bool", "duration", "list"]
+# What a `name` param holds (a client, a host, a queue): never an option, never a regex.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
+
+
+ALLOW_OPTIONS = ("an argv element rendered from a template may start with '-' (be read as an "
+                 "option); by default that is refused")
 
 
 class _Strict(BaseModel):
@@ -36,6 +51,26 @@ class Param(_Strict):
     type: ParamType = "string"
     default: Any = None
     description: str = ""
+    pattern: str | None = Field(None, description="a regex the whole value must match "
+                                "(string, name, or each item of a list); checked when the "
+                                "run is planned. An empty value means 'not given' and passes")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a regex: {exc}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _pattern_on_text(self) -> Param:
+        if self.pattern is not None and self.type not in ("string", "name", "list"):
+            raise ValueError(f"a pattern applies to string, name and list params, not "
+                             f"{self.type}")
+        return self
 
 
 class TargetRole(_Strict):
@@ -57,6 +92,7 @@ class Step(_Strict):
     needs: list[StepId] = Field(default_factory=list)
     timeout: Duration | None = None
     retries: int = Field(0, ge=0, le=10)
+    allow_options: bool = Field(False, description=ALLOW_OPTIONS)
     description: str = ""
 
 
@@ -80,6 +116,7 @@ class Remedy(_Strict):
     when: str | None = Field(None, description="expression over steps, params, targets and "
                              "findings (findings['id'] is true when that finding fired)")
     timeout: Duration | None = None
+    allow_options: bool = Field(False, description=ALLOW_OPTIONS)
     description: str = ""
 
 
@@ -96,6 +133,7 @@ class Verify(_Strict):
     for_: Duration | None = Field(None, alias="for", description="then it must hold this long")
     interval: Duration = Field(1.0, description="time between checks")
     timeout: Duration | None = None
+    allow_options: bool = Field(False, description=ALLOW_OPTIONS)
 
 
 class Playbook(_Strict):
@@ -142,9 +180,22 @@ def coerce_param(spec: Param, value: Any) -> Any:
             raise ValueError(f"{value!r} is not a number")
         return float(value)
     if kind == "list":
-        if isinstance(value, list):
-            return value
-        return [item.strip() for item in str(value).split(",") if item.strip()]
+        items = value if isinstance(value, list) else \
+            [item.strip() for item in str(value).split(",") if item.strip()]
+        for item in items:
+            _matches(spec, str(item))
+        return items
     if isinstance(value, dict | list):
         raise ValueError(f"{value!r} is not a string")
-    return str(value)
+    text = str(value)
+    if kind == "name" and text and not re.fullmatch(NAME_PATTERN, text):
+        raise ValueError(f"{text!r} is not a name: 1 to 128 letters, digits, '.', '_', ':' "
+                         "or '-', starting with a letter or a digit")
+    _matches(spec, text)
+    return text
+
+
+def _matches(spec: Param, text: str) -> None:
+    """The param's own pattern, on the whole value (an empty one is 'not given')."""
+    if spec.pattern is not None and text and not re.fullmatch(spec.pattern, text):
+        raise ValueError(f"{text!r} does not match the param's pattern {spec.pattern!r}")

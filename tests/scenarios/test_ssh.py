@@ -372,6 +372,65 @@ def test_ssh_exec_runs_only_after_approval(
     assert exists(hosts[1], marker)
 
 
+OPTIONS_PLAYBOOK = """\
+name: ssh-options
+summary: a param put into an argv by a template
+params:
+  word: {type: string, default: hello}
+targets:
+  box: {kind: ssh}
+steps:
+  - id: said
+    run: ssh.exec_read_only
+    with: {argv: [/bin/echo, "{{ params.word }}"]}
+  - id: said_as_option
+    run: ssh.exec_read_only
+    allow_options: true
+    with: {argv: [/bin/echo, "{{ params.word }}"]}
+"""
+
+
+def test_a_templated_argv_value_starting_with_a_dash_is_refused_unless_allowed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: CLI, key: ClientKey,
+        hosts: list[SshdHost], known_hosts: Path) -> None:
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "ssh-options.yaml").write_text(OPTIONS_PLAYBOOK)
+    (tmp_path / "inventory.yaml").write_text(json.dumps({"targets": {"lab-box": {
+        "kind": "ssh", "host": hosts[0].ip, "user": USER, "key_file": str(key.path),
+        "known_hosts": str(known_hosts)}}}))
+    monkeypatch.setenv("RUNBOOK_PLAYBOOKS", str(tmp_path / "playbooks"))
+    monkeypatch.setenv("RUNBOOK_INVENTORY", str(tmp_path / "inventory.yaml"))
+
+    _code, report = cli.json("run", "ssh-options", "-p", "word=--version", "--no-input")
+    steps = {s["id"]: s for s in report["steps"]}
+    assert steps["said"]["status"] == "failed"
+    assert "argv[1]: '{{ params.word }}' renders to '--version', which starts with '-'" \
+        in steps["said"]["error"]
+    assert steps["said_as_option"]["status"] == "ok"  # the step said so: echo's option
+    assert "GNU coreutils" in steps["said_as_option"]["result"]["stdout"]
+
+    _code, report = cli.json("run", "ssh-options", "-p", "word=plain", "--no-input")
+    assert {s["id"]: s["result"]["stdout"] for s in report["steps"]} == {
+        "said": "plain\n", "said_as_option": "plain\n"}
+
+
+def test_log_tail_takes_a_literal_as_text_never_as_a_regex(
+        key: ClientKey, hosts: list[SshdHost], known_hosts: Path) -> None:
+    lines = ["ERROR 500 client=acme.x failed", "ERROR 500 client=acmeZx failed",
+             "ERROR 500 client=acme.x2 failed", "ERROR 500 client=.* failed",
+             "ERROR 500 client=other failed"]
+    docker_exec(hosts[0], "sh", "-c", "printf '%s\\n' \"$@\" > /tmp/literal.log", "sh", *lines)
+    on = target(key, known_hosts, hosts[0].ip)
+    named = run("ssh.log_tail", on, path="/tmp/literal.log", pattern="client={literal}( |$)",
+                literal="acme.x")
+    assert named["lines"] == 1 and named["pattern"] == r"client=acme\.x( |$)"
+    star = run("ssh.log_tail", on, path="/tmp/literal.log", literal=".*")
+    assert star["lines"] == 1 and star["excerpt"] == ["ERROR 500 client=.* failed"]
+    every = run("ssh.log_tail", on, path="/tmp/literal.log", pattern="client=[^ ]+( |$)",
+                literal="")
+    assert every["lines"] == 5
+
+
 def test_output_past_max_output_is_cut_and_flagged(
         key: ClientKey, hosts: list[SshdHost], known_hosts: Path) -> None:
     on = target(key, known_hosts, hosts[0].ip, max_output=1000)
