@@ -28,12 +28,17 @@ class MemSettings(BaseModel):
 
 
 class Handle:
-    def __init__(self, root: Path, writable: bool) -> None:
+    def __init__(self, root: Path, writable: bool, timeout: float) -> None:
         self.root, self.writable = root, writable
+        self.timeout = timeout  # what the engine passed to the connector
         self.cancelled = threading.Event()
+        self.interrupted = threading.Event()
 
     def cancel(self) -> None:
         self.cancelled.set()
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
 
     def log(self, name: str, record: dict[str, Any]) -> None:
         with open(self.root / name, "a", encoding="utf-8") as out:
@@ -54,7 +59,7 @@ def reset_peak() -> int:
 
 class MemConnector:
     @contextmanager
-    def _open(self, target: Target, writable: bool) -> Iterator[Handle]:
+    def _open(self, target: Target, writable: bool, timeout: float) -> Iterator[Handle]:
         global _live, _peak
         settings = target.settings
         assert isinstance(settings, MemSettings)
@@ -64,22 +69,31 @@ class MemConnector:
             _live += 1
             _peak = max(_peak, _live)
         try:
-            yield Handle(root, writable)
+            yield Handle(root, writable, timeout)
         finally:
             with _lock:
                 _live -= 1
 
     def probe(self, target: Target, timeout: float) -> Any:
-        return self._open(target, writable=False)
+        return self._open(target, writable=False, timeout=timeout)
+
+    def identity(self, target: Target, timeout: float) -> dict[str, str]:
+        """The folder, and what its `instance` file says (tests swap what a name means)."""
+        settings = target.settings
+        assert isinstance(settings, MemSettings)
+        instance = Path(settings.path) / "instance"
+        return {"path": str(Path(settings.path).resolve()),
+                "instance": instance.read_text() if instance.exists() else ""}
 
     def action(self, target: Target, timeout: float) -> Any:
-        return self._open(target, writable=True)
+        return self._open(target, writable=True, timeout=timeout)
 
 
 class Sleep(BaseModel):
     model_config = ConfigDict(extra="forbid")
     seconds: float = 0.0
     value: Any = None
+    pad: int = Field(0, description="add this many bytes of padding to the result")
 
 
 class Fail(BaseModel):
@@ -99,6 +113,7 @@ class Act(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[Any] = Field(default_factory=list)
     wait_for: str | None = None
+    undo_on_interrupt: bool = Field(False, description="asked to stop while waiting: undo")
 
 
 def sleep(h: Handle, p: Sleep) -> dict[str, Any]:
@@ -107,7 +122,8 @@ def sleep(h: Handle, p: Sleep) -> dict[str, Any]:
         if h.cancelled.wait(min(0.01, max(0.0, deadline - time.monotonic()))):
             h.log("cancelled.jsonl", {"at": time.time()})
             raise TemporaryError("cancelled")
-    return {"ok": True, "value": p.value, "slept": p.seconds}
+    padding = {"pad": "x" * p.pad} if p.pad else {}
+    return {"ok": True, "value": p.value, "slept": p.seconds, "timeout": h.timeout, **padding}
 
 
 def fail(h: Handle, p: Fail) -> dict[str, Any]:
@@ -132,6 +148,9 @@ def act(h: Handle, p: Act) -> dict[str, Any]:
     h.log("actions.jsonl", {"items": p.items, "phase": "start"})
     if p.wait_for:
         while not (h.root / p.wait_for).exists():
+            if p.undo_on_interrupt and h.interrupted.is_set():
+                h.log("actions.jsonl", {"items": p.items, "phase": "undone"})
+                return {"done": 0, "undone": True}
             time.sleep(0.05)
     h.log("actions.jsonl", {"items": p.items, "phase": "end"})
     return {"done": len(p.items)}

@@ -1,0 +1,346 @@
+"""One approval path, one policy: TTL at its boundary with a clock the test controls,
+four-eyes as two distinct people across the CLI and the daemon, who may approve what, and
+an approval bound to what the target's name resolved to (the `mem` backend's `instance`
+file stands in for the container behind a name)."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runner.approval import APPROVED, PENDING, ApprovalRefused, record, verdict
+from runner.cli import main
+from runner.errors import NotApproved, PlaybookError
+from runner.gate import Gate, Proposal, fingerprint
+from runner.journal import Approval
+from runner.policy import Policy, load, locate
+from runner.state import AWAITING, COMPLETED, RunState
+from tests.enginekit import Kit
+
+FIX = """
+steps:
+  - {id: scan, run: mem.sleep, with: {value: [3, 5, 8]}}
+remedies:
+  - {id: fix, run: mem.act, with: {items: "{{ steps.scan.value }}"}}
+"""
+
+T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> Kit:
+    return Kit(tmp_path)
+
+
+def proposed(state: RunState, remedy: str = "fix") -> Proposal:
+    """The proposal as it was journaled (what the approver was shown)."""
+    event = [e for e in state.timeline if e.type == "remedy.proposed"
+             and e.data["remedy"] == remedy][-1].data
+    return Proposal(state.run_id, remedy, event["kind"], event["target"], event["args"],
+                    event.get("explain", ""), event["identity"])
+
+
+def approve_at(kit: Kit, state: RunState, at: datetime, by: str = "alice") -> None:
+    kit.journal.record_approval(Approval(state.run_id, "fix", state.remedies["fix"].fingerprint,
+                                         APPROVED, by, "runbook approve", at.isoformat()))
+
+
+def starts(kit: Kit) -> int:
+    return len([a for a in kit.actions() if a["phase"] == "start"])
+
+
+# TTL
+
+
+@pytest.mark.parametrize("age, holds", [(timedelta(seconds=60), True),
+                                        (timedelta(seconds=60, milliseconds=1), False)])
+def test_ttl_just_inside_holds_and_just_past_does_not(kit: Kit, age: timedelta,
+                                                      holds: bool) -> None:
+    state = kit.run(FIX)
+    approve_at(kit, state, T0)
+    found = verdict(kit.journal, state.run_id, "fix", state.remedies["fix"].fingerprint,
+                    requested_by="tester", policy=Policy(ttl=60), clock=lambda: T0 + age)
+    assert found.decision == (APPROVED if holds else PENDING)
+    assert bool(found.expired) is not holds
+
+
+def test_gate_execute_with_an_expired_approval_raises_not_approved(kit: Kit) -> None:
+    state = kit.run(FIX)
+    approve_at(kit, state, T0)
+    target = next(iter(kit.inventory))
+    late = Gate(kit.journal, kit.registry, approver="x", ttl=60,
+                clock=lambda: T0 + timedelta(seconds=61))
+    with pytest.raises(NotApproved, match="expired"):
+        late.execute(proposed(state), target, 5)
+    assert starts(kit) == 0
+    in_time = Gate(kit.journal, kit.registry, approver="x", ttl=60,
+                   clock=lambda: T0 + timedelta(seconds=59))
+    in_time.execute(proposed(state), target, 5)
+    assert starts(kit) == 1
+
+
+def test_resume_enforces_the_ttl_of_the_policy_file(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runbook resume` applies the policy's TTL: an approval older than it is void."""
+    world = mem_world(tmp_path, monkeypatch, "ttl: 1h\n")
+    assert main(["run", "mem-incident", "--no-input"]) == 1
+    run_id = only_run(world)
+    kit_journal = journal()
+    state = kit_journal.state(run_id)
+    kit_journal.record_approval(Approval(run_id, "fix", state.remedies["fix"].fingerprint,
+                                         APPROVED, "alice", "runbook approve",
+                                         (datetime.now(UTC) - timedelta(hours=2)).isoformat()))
+    assert main(["resume", run_id, "--no-input"]) == 1
+    state = kit_journal.state(run_id)
+    assert state.status == AWAITING
+    assert [e.data["reason"] for e in state.timeline if e.type == "approval.expired"] \
+        == ["approvals are good for 3600s"]
+    assert not (world / "box" / "actions.jsonl").exists()
+
+
+# The target behind the name
+
+
+def test_an_approval_is_void_when_the_name_resolves_to_another_thing(kit: Kit) -> None:
+    (kit.box / "instance").write_text("container-X")
+    plan = kit.plan(FIX)
+    state = kit.run(FIX)
+    assert proposed(state).identity["instance"] == "container-X"
+    approve_at(kit, state, datetime.now(UTC))
+    (kit.box / "instance").write_text("container-Y")  # the same name, another thing
+    state = kit.engine().resume(plan, state.run_id, by="alice")
+    assert state.status == AWAITING
+    assert starts(kit) == 0
+    [void] = [e.data for e in state.timeline if e.type == "approval.void"]
+    assert 'instance "container-X" -> "container-Y"' in void["reason"]
+    assert "container-Y" in (state.remedies["fix"].reason or "")  # the report says why
+    assert state.remedies["fix"].status == "proposed"  # proposed again, for a new approval
+    assert proposed(state).identity["instance"] == "container-Y"
+
+
+def test_gate_execute_resolves_the_target_again_right_before_the_action(kit: Kit) -> None:
+    (kit.box / "instance").write_text("container-X")
+    state = kit.run(FIX)
+    approve_at(kit, state, datetime.now(UTC))
+    gate = Gate(kit.journal, kit.registry, approver="x")
+    assert gate.decide(proposed(state)) == APPROVED
+    (kit.box / "instance").write_text("container-Y")  # swapped between decision and action
+    with pytest.raises(NotApproved, match='instance "container-X" -> "container-Y"'):
+        gate.execute(proposed(state), next(iter(kit.inventory)), 5)
+    assert starts(kit) == 0
+    assert any(e.type == "approval.void" for e in kit.journal.events(state.run_id))
+
+
+def _not(old: object) -> Any:
+    return lambda value: value != old
+
+
+@given(st.data())
+def test_changing_kind_any_identity_field_or_any_argument_changes_the_fingerprint(
+        data: st.DataObject) -> None:
+    text = st.text(max_size=12)
+    values = st.one_of(text, st.integers(), st.booleans(), st.none(),
+                       st.lists(st.integers(), max_size=3))
+    kind = data.draw(text)
+    identity = data.draw(st.dictionaries(text, text, max_size=4))
+    args = data.draw(st.dictionaries(text, values, max_size=4))
+    base = fingerprint(kind, "svc", identity, args)
+    assert fingerprint(data.draw(text.filter(_not(kind))), "svc", identity, args) != base
+    for key in identity:
+        changed = {**identity, key: data.draw(text.filter(_not(identity[key])))}
+        assert fingerprint(kind, "svc", changed, args) != base
+    extra_field = data.draw(text.filter(lambda k: k not in identity))
+    assert fingerprint(kind, "svc", {**identity, extra_field: ""}, args) != base
+    for key in args:
+        changed_args = {**args, key: data.draw(values.filter(_not(args[key])))}
+        assert fingerprint(kind, "svc", identity, changed_args) != base
+    extra_arg = data.draw(text.filter(lambda k: k not in args))
+    assert fingerprint(kind, "svc", identity, {**args, extra_arg: None}) != base
+
+
+# Four-eyes and who may approve
+
+
+def test_four_eyes_the_requester_may_not_approve_another_person_may(kit: Kit) -> None:
+    state = kit.run(FIX)  # requested by "tester"
+    policy = Policy(four_eyes=True)
+    with pytest.raises(ApprovalRefused, match="four-eyes: tester requested") as refused:
+        record(kit.journal, state.run_id, "fix", decision=APPROVED, by="tester", how="t",
+               policy=policy)
+    assert refused.value.forbidden
+    record(kit.journal, state.run_id, "fix", decision=APPROVED, by="bob", how="t",
+           policy=policy)
+    found = verdict(kit.journal, state.run_id, "fix", state.remedies["fix"].fingerprint,
+                    requested_by="tester", policy=policy)
+    assert (found.decision, found.by) == (APPROVED, ("bob",))
+
+
+def test_four_eyes_on_an_alert_run_takes_two_distinct_approvers(kit: Kit) -> None:
+    plan = kit.plan(FIX)
+    state = kit.engine().start(plan, "alert-run-1", trigger="alert", requested_by="alert:mem")
+    policy = Policy(four_eyes=True)
+    fp = state.remedies["fix"].fingerprint
+
+    def now_verdict() -> Any:
+        return verdict(kit.journal, state.run_id, "fix", fp, requested_by="alert:mem",
+                       policy=policy)
+
+    record(kit.journal, state.run_id, "fix", decision=APPROVED, by="alice", how="t",
+           policy=policy)
+    assert now_verdict().decision == PENDING
+    assert "second person" in now_verdict().reason
+    with pytest.raises(ApprovalRefused, match="alice has approved fix already"):
+        record(kit.journal, state.run_id, "fix", decision=APPROVED, by="alice", how="t",
+               policy=policy)
+    gate = Gate(kit.journal, kit.registry, approver="daemon", policy=policy)
+    with pytest.raises(NotApproved, match="second person"):
+        gate.execute(proposed(state), next(iter(kit.inventory)), 5)
+    record(kit.journal, state.run_id, "fix", decision=APPROVED, by="bob", how="t",
+           policy=policy)
+    assert now_verdict().decision == APPROVED
+    state = Kit.engine(kit, approve=frozenset()).resume(plan, state.run_id, by="daemon")
+    assert state.status == COMPLETED and starts(kit) == 1
+
+
+def test_a_pre_approval_by_the_requester_does_not_pass_four_eyes(kit: Kit) -> None:
+    plan = kit.plan(FIX)
+    engine = kit.engine(approve=frozenset({"fix=mem.act"}))
+    engine.gate.policy = Policy(four_eyes=True)
+    state = engine.start(plan, "self-approved", trigger="cli", requested_by="tester")
+    assert state.status == AWAITING and starts(kit) == 0
+    [refused] = [e.data for e in state.timeline if e.type == "approval.refused"]
+    assert "four-eyes" in refused["reason"]
+
+
+def test_the_policy_says_who_may_approve_which_remedy(kit: Kit) -> None:
+    state = kit.run(FIX)  # playbook "pb"
+    policy = Policy(approvers=({"*": ("alice", "bob"), "pb/fix": ("carol",)},))
+    with pytest.raises(ApprovalRefused, match="alice may not approve pb/fix") as refused:
+        record(kit.journal, state.run_id, "fix", decision=APPROVED, by="alice", how="t",
+               policy=policy)
+    assert refused.value.forbidden
+    record(kit.journal, state.run_id, "fix", decision=APPROVED, by="carol", how="t",
+           policy=policy)
+
+
+def test_an_approval_names_the_proposal_it_saw_and_the_run_must_wait(kit: Kit) -> None:
+    state = kit.run(FIX)
+    with pytest.raises(ApprovalRefused, match="is proposed now as"):
+        record(kit.journal, state.run_id, "fix", decision=APPROVED, by="bob", how="t",
+               policy=Policy(), fingerprint="0" * 64)
+    with pytest.raises(ApprovalRefused, match="no proposed remedy 'nope'"):
+        record(kit.journal, state.run_id, "nope", decision=APPROVED, by="bob", how="t",
+               policy=Policy())
+    record(kit.journal, state.run_id, "fix", decision=APPROVED, by="bob", how="t",
+           policy=Policy())
+    kit.engine().resume(kit.plan(FIX), state.run_id, by="bob")
+    with pytest.raises(ApprovalRefused, match="is completed"):
+        record(kit.journal, state.run_id, "fix", decision=APPROVED, by="carol", how="t",
+               policy=Policy())
+
+
+# The policy file
+
+
+def test_policy_file_is_found_beside_the_inventory_and_checked(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    monkeypatch.delenv("RUNBOOK_POLICY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("targets: {}\n")
+    assert load(None, [inventory]) == Policy()
+    (tmp_path / "policy.yaml").write_text("ttl: 15m\nfour_eyes: true\n"
+                                          "approvers:\n  bad-deploy/roll-back: [alice]\n")
+    policy = load(None, [inventory])
+    assert (policy.ttl, policy.four_eyes) == (900.0, True)
+    assert policy.allowed("bad-deploy", "roll-back") == ("alice",)
+    assert policy.allowed("bad-deploy", "other") is None
+    (tmp_path / "policy.yaml").write_text("ttl: 15m\nfour_eys: true\n")
+    with pytest.raises(PlaybookError) as bad:
+        load(None, [inventory])
+    assert str(bad.value.problems[0]).startswith(f"{tmp_path / 'policy.yaml'}:2:")
+    explicit = tmp_path / "elsewhere.yaml"
+    explicit.write_text("four_eyes: true\n")
+    monkeypatch.setenv("RUNBOOK_POLICY", str(explicit))
+    assert locate(None, [inventory]) == explicit
+
+
+# The CLI and the daemon: one path
+
+
+def mem_world(root: Path, monkeypatch: pytest.MonkeyPatch, policy: str | None = None) -> Path:
+    from tests.daemonkit import write_world
+
+    write_world(root, "{{}}\n")
+    if policy is not None:
+        (root / "policy.yaml").write_text(policy)
+    monkeypatch.setenv("RUNBOOK_PLAYBOOKS", str(root / "playbooks"))
+    monkeypatch.setenv("RUNBOOK_INVENTORY", str(root / "inventory.yaml"))
+    monkeypatch.setenv("RUNBOOK_BACKENDS", "tests.support.membackend:register")
+    monkeypatch.delenv("RUNBOOK_POLICY", raising=False)
+    return root
+
+
+def journal() -> Any:
+    from runner.journal import Journal
+    from runner.paths import home
+
+    return Journal(home())
+
+
+def only_run(world: Path) -> str:
+    [row] = journal().runs()
+    return str(row.id)
+
+
+def test_runbook_approve_records_the_os_user_beside_as(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    world = mem_world(tmp_path, monkeypatch)
+    assert main(["run", "mem-incident", "--no-input"]) == 1
+    run_id = only_run(world)
+    assert main(["approve", run_id, "fix", "--as", "bob"]) == 0
+    [approval] = journal().approvals(run_id, "fix")
+    assert approval.by == "bob"
+    assert approval.how == f"runbook approve (OS user {getpass.getuser()})"
+    assert "approved: fix" in capsys.readouterr().out
+
+
+def test_the_daemon_refuses_a_name_for_four_eyes_and_so_does_runbook_approve(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runbook_home: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """alice requests a run; the daemon (four-eyes) refuses her approval; `runbook approve
+    --as alice` is then refused too, with no policy file of its own: the run keeps it."""
+    from tests.daemonkit import daemon_in_thread, write_world
+
+    world = mem_world(tmp_path, monkeypatch)
+    monkeypatch.setenv("TEST_ALICE_TOKEN", "alice-tok-1")
+    monkeypatch.setenv("TEST_INTAKE_TOKEN", "intake-tok-123")
+    config = write_world(world, """
+        auth: {{mode: bearer, token_env: TEST_INTAKE_TOKEN}}
+        approvers:
+          alice: {{token_env: TEST_ALICE_TOKEN}}
+        four_eyes: true
+        routes: []
+        playbooks: [{root}/playbooks]
+        inventory: [{root}/inventory.yaml]
+        """)
+    assert main(["run", "mem-incident", "--as", "alice", "--no-input"]) == 1
+    run_id = only_run(world)
+    with daemon_in_thread(config, runbook_home, "intake-tok-123") as daemon:
+        answer = daemon.post(f"/v1/runs/{run_id}/approvals", {"remedy": "fix"},
+                             token="alice-tok-1")
+        assert answer.status_code == 403 and "four-eyes" in answer.json()["error"]
+    capsys.readouterr()
+    assert main(["approve", run_id, "fix", "--as", "alice"]) == 2
+    assert "four-eyes: alice requested this run" in capsys.readouterr().err
+    assert journal().approvals(run_id, "fix") == []
+    assert main(["approve", run_id, "fix", "--as", "bob"]) == 0
