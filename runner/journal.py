@@ -200,8 +200,12 @@ class Journal:
         with self._storage():
             _private_dir(home)
             # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
-            os.close(_open_private(path, os.O_RDWR))
-            for suffix in ("-wal", "-shm"):
+            # Never open and close an existing database file here: closing any descriptor
+            # of it drops the POSIX locks this process's other connections hold on it.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
+                                 0o600))
+            for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.chmod(f"{path}{suffix}", 0o600)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
