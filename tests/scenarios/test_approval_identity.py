@@ -184,3 +184,28 @@ def test_a_rollback_deploys_the_image_id_approved_not_what_the_tag_names_now(
     now = box.state(service.name)
     assert now["running"] and now["image"] == approved_image.id
     assert now["image"] != other_image.id  # never what v2 names now
+
+
+def test_a_database_is_known_by_its_system_identifier(lab: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The identity an approval binds to is the cluster (pg_control_system()), read with the
+    probe role, with where the remedies will connect; never a password."""
+    import psycopg
+
+    from diagnostics.postgres import PostgresConnector, PostgresSettings
+    from runner.inventory import Target
+
+    monkeypatch.setenv("TEST_ID_DSN", lab.ro)
+    monkeypatch.setenv("TEST_ID_OPS_DSN", lab.ops)
+    target = Target("db", "postgres", PostgresSettings(dsn_env="TEST_ID_DSN",
+                                                       action_dsn_env="TEST_ID_OPS_DSN"))
+    identity = PostgresConnector().identity(target, 10)
+    with psycopg.connect(lab.admin) as admin:
+        row = admin.execute("SELECT system_identifier::text, current_database() "
+                            "FROM pg_control_system()").fetchone()
+    assert row is not None
+    assert identity["system_identifier"] == row[0]
+    assert identity["database"].endswith(f"/{row[1]}")
+    ops = psycopg.conninfo.conninfo_to_dict(lab.ops)
+    assert identity["action_database"] == f"{ops.get('host')}:{ops.get('port')}/{ops['dbname']}"
+    assert str(ops.get("password")) not in str(identity)
