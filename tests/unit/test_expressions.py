@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runner.durations import format_duration, parse_duration
 from runner.expressions import ExpressionError, evaluate, references, render, syntax_error
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CONTEXT: dict[str, Any] = {
     "steps": {"idle": {"count": 3, "pids": [11, 12, 13]}},
@@ -156,3 +164,127 @@ def test_parse_duration_refuses(value: object) -> None:
 ])
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+# Bounds: a playbook's templates cannot allocate or compute without limit
+
+ATTACKS = [
+    ("'a' * 10**9", "repeating would make 1000000000"),
+    ("[1] * 10**9", "repeating would make 1000000000"),
+    ("10**9 * 'a'", "repeating would make 1000000000"),
+    ("range(10**9)|list", "Range too big"),
+    ("'%0999999999d' % 1", "a % format width"),
+    ("'%*d' % (10**9, 1)", "'*' width"),
+    ("'%(x)999999999s' % {'x': 1}", "a % format width"),
+    ("'%999999999s'|format(1)", "a % format width"),
+    ("'{:>999999999}'.format(1)", "a format width"),
+    ("'{0:{1}}'.format(1, 999999999)", "nested field"),
+    ("'{x:>999999999}'.format_map({'x': 1})", "a format width"),
+    ("lipsum(10**6)", "'lipsum' is undefined"),
+    ("2 ** (10 ** 9)", "a power beyond 4096 bits"),
+    ("'x'.center(10**9)", "padding"),
+    ("'x'.ljust(10**9)", "padding"),
+    ("'x'.zfill(10**9)", "padding"),
+    ("'\t'.expandtabs(10**9)", "expandtabs"),
+    ("'x'|center(10**9)", "padding"),
+    ("'x'|indent(10**9)", "indent"),
+    ("'x'|wordwrap(1, wrapstring='y' * 999999)", "wordwrap"),
+    ("range(10)|batch(10**9, 'x')|list", "batch"),
+    ("range(10)|slice(10**9, 'x')|list", "slice"),
+    ("{'a': 1}|tojson(indent=10**8)", "tojson indent"),
+    ("range(100000)|join('y' * 100000)", "join would make"),
+    ("('y' * 100000).join(range(100000)|map('string'))", "join would make"),
+    ("('ab' * 400000)|replace('', 'yyyy')", "replace would make"),
+    ("('ab' * 400000).replace('a', 'yyyy')", "replace would make"),
+    ("('x' * 400000) + ('x' * 400000)", "adding would make"),
+    ("(range(1000)|map('string')|list)|sum(start=[])", "sum() starts from a number"),
+    ("range(100000)|map('center', 100000)|list", "padding would make"),  # the 11th
+]
+
+
+@pytest.mark.parametrize(("source", "reason"), ATTACKS)
+def test_expressions_that_would_allocate_or_compute_without_bound_are_refused(
+        source: str, reason: str) -> None:
+    with pytest.raises(ExpressionError, match=re.escape(reason)):
+        evaluate(source, {})
+
+
+TEMPLATE_ATTACKS = [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+     "too much work"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+     "too much work"),
+    ("{% set s = 'x' * 1000 %}{% for c in s %}{% for d in s %}{% for e in s %}"
+     "{% endfor %}{% endfor %}{% endfor %}", "too much work"),
+    ("{% set s = 'x' * 900000 %}{% set t = s ~ s %}{{ t }}", "too much work"),
+    ("{% set s = 'x' * 900000 %}{{ s }}{{ s }}", "too much work"),
+    ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+     "{{ f(40) }}", "too much work"),
+    ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "recursion too deep"),
+    ("{{ 'a' * 10**9 }}", "repeating would make"),
+]
+
+
+@pytest.mark.parametrize(("source", "reason"), TEMPLATE_ATTACKS)
+def test_templates_that_would_run_or_grow_without_bound_are_refused(
+        source: str, reason: str) -> None:
+    with pytest.raises(ExpressionError, match=re.escape(reason)):
+        render(source, {})
+
+
+def test_the_work_budget_is_shared_by_the_templates_of_one_value() -> None:
+    loop = "{% for i in range(100000) %}{% endfor %}"
+    assert render([loop] * 5, {}) == [""] * 5  # 5 x 100000 within the budget
+    with pytest.raises(ExpressionError, match="too much work"):
+        render({f"k{i}": loop for i in range(20)}, {})
+    assert render(loop, {}) == ""  # the next evaluation has a budget of its own
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("'%s-%05d' % ('a', 7)", "a-00007"),
+    ("'{:>6}'.format('ab')", "    ab"),
+    ("'-' * 3", "---"),
+    ("[0] * 3 + [1]", [0, 0, 0, 1]),
+    ("range(3)|join(', ')", "0, 1, 2"),
+    ("', '.join(['a', 'b'])", "a, b"),
+    ("'%.1f'|format(2.25)", "2.2"),
+    ("[1, 2, 3]|sum", 6),
+    ("2 ** 10", 1024),
+    ("'a\tb'.expandtabs(4)", "a   b"),
+    ("'x'|center(5)", "  x  "),
+    ("3|pct(10**9)", "3.00000000000000000000%"),
+])
+def test_ordinary_expressions_are_within_the_bounds(source: str, expected: Any) -> None:
+    assert evaluate(source, {}) == expected
+
+
+def test_an_ordinary_template_with_loops_and_joins_renders() -> None:
+    text = ("{% for s in steps.idle.pids %}{{ s }}{{ ',' if not loop.last }}{% endfor %}; "
+            "{{ steps.idle.pids|map('string')|join('/') }} ~ {{ 'x' ~ params.limit }}")
+    assert render(text, CONTEXT) == "11,12,13; 11/12/13 ~ x5"
+
+
+def _limit_memory() -> None:
+    # Should a bound ever break, fail with MemoryError instead of eating the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_every_attack_is_refused_in_bounded_memory() -> None:
+    """In a fresh process: peak RSS after trying them all stays under 200 MB."""
+    program = ("import json, resource, sys\n"
+               "from runner.expressions import ExpressionError, evaluate, render\n"
+               "expressions, templates = json.loads(sys.argv[1])\n"
+               "refused = 0\n"
+               "for source in expressions + templates:\n"
+               "    try:\n"
+               "        (evaluate if source in expressions else render)(source, {})\n"
+               "    except ExpressionError:\n"
+               "        refused += 1\n"
+               "print(refused, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    sources = [[s for s, _ in ATTACKS], [s for s, _ in TEMPLATE_ATTACKS]]
+    run = subprocess.run([sys.executable, "-c", program, json.dumps(sources)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600,
+                         preexec_fn=_limit_memory, check=False)
+    refused, peak_kib = map(int, run.stdout.split())
+    assert refused == len(ATTACKS) + len(TEMPLATE_ATTACKS), run.stderr
+    assert peak_kib < 200 * 1024
