@@ -344,3 +344,20 @@ def test_the_daemon_refuses_a_name_for_four_eyes_and_so_does_runbook_approve(
     assert "four-eyes: alice requested this run" in capsys.readouterr().err
     assert journal().approvals(run_id, "fix") == []
     assert main(["approve", run_id, "fix", "--as", "bob"]) == 0
+
+
+def test_approve_in_advance_by_fingerprint_as_the_run_printed_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    world = mem_world(tmp_path, monkeypatch)
+    assert main(["run", "mem-incident", "--no-input"]) == 1
+    run_id = only_run(world)
+    printed = capsys.readouterr().out
+    [line] = [ln.split()[1] for ln in printed.splitlines() if ln.strip().startswith("fingerprint ")]
+    assert main(["resume", run_id, "--no-input", "--approve", "fix"]) == 2  # a bare id: refused
+    assert "REMEDY=KIND" in capsys.readouterr().err
+    assert main(["resume", run_id, "--no-input", "--approve", "0" * 64]) == 1  # another action
+    assert journal().state(run_id).status == AWAITING
+    assert main(["resume", run_id, "--no-input", "--approve", line, "--as", "carol"]) == 1
+    state = journal().state(run_id)
+    assert state.status == COMPLETED and state.remedies["fix"].approved_by == "carol"
