@@ -63,7 +63,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +77,7 @@ from runner.paths import home
 from runner.redact import SECRETS
 from runner.registry import Backend, Registry, StepKind, Target
 
+from .ansiblecheck import RealTask, real_tasks
 from .sshconn import Argument, JumpHosts, parse_jump
 
 KIND = "ansible"
@@ -203,6 +204,12 @@ class PlaybookParams(BaseModel):
         return value
 
 
+class CheckParams(PlaybookParams):
+    allow_real_tasks: list[str] = Field(
+        default_factory=list, description="tasks that run for real even in check mode "
+        "(check_mode: false), by name, that this check may run: any other is refused")
+
+
 # Running a playbook
 
 
@@ -314,7 +321,17 @@ class _Playbooks:
             env["ANSIBLE_PRIVATE_KEY_FILE"] = key
         return env
 
-    def run(self, params: PlaybookParams, *, check: bool) -> dict[str, Any]:
+    def real_tasks(self, playbook: Path) -> list[RealTask]:
+        """The playbook's tasks that run for real in check mode (see ansiblecheck)."""
+        directory = Path(self.settings.playbook_dir).expanduser().resolve()
+        try:
+            return real_tasks(playbook, directory)
+        except ValueError as exc:
+            raise PermanentError(f"{self.target}: cannot read the playbook to see which "
+                                 f"tasks run for real: {exc}") from None
+
+    def run(self, params: PlaybookParams, *, check: bool,
+            real: Sequence[RealTask] = ()) -> dict[str, Any]:
         import ansible_runner
 
         playbook = self.playbook_path(params.playbook)
@@ -323,7 +340,7 @@ class _Playbooks:
         ident = f"{stamp}-{'check' if check else 'run'}-{os.urandom(3).hex()}"
         private = home() / "ansible" / ident
         private.mkdir(parents=True, mode=0o700)
-        collector = _Events()
+        collector = _Events(real)
         started = time.monotonic()
         if params.extra_vars:
             (private / "env").mkdir(mode=0o700)
@@ -343,6 +360,7 @@ class _Playbooks:
         artifacts = Path(runner.config.artifact_dir)
         _scrub_artifacts(artifacts)
         result = collector.summary(check)
+        result["real_tasks"] = [task.as_dict() for task in real]
         result.update(status=status, rc=rc, check_mode=check, playbook=params.playbook,
                       limit=params.limit, tags=params.tags, artifacts=str(artifacts),
                       duration_ms=round((time.monotonic() - started) * 1000, 1))
@@ -419,7 +437,11 @@ _STATUS = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_skippe
 class _Events:
     """Collects ansible-runner's events as they come (its event_handler)."""
 
-    def __init__(self) -> None:
+    def __init__(self, real: Sequence[RealTask] = ()) -> None:
+        # Tasks known to run for real in check mode: by where they are (Ansible's
+        # task_path, "file:line"), else by name.
+        self._real_at = {(str(t.file.resolve()), t.line) for t in real}
+        self._real_names = {t.name for t in real}
         self.events: list[dict[str, Any]] = []
         self.dropped = 0
         self.changes: list[dict[str, Any]] = []
@@ -451,12 +473,19 @@ class _Events:
             where = {"host": data.get("host"), "task": data.get("task"),
                      "action": data.get("task_action")}
             if name == "runner_on_ok" and status == "changed":
-                self.changes.append({**where, "diff": _diff(res.get("diff"))})
+                self.changes.append({**where, "diff": _diff(res.get("diff")),
+                                     "real": self._is_real(data)})
             elif name == "runner_on_failed" and status == "failed":
                 self.failed.append({**where, "msg": _message(res)})
             elif name == "runner_on_unreachable":
                 self.unreachable.append({"host": data.get("host"), "msg": _message(res)})
         return True
+
+    def _is_real(self, data: dict[str, Any]) -> bool:
+        file, _, line = str(data.get("task_path") or "").rpartition(":")
+        if file and line.isdigit():
+            return (str(Path(file).resolve()), int(line)) in self._real_at
+        return data.get("task") in self._real_names
 
     def summary(self, check: bool) -> dict[str, Any]:
         stats = self.stats or {}
@@ -471,8 +500,10 @@ class _Events:
             "hosts": hosts,
             "changes": self.changes,
             "changed_count": len(self.changes),
-            "would_change": check and bool(self.changes),
-            "changed": not check and bool(self.changes),
+            # In check mode a change by a task that opted out of it happened all the same.
+            "would_change": check and any(not c["real"] for c in self.changes),
+            "changed": any(c["real"] or not check for c in self.changes),
+            "real_changes": [c for c in self.changes if c["real"] or not check],
             "failed_tasks": self.failed,
             "failed_hosts": sorted(h for h, s in hosts.items() if s["failed"]),
             "unreachable": self.unreachable,
@@ -521,8 +552,18 @@ def _diff(diff: Any) -> str | None:
 class AnsibleProbe(_Playbooks):
     """What a probe gets: playbooks in check mode only."""
 
-    def check(self, params: PlaybookParams) -> dict[str, Any]:
-        return self.run(params, check=True)
+    def check(self, params: CheckParams) -> dict[str, Any]:
+        """The playbook with --check, after making sure that every task that would run for
+        real anyway is one the step allows by name."""
+        real = self.real_tasks(self.playbook_path(params.playbook))
+        refused = [task for task in real if task.name not in params.allow_real_tasks]
+        if refused:
+            listed = "; ".join(f"{t.name!r} ({t.where}: {t.why})" for t in refused)
+            raise PermanentError(
+                f"{self.target}: {params.playbook}: {len(refused)} task(s) would run for real "
+                f"even in check mode: {listed}. ansible.check refuses them; a step that "
+                "means it lists each by name in allow_real_tasks")
+        return self.run(params, check=True, real=real)
 
 
 class AnsibleAction(_Playbooks):
@@ -535,6 +576,21 @@ class AnsibleAction(_Playbooks):
 class AnsibleConnector:
     def prepare(self) -> None:
         import ansible_runner  # noqa: F401 - imported before the steps' clocks start
+
+    def plan_notes(self, target: Target, kind: str, given: dict[str, Any]) -> list[str]:
+        """For `runbook plan`: the tasks of an ansible.check's playbook that run for real
+        even in check mode, and whether the step allows each."""
+        if kind != "ansible.check" or not isinstance(given.get("playbook"), str):
+            return []
+        allowed = given.get("allow_real_tasks") or []
+        probe = AnsibleProbe(target, 1.0)
+        try:
+            real = probe.real_tasks(probe.playbook_path(given["playbook"]))
+        except PermanentError as exc:
+            return [f"cannot tell which tasks run for real: {exc}"]
+        return [f"RUNS FOR REAL even in check mode: {t.name!r} ({t.where}: {t.why}); "
+                + ("allowed by allow_real_tasks" if t.name in allowed
+                   else "refused: not in allow_real_tasks") for t in real]
 
     @contextmanager
     def probe(self, target: Target, timeout: float) -> Iterator[AnsibleProbe]:
@@ -589,7 +645,7 @@ def _tree_hash(root: Path) -> str:
 # The step kinds
 
 
-def check_playbook(probe: AnsibleProbe, params: PlaybookParams) -> dict[str, Any]:
+def check_playbook(probe: AnsibleProbe, params: CheckParams) -> dict[str, Any]:
     return probe.check(params)
 
 
@@ -616,7 +672,10 @@ _RESULT = {
     "status / rc": "ansible-runner's status (successful, failed, timeout) and exit code",
     "hosts": "{host: {ok, changed, failed, unreachable, skipped, rescued, ignored}}",
     "changes": "[{host, task, action, diff}] changed (in check mode: would change)",
-    "changed_count / would_change / changed": "how many; check mode; real run",
+    "changed_count / would_change / changed": "how many; check mode; changed for real "
+    "(a real run, or in check mode a task that opted out of it)",
+    "real_tasks": "[{task, where, why}] tasks that run for real even in check mode",
+    "real_changes": "[{host, task, action, diff}] what really changed",
     "failed_tasks": "[{host, task, action, msg}]", "unreachable": "[{host, msg}]",
     "failed_hosts / unreachable_hosts": "host names",
     "events": "[{event, host, task, status}], at most 500", "artifacts": "ansible-runner's "
@@ -628,7 +687,7 @@ def register(registry: Registry) -> None:
     registry.add_backend(Backend(KIND, AnsibleConnector(), AnsibleSettings,
                                  "existing Ansible playbooks (ansible-runner, ansible-core)"))
     registry.add(StepKind(
-        "ansible.check", KIND, check_playbook, PlaybookParams, False,
+        "ansible.check", KIND, check_playbook, CheckParams, False,
         "run an Ansible playbook in check mode (--check --diff): what it would change",
         _RESULT, timeout=300.0,
         # Check mode changes nothing, but a task marked `check_mode: false` runs for real.

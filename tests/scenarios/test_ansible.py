@@ -125,7 +125,7 @@ def test_check_changes_nothing_and_the_approved_run_applies_the_playbook(
     code, plan = cli("plan", "ansible-marker", *params)
     assert code == 0, plan
     assert "read-only (marked by the playbook's author)  check: ansible.check" in plan
-    assert "MUTATING   apply: ansible.run" in plan
+    assert "MUTATING   apply=ansible.run" in plan
 
     started = time.monotonic()
     code, report = cli.json("run", "ansible-marker", *params, "--no-input")
@@ -260,6 +260,79 @@ def test_a_host_behind_a_jump_host_is_reached_through_it(
         assert docker_logs(behind).count("Accepted publickey") == logins  # none more
     finally:
         remove([behind.name])
+
+
+# Tasks that opt out of check mode (real-in-check.yml: a task, a block, an include, a role)
+REAL = ["Stamp from a role", "Record the run", "Touch from a block", "Touch from an include"]
+REAL_MARKER = "/tmp/runbook-real-in-check"
+REAL_FILES = [REAL_MARKER + s for s in ("", ".block", ".include", ".role")]
+
+
+@pytest.mark.lab
+def test_check_refuses_tasks_that_run_for_real_unless_the_step_lists_them(
+        tmp_path: Path, key: ClientKey, host: SshdHost) -> None:
+    on = fleet(tmp_path, key, write_known_hosts(tmp_path / "known_hosts", [host]), host.ip)
+    with pytest.raises(PermanentError, match=r"4 task\(s\) would run for real even in "
+                                             r"check mode") as refused:
+        check(on, playbook="real-in-check.yml")
+    for name in REAL:
+        assert repr(name) in str(refused.value)
+    with pytest.raises(PermanentError, match=r"1 task\(s\) would run .*'Touch from an include'"):
+        check(on, playbook="real-in-check.yml", allow_real_tasks=REAL[:3])
+    assert not any(exists(host, path) for path in REAL_FILES)  # refused before running
+
+    result = check(on, playbook="real-in-check.yml", allow_real_tasks=REAL)
+    assert result["ok"] is True and result["check_mode"] is True
+    assert all(exists(host, path) for path in REAL_FILES)  # they did run for real
+    assert not exists(host, REAL_MARKER + ".conf")  # the others honoured check mode
+    assert result["changed"] is True  # what happened is reported as having happened
+    assert sorted(c["task"] for c in result["real_changes"]) == sorted(REAL)
+    assert result["would_change"] is True
+    assert [c["task"] for c in result["changes"] if not c["real"]] == ["Would write the config"]
+    assert sorted(t["task"] for t in result["real_tasks"]) == sorted(REAL)
+
+
+CHECKS_PLAYBOOK = """\
+name: ansible-checks
+summary: a check whose playbook has tasks that run for real, and a slow one
+targets:
+  fleet: {kind: ansible}
+steps:
+  - id: real
+    run: ansible.check
+    with: {playbook: real-in-check.yml, allow_real_tasks: [Record the run]}
+  - id: slow
+    run: ansible.check
+    timeout: 3s
+    with: {playbook: slow-check.yml}
+"""
+
+
+@pytest.mark.lab
+def test_plan_shows_the_tasks_that_run_for_real_and_a_check_stops_at_its_step_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: CLI, key: ClientKey,
+        host: SshdHost) -> None:
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "ansible-checks.yaml").write_text(CHECKS_PLAYBOOK)
+    known_hosts = write_known_hosts(tmp_path / "known_hosts", [host])
+    (tmp_path / "inventory.yaml").write_text(json.dumps({"targets": {"lab-fleet": {
+        "kind": "ansible", "playbook_dir": str(PLAYBOOK_DIR), "hosts": [host.ip],
+        "user": USER, "key_file": str(key.path), "known_hosts": str(known_hosts)}}}))
+    monkeypatch.setenv("RUNBOOK_PLAYBOOKS", str(tmp_path / "playbooks"))
+    monkeypatch.setenv("RUNBOOK_INVENTORY", str(tmp_path / "inventory.yaml"))
+
+    code, plan = cli("plan", "ansible-checks")
+    assert code == 0, plan
+    assert ("RUNS FOR REAL even in check mode: 'Record the run' "
+            f"({PLAYBOOK_DIR / 'real-in-check.yml'}:12: check_mode: false); allowed by "
+            "allow_real_tasks") in plan
+    assert "'Touch from a block' (" in plan and "refused: not in allow_real_tasks" in plan
+
+    _code, report = cli.json("run", "ansible-checks", "--no-input")
+    steps = {s["id"]: s for s in report["steps"]}
+    assert steps["real"]["status"] == "failed"
+    assert "3 task(s) would run for real" in steps["real"]["error"]
+    assert steps["slow"]["status"] == "timeout", steps["slow"]  # not the kind's 300 s
 
 
 def test_one_jump_host_for_an_ansible_target() -> None:

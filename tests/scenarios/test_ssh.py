@@ -353,7 +353,7 @@ def test_ssh_exec_runs_only_after_approval(
     code, plan = cli("plan", "ssh-marker")
     assert code == 0, plan
     assert "read-only (marked by the playbook's author)  marker: ssh.exec_read_only" in plan
-    assert "MUTATING   touch-marker: ssh.exec" in plan
+    assert "MUTATING   touch-marker=ssh.exec" in plan
 
     code, report = cli.json("run", "ssh-marker", "--no-input")
     assert report["status"] == "awaiting_approval", report
