@@ -374,6 +374,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         timeout = step.timeout or kind.timeout
         print(f"  {_mark(kind)}  {step.id}: {kind.name} on {on(step.target, kind)}  "
               f"timeout {timeout:g}s, retries {step.retries}{after}")
+        for note in _plan_notes(registry, plan, step, kind):
+            print(f"             {note}")
     print("\nremedies (MUTATING: each needs a recorded approval, run in this order; "
           "pre-approve one with --approve REMEDY=KIND)")
     for remedy in book.remedies:
@@ -385,6 +387,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"{'' if i else chr(10) + 'verify (after remedies)' + chr(10)}"
               f"  read-only  {book.verify_id(i)}: {kind.name} on {on(check.target, kind)}")
     return EXIT_OK
+
+
+def _plan_notes(registry: Any, plan: Any, step: Any, kind: Any) -> list[str]:
+    """What a backend says about a step before it runs (an Ansible check's tasks that run
+    for real); its `with` rendered with what is known now: params and targets."""
+    from . import expressions
+
+    target = plan.target_for(step.target, kind)
+    notes = getattr(registry.backend(kind.target_kind).connector, "plan_notes", None)
+    if target is None or notes is None:
+        return []
+    given: dict[str, Any] = {}
+    for key, value in step.with_.items():
+        try:
+            given[key] = expressions.render(value, plan.context({}))
+        except expressions.ExpressionError:
+            continue  # it depends on other steps' results: not known before the run
+    return list(notes(target, kind.name, given))
 
 
 def _mark(kind: Any) -> str:
@@ -493,6 +513,9 @@ def _ask(proposal: Any) -> bool:
         print(f"  {proposal.explain}", file=sys.stderr)
     for key, value in proposal.args.items():
         print(f"  {key}: {json.dumps(value, default=str)}", file=sys.stderr)
+    for key, value in proposal.identity.items():  # what the target's name resolves to now
+        print(f"  acts on {key}: {value}", file=sys.stderr)
+    print(f"  fingerprint {proposal.fingerprint}", file=sys.stderr)
     print("Run it? [y/N] ", end="", file=sys.stderr, flush=True)
     answer = sys.stdin.readline().strip().lower()
     return answer in {"y", "yes"}
