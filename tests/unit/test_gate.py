@@ -32,7 +32,8 @@ def test_without_approval_remedies_are_only_proposed(kit: Kit) -> None:
     state = kit.run(FIX)
     assert state.status == AWAITING
     assert state.remedies["fix"].status == "proposed"
-    assert state.remedies["fix"].args == {"items": [3, 5, 8], "wait_for": None}
+    assert state.remedies["fix"].args == {"items": [3, 5, 8], "wait_for": None,
+                                          "undo_on_interrupt": False}
     assert kit.actions() == []
 
 
