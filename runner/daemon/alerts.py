@@ -1,9 +1,14 @@
 """Incoming alerts: Alertmanager's webhook (version 4) and a generic JSON alert, both
-turned into `Alert`s. Validation errors name the field, for a 400 that says what is wrong."""
+turned into `Alert`s. Validation errors name the field, for a 400 that says what is wrong.
+
+An alert's fingerprint is always computed from its labels, as Alertmanager computes it: a
+sender's `fingerprint` field is never trusted, since it decides which run a `resolved`
+closes. A claimed fingerprint that differs is kept on the alert (`sent_fingerprint`) so
+the intake can report it.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -26,6 +31,7 @@ class Alert(BaseModel):
     receiver: str = ""
     group_key: str = ""  # Alertmanager's groupKey, when it sent one
     group_status: str = ""  # Alertmanager's status of the whole group it sent
+    sent_fingerprint: str = ""  # the sender's fingerprint, only when it differs from ours
 
     @property
     def name(self) -> str:
@@ -69,7 +75,7 @@ class GenericAlert(BaseModel):
 
 class GenericPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    alerts: list[GenericAlert] = Field(min_length=1, max_length=1000)
+    alerts: list[GenericAlert] = Field(min_length=1)
 
 
 class PayloadError(ValueError):
@@ -78,8 +84,28 @@ class PayloadError(ValueError):
         super().__init__("; ".join(problems))
 
 
+class TooManyAlerts(PayloadError):
+    """More alerts in one request than the daemon's `max_alerts` (a 413)."""
+
+
+_FNV64_OFFSET = 0xCBF29CE484222325
+_FNV64_PRIME = 0x100000001B3
+_SEPARATOR = b"\xff"  # a byte that never occurs in UTF-8 text
+
+
 def fingerprint(labels: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+    """Alertmanager's fingerprint (prometheus/common model.LabelSet.Fingerprint): FNV-1a
+    64 over the label names in byte order, each name and value followed by 0xff, as 16
+    hex digits. The same labels give the same fingerprint here and in Alertmanager."""
+    digest = _FNV64_OFFSET
+    for name in sorted(labels):  # code-point order is UTF-8 byte order, as Go sorts
+        for byte in name.encode() + _SEPARATOR + labels[name].encode() + _SEPARATOR:
+            digest = ((digest ^ byte) * _FNV64_PRIME) & 0xFFFF_FFFF_FFFF_FFFF
+    return f"{digest:016x}"
+
+
+def _claimed(sent: str | None, computed: str) -> str:
+    return sent if sent and sent != computed else ""
 
 
 def _problems(exc: ValidationError) -> PayloadError:
@@ -90,34 +116,57 @@ def _problems(exc: ValidationError) -> PayloadError:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
+    except RecursionError:
+        raise PayloadError(["body: JSON nested too deeply"]) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError([f"body: not JSON ({exc})"]) from None
 
 
-def from_alertmanager(body: bytes) -> list[Alert]:
+def _count(data: Any, max_alerts: int) -> None:
+    """Refuse an oversized batch before validating any of it: 8,000 alerts must not make
+    8,000 runs (nor cost 8,000 validations)."""
+    alerts = data.get("alerts") if isinstance(data, dict) else None
+    if isinstance(alerts, list) and len(alerts) > max_alerts:
+        raise TooManyAlerts([f"alerts: {len(alerts)} alerts in one request, at most "
+                             f"{max_alerts} (the daemon's max_alerts); set max_alerts on "
+                             "the sender (Alertmanager: webhook_config.max_alerts)"])
+
+
+def from_alertmanager(body: bytes, max_alerts: int = 1000) -> list[Alert]:
+    data = _json(body)
+    _count(data, max_alerts)
     try:
-        payload = AlertmanagerPayload.model_validate(_json(body))
+        payload = AlertmanagerPayload.model_validate(data)
     except ValidationError as exc:
         raise _problems(exc) from None
-    return [Alert(source="alertmanager", status=a.status, labels=a.labels,
-                  annotations={**payload.commonAnnotations, **a.annotations},
-                  starts_at=a.startsAt, ends_at=_real_time(a.endsAt),
-                  fingerprint=a.fingerprint or fingerprint(a.labels), receiver=payload.receiver,
-                  group_key=payload.groupKey, group_status=payload.status)
-            for a in payload.alerts]
+    alerts = []
+    for a in payload.alerts:
+        computed = fingerprint(a.labels)
+        alerts.append(Alert(
+            source="alertmanager", status=a.status, labels=a.labels,
+            annotations={**payload.commonAnnotations, **a.annotations},
+            starts_at=a.startsAt, ends_at=_real_time(a.endsAt), fingerprint=computed,
+            sent_fingerprint=_claimed(a.fingerprint, computed), receiver=payload.receiver,
+            group_key=payload.groupKey, group_status=payload.status))
+    return alerts
 
 
-def from_generic(body: bytes) -> list[Alert]:
+def from_generic(body: bytes, max_alerts: int = 1000) -> list[Alert]:
     data = _json(body)
+    _count(data, max_alerts)
     try:
         payload = GenericPayload.model_validate(data if isinstance(data, dict) and "alerts" in data
                                                 else {"alerts": [data]})
     except ValidationError as exc:
         raise _problems(exc) from None
-    return [Alert(source="generic", status=a.status, labels=a.labels, annotations=a.annotations,
-                  starts_at=a.starts_at or datetime.now(UTC),
-                  fingerprint=a.fingerprint or fingerprint(a.labels))
-            for a in payload.alerts]
+    alerts = []
+    for a in payload.alerts:
+        computed = fingerprint(a.labels)
+        alerts.append(Alert(source="generic", status=a.status, labels=a.labels,
+                            annotations=a.annotations, starts_at=a.starts_at or datetime.now(UTC),
+                            fingerprint=computed,
+                            sent_fingerprint=_claimed(a.fingerprint, computed)))
+    return alerts
 
 
 def _real_time(moment: datetime | None) -> datetime | None:

@@ -6,7 +6,23 @@
     GET  /v1/runs/{id}
     POST /v1/runs/{id}/approvals   {"remedy": ..., "decision": "approve"|"decline"},
                                    with an approver's bearer token
-    GET  /healthz, /metrics        liveness; Prometheus metrics
+    GET  /healthz                  liveness only: {"status": "ok"}, nothing about runs
+    GET  /metrics                  Prometheus metrics (a reader's token unless
+                                   `metrics: {auth: none}`)
+
+Intake authentication (`auth.mode`):
+
+    bearer  Authorization: Bearer <token>
+    hmac    X-Runbook-Timestamp: <unix seconds, now>
+            X-Runbook-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+            A timestamp more than 5 minutes old or 1 minute ahead is refused, and so is a
+            signature already accepted (kept in the journal, so across restarts too):
+            a captured request cannot be replayed. A sender signs, in Python:
+                ts = str(int(time.time()))
+                sig = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    none    loopback only
+
+A request with more than `max_alerts` alerts gets a 413 and nothing of it is stored.
 
 Runs started here never approve anything themselves: remedies wait for an approval over
 HTTP (or `runbook approve`), after which the dispatcher queues the run's resume and a
@@ -22,6 +38,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,11 +49,16 @@ from ..journal import Approval, Journal, new_run_id, now
 from ..registry import Registry
 from ..state import AWAITING, RunState
 from . import notify
-from .alerts import Alert, PayloadError, from_alertmanager, from_generic
+from .alerts import Alert, PayloadError, TooManyAlerts, from_alertmanager, from_generic
 from .config import DaemonConfig
-from .inbox import Inbox, Work
+from .inbox import Inbox, Signed, Work
+from .logonce import LogOnce
 
 log = logging.getLogger("runbook.daemon")
+
+SIGNATURE_MAX_AGE = 300.0  # seconds a signed request stays acceptable
+SIGNATURE_MAX_AHEAD = 60.0  # seconds a sender's clock may run ahead of ours
+RUNS_LIMIT_MAX = 500
 
 
 class Metrics:
@@ -50,7 +72,16 @@ class Metrics:
                                 ["source", "status"], registry=self.registry)
         self.dispatched = Counter("runbook_alerts_dispatched_total",
                                   "alerts routed: started, joined (deduplicated), resolved, "
-                                  "unrouted", ["outcome"], registry=self.registry)
+                                  "unrouted, refused (a target outside the route's rule)",
+                                  ["outcome"], registry=self.registry)
+        self.refused = Counter("runbook_alerts_refused_total", "requests refused at intake, "
+                               "by reason", ["reason"], registry=self.registry)
+        self.fingerprint_mismatch = Counter(
+            "runbook_alerts_fingerprint_mismatch_total",
+            "alerts whose sent fingerprint differs from their labels' (the computed one is "
+            "used)", registry=self.registry)
+        self.work_failed = Counter("runbook_work_failed_total", "work items that raised",
+                                   ["kind"], registry=self.registry)
         self.runs = Counter("runbook_runs_total", "engine passes by the status they ended in",
                             ["playbook", "status"], registry=self.registry)
         self.steps = Histogram("runbook_step_duration_seconds", "diagnostic step durations",
@@ -80,14 +111,17 @@ class IntakeWriter:
 
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
-        self.waiting: queue.Queue[tuple[list[Alert], Any, Any] | None] = queue.Queue()
+        self.waiting: queue.Queue[tuple[list[Alert], Signed | None, Any, Any] | None] = (
+            queue.Queue())
         self.thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
 
-    async def store(self, alerts: list[Alert]) -> list[int]:
+    async def store(self, alerts: list[Alert], signed: Signed | None = None) -> list[int] | None:
+        """The alerts' ids once committed; None when `signed` was seen before (a replay)."""
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
-        self.waiting.put((alerts, loop, answer))
-        return list(await answer)
+        self.waiting.put((alerts, signed, loop, answer))
+        ids = await answer
+        return None if ids is None else list(ids)
 
     def _run(self) -> None:
         while (first := self.waiting.get()) is not None:
@@ -102,11 +136,12 @@ class IntakeWriter:
                     break
                 batch.append(more)
             try:
-                stored: list[Any] = self.inbox.store_batches([alerts for alerts, _, _ in batch])
+                stored: list[Any] = self.inbox.store_batches(
+                    [alerts for alerts, _, _, _ in batch], [signed for _, signed, _, _ in batch])
             except Exception as exc:
                 log.exception("storing alerts failed")
                 stored = [exc] * len(batch)
-            for (_, loop, answer), ids in zip(batch, stored, strict=True):
+            for (_, _, loop, answer), ids in zip(batch, stored, strict=True):
                 loop.call_soon_threadsafe(_settle, answer, ids)
 
     def stop(self) -> None:
@@ -125,9 +160,11 @@ def _settle(answer: Any, ids: Any) -> None:
 class Daemon:
     """Dispatcher and workers around one journal; the HTTP app is built on top."""
 
-    def __init__(self, config: DaemonConfig, journal: Journal, registry: Registry) -> None:
+    def __init__(self, config: DaemonConfig, journal: Journal, registry: Registry,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config, self.journal, self.registry = config, journal, registry
-        self.inbox = Inbox(journal, config)
+        self.inbox = Inbox(journal, config, clock)
+        self.log_once = LogOnce(log)
         self.writer = IntakeWriter(self.inbox)
         self.metrics = Metrics(self.inbox)
         self.notifier = notify.Notifier(list(config.notify), journal)
@@ -137,6 +174,7 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.sender_token = _env_secret(config.auth.token_env or config.auth.secret_env)
         self.approvers = {_env_secret(a.token_env): name for name, a in config.approvers.items()}
+        self.metrics_token = _env_secret(config.metrics.token_env)
 
     # Lifecycle
 
@@ -171,8 +209,9 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 handled = self.dispatch_once()
-            except Exception:  # keep the loop alive; the alerts stay stored and retried
-                log.exception("dispatch failed")
+            except Exception as exc:  # keep the loop alive; the alerts stay stored and retried
+                self.log_once(f"dispatch:{type(exc).__name__}", f"dispatch failed: {exc}",
+                              level=logging.ERROR, exc_info=True)
                 handled = 0
             if not handled:
                 self.new_alerts.wait(0.5)
@@ -181,7 +220,10 @@ class Daemon:
     def dispatch_once(self) -> int:
         dispatched = self.inbox.dispatch()
         for item in dispatched:
-            self.metrics.dispatched.labels(item.outcome.split(":")[0]).inc()
+            self.metrics.dispatched.labels(item.outcome).inc()
+            if item.reason:
+                self.log_once(item.reason_class, f"alert {item.alert.name} {item.outcome}: "
+                                                 f"{item.reason}")
             if item.closes and item.run_id:
                 self._say_resolved(item.run_id)
         resumes = self.inbox.queue_approved_resumes()
@@ -212,7 +254,10 @@ class Daemon:
                 self.inbox.finish(item.id)
                 self._say_resolved(state.run_id)  # its alerts may have resolved meanwhile
             except Exception as exc:
-                log.exception("work %s (%s %s) failed", item.id, item.kind, item.playbook)
+                self.metrics.work_failed.labels(item.kind).inc()
+                self.log_once(f"work:{item.kind}:{item.playbook}:{type(exc).__name__}",
+                              f"work {item.id} ({item.kind} {item.playbook}) failed: {exc}",
+                              level=logging.ERROR, exc_info=True)
                 self.inbox.finish(item.id, error=str(exc)[:2000])
 
     def run(self, item: Work) -> RunState:
@@ -336,37 +381,87 @@ def build_app(daemon: Daemon) -> Any:
         header = request.headers.get("authorization", "")
         return header[7:].strip() if header.lower().startswith("bearer ") else ""
 
-    def sender_ok(request: Request, body: bytes) -> bool:
+    class Unauthorized(Exception):
+        """Why a sender was refused (said in the 401: it names no secret)."""
+
+    def sender_check(request: Request, body: bytes) -> Signed | None:
+        """None when the sender is authenticated (and the request unsigned); the signature
+        to remember for a signed request; raises Unauthorized."""
         mode, secret = config.auth.mode, daemon.sender_token or ""
         if mode == "none":
-            return True
+            return None
         if mode == "bearer":
-            return hmac.compare_digest(bearer(request).encode(), secret.encode())
+            if not hmac.compare_digest(bearer(request).encode(), secret.encode()):
+                raise Unauthorized("a valid bearer token is required")
+            return None
+        stamp = request.headers.get("x-runbook-timestamp", "")
+        if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
+            raise Unauthorized("X-Runbook-Timestamp (unix seconds) is required")
+        age = daemon.inbox.clock() - int(stamp)
+        if age > SIGNATURE_MAX_AGE or age < -SIGNATURE_MAX_AHEAD:
+            raise Unauthorized(f"X-Runbook-Timestamp is {age:+.0f} s from the daemon's clock:"
+                               f" at most {SIGNATURE_MAX_AGE:.0f} s old and "
+                               f"{SIGNATURE_MAX_AHEAD:.0f} s ahead are accepted")
+        digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256)
+        expected = "sha256=" + digest.hexdigest()
         signature = request.headers.get("x-runbook-signature", "")
-        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(signature.encode(), expected.encode())
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
+            raise Unauthorized("X-Runbook-Signature: sha256=HMAC(secret, timestamp.body) "
+                               "is required")
+        return Signed(expected, int(stamp) + SIGNATURE_MAX_AGE)
+
+    def token_in(request: Request, tokens: list[str | None]) -> bool:
+        token = bearer(request).encode()
+        # every candidate compared, so the time taken says nothing about which one matched
+        return sum(hmac.compare_digest(token, t.encode()) for t in tokens if t) > 0
 
     def reader_ok(request: Request) -> bool:
-        token = bearer(request)
         if config.auth.mode == "none":
             return True
         known = [daemon.sender_token] if config.auth.mode == "bearer" else []
-        return any(t and hmac.compare_digest(token.encode(), t.encode())
-                   for t in [*known, *daemon.approvers])
+        return token_in(request, [*known, *daemon.approvers])
 
-    def intake(parse: Callable[[bytes], list[Alert]]) -> Callable[[Request], Any]:
+    def metrics_ok(request: Request) -> bool:
+        if config.metrics.auth == "none":
+            return True
+        if daemon.metrics_token:
+            return token_in(request, [daemon.metrics_token])
+        return reader_ok(request)
+
+    def intake(parse: Callable[[bytes, int], list[Alert]]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             body = await body_of(request)
             if isinstance(body, Response):
+                daemon.metrics.refused.labels("body_limit").inc()
                 return body
-            if not sender_ok(request, body):
-                return problem(401, "unauthorized: a valid bearer token or signature is "
-                                    "required", )
             try:
-                alerts = parse(body)
+                signed = sender_check(request, body)
+            except Unauthorized as exc:
+                daemon.metrics.refused.labels("unauthorized").inc()
+                return problem(401, f"unauthorized: {exc}")
+            try:
+                alerts = parse(body, config.max_alerts)
+            except TooManyAlerts as exc:
+                daemon.metrics.refused.labels("max_alerts").inc()
+                daemon.log_once("intake:max_alerts", f"refused a request: {exc}")
+                return problem(413, "too many alerts", problems=exc.problems)
             except PayloadError as exc:
+                daemon.metrics.refused.labels("invalid").inc()
                 return problem(400, "invalid payload", problems=exc.problems)
-            ids = await daemon.writer.store(alerts)  # stored (committed) before the 202
+            ids = await daemon.writer.store(alerts, signed)  # committed before the 202
+            if ids is None:
+                daemon.metrics.refused.labels("replayed").inc()
+                daemon.log_once("intake:replayed", "refused a replayed signed request (its "
+                                                   "signature was accepted before)")
+                return problem(401, "unauthorized: this signature was already used (a "
+                                    "replay); sign each request with a fresh timestamp")
+            mismatched = [a for a in alerts if a.sent_fingerprint]
+            if mismatched:
+                daemon.metrics.fingerprint_mismatch.inc(len(mismatched))
+                daemon.log_once("intake:fingerprint", f"{len(mismatched)} alert(s) sent a "
+                                "fingerprint that does not match their labels; runbook uses "
+                                f"the labels' (first: sent {mismatched[0].sent_fingerprint}, "
+                                f"computed {mismatched[0].fingerprint})")
             for alert in alerts:
                 daemon.metrics.received.labels(alert.source, alert.status).inc()
             daemon.new_alerts.set()
@@ -376,7 +471,11 @@ def build_app(daemon: Daemon) -> Any:
     async def runs(request: Request) -> Response:
         if not reader_ok(request):
             return problem(401, "unauthorized")
-        limit = min(int(request.query_params.get("limit", "50") or 50), 500)
+        text = request.query_params.get("limit", "50")
+        if not (text.isascii() and text.isdigit() and len(text) < 8) or int(text) < 1:
+            return problem(400, f"limit must be a whole number from 1 (at most "
+                                f"{RUNS_LIMIT_MAX} are returned), not {text[:20]!r}")
+        limit = min(int(text), RUNS_LIMIT_MAX)
         rows = await run_in_threadpool(daemon.journal.runs, limit,
                                        request.query_params.get("status"))
         states = [await run_in_threadpool(daemon.journal.state, row.id) for row in rows]
@@ -422,12 +521,15 @@ def build_app(daemon: Daemon) -> Any:
                              "at": approval.at}, status_code=202)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "workers": config.max_concurrent_runs,
-                             "queue_depth": daemon.inbox.queue_depth()})
+        # unauthenticated: says it is alive and nothing else (no playbooks, kinds, counts)
+        return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        if not metrics_ok(request):
+            return problem(401, "unauthorized: /metrics needs a token (or metrics: "
+                                "{auth: none} in the daemon config)")
         return PlainTextResponse(generate_latest(daemon.metrics.registry),
                                  media_type=CONTENT_TYPE_LATEST)
 
@@ -454,7 +556,7 @@ def serve(config_path: Path, host: str | None = None, port: int | None = None) -
 
     from ..paths import home
     from ..registry import default_registry
-    from .config import load
+    from .config import load, warnings
 
     config = load(config_path)
     from ..redact import ScrubbingFormatter
@@ -462,6 +564,8 @@ def serve(config_path: Path, host: str | None = None, port: int | None = None) -
     handler = logging.StreamHandler()
     handler.setFormatter(ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    for warning in warnings(config):
+        log.warning("config %s: %s", config_path, warning)
     daemon = Daemon(config, Journal(home()), default_registry())
     server = uvicorn.Server(uvicorn.Config(
         build_app(daemon), host=host or config.listen.host, port=port or config.listen.port,
@@ -469,4 +573,17 @@ def serve(config_path: Path, host: str | None = None, port: int | None = None) -
     log.info("runbook daemon on http://%s:%s, journal %s", server.config.host,
              server.config.port, home())
     server.run()
+    return 0
+
+
+def check(config_path: Path) -> int:
+    """`runbook daemon --check`: validate the config (an invalid one raises, with
+    file:line), print what is unsafe in a valid one, and exit; 0 whenever it loads."""
+    from .config import load, warnings
+
+    config = load(config_path)
+    found = warnings(config)
+    for warning in found:
+        print(f"warning: {warning}")
+    print(f"{config_path}: valid, {len(config.routes)} route(s), {len(found)} warning(s)")
     return 0

@@ -1,9 +1,11 @@
-"""The daemon's configuration file, validated like a playbook (file:line:col errors)."""
+"""The daemon's configuration file, validated like a playbook (file:line:col errors), and
+the warnings `runbook daemon --check` prints about a config that loads but is unsafe."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -36,12 +38,50 @@ class Approver(_Strict):
     token_env: str = Field(description="env var holding this approver's bearer token")
 
 
+class MetricsAccess(_Strict):
+    """Who may read `/metrics` (it names playbooks, step kinds and run counts)."""
+
+    auth: Literal["token", "none"] = "token"
+    token_env: str | None = Field(None, description="env var holding a scrape token; without "
+                                  "it, the tokens that may read runs (GET /v1/runs) may scrape")
+
+
+class TargetRule(_Strict):
+    """A target chosen by an alert, constrained: the rendered name must be in `allow` or
+    match `match` (a regex over the whole name, as Alertmanager anchors its matchers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    template: str = Field(alias="from", description='e.g. "{{ labels.instance }}"')
+    allow: list[str] | None = Field(None, min_length=1, description="target names it may be")
+    match: str | None = Field(None, description="a regex the whole target name must match")
+
+    @model_validator(mode="after")
+    def _constrained(self) -> TargetRule:
+        if self.allow is None and self.match is None:
+            raise ValueError("a target rule needs allow: [names] or match: regex (a plain "
+                             "string is the way to write an unconstrained template)")
+        if self.match is not None:
+            try:
+                re.compile(self.match)
+            except re.error as exc:
+                raise ValueError(f"bad regex in match {self.match!r}: {exc}") from None
+        return self
+
+    def permits(self, name: str) -> bool:
+        if self.allow is not None and name not in self.allow:
+            return False
+        return self.match is None or re.fullmatch(self.match, name) is not None
+
+
 class Route(_Strict):
     name: str
     match: list[str] = Field(default_factory=list,
                              description='Alertmanager matchers: alertname="X", env=~"prod.*"')
     playbook: str
-    targets: dict[str, str] = Field(default_factory=dict, description="role -> template")
+    targets: dict[str, str | TargetRule] = Field(
+        default_factory=dict, description="role -> template, or {from: template, allow: [...]}"
+                                          " / {from: template, match: regex}")
     params: dict[str, str] = Field(default_factory=dict, description="param -> template")
     severity: Severity | None = None
     group_by: list[str] = Field(default_factory=list,
@@ -52,6 +92,10 @@ class Route(_Strict):
     def matchers(self) -> list[Matcher]:
         """Parsed once: routing runs for every alert."""
         return [parse_matcher(m) for m in self.match]
+
+    def target_template(self, role: str) -> str:
+        spec = self.targets[role]
+        return spec if isinstance(spec, str) else spec.template
 
 
 class Notify(_Strict):
@@ -71,7 +115,9 @@ class Notify(_Strict):
 class DaemonConfig(_Strict):
     listen: Listen = Listen()
     auth: Auth = Auth()
+    metrics: MetricsAccess = MetricsAccess()
     body_limit: int = Field(1_048_576, ge=1024, description="bytes per request")
+    max_alerts: int = Field(1000, ge=1, description="alerts per request; more is a 413")
     max_concurrent_runs: int = Field(4, ge=1, le=64)
     dedup_window: Duration = Field(600.0, description="alerts of a group within it join a run")
     approval_ttl: Duration | None = Field(3600.0, description="an older approval is void")
@@ -96,6 +142,49 @@ class DaemonConfig(_Strict):
         for route in self.routes:
             _ = route.matchers  # a bad matcher fails here, at load time
         return self
+
+
+# labels.NAME (not a method call) or labels["NAME"]
+_LABEL_USE = re.compile(r"""\blabels\s*(?:\.\s*([A-Za-z_]\w*)\b(?!\s*\()"""
+                        r"""|\[\s*['"]([^'"]+)['"]\s*\])""")
+
+
+def _labels_used(template: str) -> tuple[set[str], bool]:
+    """The labels a template reads by name, and whether it reads alert data some other way
+    (a computed label name, annotations) that no matcher can constrain."""
+    named = {a or b for a, b in _LABEL_USE.findall(template)}
+    other = bool(re.search(r"\bannotations\b", _LABEL_USE.sub("", template))
+                 or re.search(r"\blabels\b", _LABEL_USE.sub("", template)))
+    return named, other
+
+
+def warnings(config: DaemonConfig) -> list[str]:
+    """What `runbook daemon --check` (and the daemon at start) warns about: a config that
+    is valid but lets an alert choose what runbook acts on, or misses a secret."""
+    found: list[str] = []
+    for route in config.routes:
+        pinned = {m.label for m in route.matchers if m.op in {"=", "=~"}}
+        for role, spec in route.targets.items():
+            if not isinstance(spec, str):
+                continue  # an allow-list or a match constrains it
+            named, other = _labels_used(spec)
+            loose = sorted(named - pinned) + (["annotations or a computed label"] if other
+                                              else [])
+            if loose:
+                found.append(
+                    f"route {route.name}: target {role} comes from {', '.join(loose)}, which "
+                    f"nothing constrains: any alert that matches can bind any target; use "
+                    f"targets: {{{role}: {{from: ..., allow: [names]}}}} or a matcher on the "
+                    "label")
+    if config.metrics.auth == "none" and not _loopback(config.listen.host):
+        found.append("metrics: auth none off loopback: anyone who can connect reads "
+                     "playbook names, step kinds and run counts")
+    envs = [config.auth.token_env, config.auth.secret_env, config.metrics.token_env,
+            *(a.token_env for a in config.approvers.values()),
+            *(n.url_env for n in config.notify)]
+    found += [f"{name} is not set in this environment" for name in envs
+              if name and not os.environ.get(name)]
+    return found
 
 
 def _loopback(host: str) -> bool:

@@ -5,12 +5,17 @@ lost. The dispatcher then routes each stored alert exactly once (in order), grou
 the alerts of the same group key into one run, and queues that run; workers claim queued
 work; nothing is dropped when every worker is busy, the queue just grows. After a crash,
 undispatched alerts are dispatched and claimed work goes back to the queue.
+
+Signed requests leave their signature here too, in the same transaction as their alerts,
+so a replayed request is refused even after a restart, and a request that failed to store
+can be retried.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +23,7 @@ from ..journal import Journal, now
 from ..state import AWAITING
 from .alerts import Alert
 from .config import DaemonConfig
-from .routing import bindings, group_key, route_for
+from .routing import TargetRefused, bindings, group_key, route_for
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -28,7 +33,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     status TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     alert TEXT NOT NULL,        -- the Alert as JSON
-    outcome TEXT,               -- NULL until dispatched: started, joined, resolved, unrouted
+    outcome TEXT,               -- NULL until dispatched: started, joined, resolved,
+                                -- unrouted, refused (a target outside the route's rule)
     route TEXT,
     group_key TEXT,
     work_id INTEGER
@@ -58,7 +64,20 @@ CREATE TABLE IF NOT EXISTS alert_groups (
     resolved_said INTEGER NOT NULL DEFAULT 0  -- and RESOLVED went out (once)
 );
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS intake_signatures (
+    signature TEXT PRIMARY KEY, -- an accepted request's HMAC: the same again is a replay
+    expires_at REAL NOT NULL    -- unix time after which its timestamp is refused anyway
+);
+CREATE INDEX IF NOT EXISTS intake_signatures_expiry ON intake_signatures(expires_at);
 """
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A signed request's signature and until when its timestamp is valid."""
+
+    signature: str
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -78,28 +97,45 @@ class Dispatched:
     """What the dispatcher did with one alert, for metrics and notifications."""
 
     alert: Alert
-    outcome: str  # started, joined, resolved, unrouted
+    outcome: str  # started, joined, resolved, unrouted, refused
     run_id: str | None = None
     closes: bool = False  # the last firing alert of its run resolved
+    reason: str = ""  # why unrouted or refused
+    reason_class: str = ""  # one log line per class, not per alert
 
 
 class Inbox:
-    def __init__(self, journal: Journal, config: DaemonConfig) -> None:
+    def __init__(self, journal: Journal, config: DaemonConfig,
+                 clock: Callable[[], float] = time.time) -> None:
         self.journal, self.config = journal, config
+        self.clock = clock  # unix time; dedup windows and signature expiry read it
         journal.extend_schema(SCHEMA)
 
     # Intake
 
     def store(self, alerts: list[Alert]) -> list[int]:
         """Persist alerts (one transaction); the caller answers 202 only after this."""
-        return self.store_batches([alerts])[0]
+        ids = self.store_batches([alerts])[0]
+        assert ids is not None  # unsigned: never a replay
+        return ids
 
-    def store_batches(self, batches: list[list[Alert]]) -> list[list[int]]:
-        """Several requests' alerts in one transaction (group commit); their ids, per request."""
+    def store_batches(self, batches: list[list[Alert]],
+                      signed: list[Signed | None] | None = None) -> list[list[int] | None]:
+        """Several requests' alerts in one transaction (group commit); their ids, per request,
+        or None for a signed request whose signature was seen before (a replay: nothing of
+        it is stored)."""
         at = now()
-        ids: list[list[int]] = []
+        ids: list[list[int] | None] = []
         with self.journal.transaction() as db:
-            for alerts in batches:
+            if signed and any(signed):
+                db.execute("DELETE FROM intake_signatures WHERE expires_at < ?",
+                           (self.clock(),))
+            for alerts, signature in zip(batches, signed or [None] * len(batches), strict=True):
+                if signature is not None and not db.execute(
+                        "INSERT OR IGNORE INTO intake_signatures VALUES (?,?)",
+                        (signature.signature, signature.expires_at)).rowcount:
+                    ids.append(None)
+                    continue
                 ids.append([int(db.execute(
                     "INSERT INTO alerts (received_at, source, status, fingerprint, alert) "
                     "VALUES (?,?,?,?,?)", (at, a.source, a.status, a.fingerprint,
@@ -128,7 +164,7 @@ class Inbox:
         key = group_key(alert, route)
         group = db.execute("SELECT work_id, opened_at, window, resolved FROM alert_groups "
                            "WHERE group_key=?", (key,)).fetchone()
-        open_work = (group[0] if group and not group[3] and time.time() - group[1] < group[2]
+        open_work = (group[0] if group and not group[3] and self.clock() - group[1] < group[2]
                      else None)
         run_id = self._run_id(db, open_work) if open_work else None
         if alert.status == "resolved":  # never starts a run; it may close the group's run
@@ -140,10 +176,16 @@ class Inbox:
             return Dispatched(alert, "joined", run_id)
         try:
             targets, params = bindings(alert, route)
+        except TargetRefused as exc:
+            db.execute("UPDATE alerts SET outcome='refused', route=? WHERE id=?",
+                       (route.name, alert_id))
+            return Dispatched(alert, "refused", reason=str(exc),
+                              reason_class=f"refused:{exc.route}:{exc.role}")
         except Exception as exc:  # a bad template must not stop the inbox
             db.execute("UPDATE alerts SET outcome='unrouted', route=? WHERE id=?",
                        (route.name, alert_id))
-            return Dispatched(alert, f"unrouted: {exc}")
+            return Dispatched(alert, "unrouted", reason=f"route {route.name}: {exc}",
+                              reason_class=f"unrouted:{route.name}:{type(exc).__name__}")
         at = now()
         work_id = db.execute(
             "INSERT INTO work (kind, route, group_key, playbook, targets, params, status, "
@@ -152,7 +194,7 @@ class Inbox:
              at, at)).lastrowid
         window = route.once_within or self.config.dedup_window
         db.execute("INSERT OR REPLACE INTO alert_groups (group_key, work_id, opened_at, window)"
-                   " VALUES (?,?,?,?)", (key, work_id, time.time(), window))
+                   " VALUES (?,?,?,?)", (key, work_id, self.clock(), window))
         db.execute("UPDATE alerts SET outcome='started', route=?, group_key=?, work_id=? "
                    "WHERE id=?", (route.name, key, work_id, alert_id))
         return Dispatched(alert, "started")

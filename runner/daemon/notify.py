@@ -3,6 +3,12 @@ generic JSON webhook, in the seed runbooks' three shapes: INCIDENT ALERT, UPDATE
 
 Sending retries with back-off; a notification that still fails is recorded on the run and
 never fails it. Secrets are scrubbed from every message; the Slack URL itself is one.
+
+Slack reads `<...>` in mrkdwn as mentions and links (`<!channel>`, `<http://x|click>`), so
+everything that came from an alert or a system (annotations, labels, findings, errors, log
+lines) is escaped (`&`, `<`, `>`) before runbook adds its own markup. Messages are cut to
+Slack's limits (3000 characters a section, 2000 a field, 50 blocks) with a marker, since
+Slack refuses the whole message otherwise.
 """
 
 from __future__ import annotations
@@ -95,23 +101,69 @@ def resolved(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
     }
 
 
+SLACK_SECTION_TEXT = 3000  # Block Kit: a section's text
+SLACK_FIELD_TEXT = 2000  # a section field's text
+SLACK_FIELDS = 10  # fields in one section
+SLACK_HEADER_TEXT = 150  # a header's plain_text
+SLACK_BLOCKS = 50  # blocks in one message
+TRUNCATED = " … (cut: the run has it all)"
+
+
+def mrkdwn_escape(text: object) -> str:
+    """Text from outside runbook, shown as text: Slack's three control characters."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fit(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with a marker, never inside an `&amp;` entity."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - len(TRUNCATED)]
+    entity = cut.rfind("&")
+    if entity >= 0 and ";" not in cut[entity:]:
+        cut = cut[:entity]
+    return cut + TRUNCATED
+
+
+def _sections(label: str, lines: list[Any]) -> list[dict[str, Any]]:
+    """A list as one or more sections, each within Slack's section limit."""
+    sections: list[dict[str, Any]] = []
+    text, continued = f"*{label}*", f"*{label}* (continued)"
+    for line in lines:
+        item = fit(f"• {mrkdwn_escape(line)}", SLACK_SECTION_TEXT - len(continued) - 1)
+        if len(text) + 1 + len(item) > SLACK_SECTION_TEXT:
+            sections.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+            text = continued
+        text += "\n" + item
+    sections.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    return sections
+
+
 def slack_blocks(message: dict[str, Any]) -> dict[str, Any]:
-    """Block Kit: a header, the fields, then what was found / done / waits."""
-    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in message["fields"].items()]
+    """Block Kit: a header, the fields, then what was found / done / waits; everything from
+    outside escaped, everything within Slack's limits."""
+    fields = [{"type": "mrkdwn",
+               "text": fit(f"*{mrkdwn_escape(k)}*\n{mrkdwn_escape(v)}", SLACK_FIELD_TEXT)}
+              for k, v in message["fields"].items()]
+    title = str(message["title"])
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": message["title"][:150]}},
-        {"type": "section", "fields": fields[:10]},
+        {"type": "header", "text": {"type": "plain_text",  # plain: Slack parses no markup
+                                    "text": fit(title, SLACK_HEADER_TEXT)}},
+        {"type": "section", "fields": fields[:SLACK_FIELDS]},
     ]
     for key, label in (("found", "Found"), ("not_checked", "Could not check"),
                        ("done", "Done"), ("waiting", "Waiting for approval")):
         if message.get(key):
-            text = "\n".join(f"• {line}" for line in message[key])
-            blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                                                       "text": f"*{label}*\n{text}"[:2900]}})
-    if message.get("next"):
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
-                                                        "text": message["next"]}]})
-    return {"text": message["title"], "blocks": blocks}
+            blocks += _sections(label, list(message[key]))
+    closing = ([{"type": "context", "elements": [{"type": "mrkdwn", "text": fit(
+        mrkdwn_escape(message["next"]), SLACK_SECTION_TEXT)}]}] if message.get("next") else [])
+    room = SLACK_BLOCKS - len(closing)
+    if len(blocks) > room:
+        left_out = len(blocks) - (room - 1)
+        blocks = blocks[:room - 1] + [{"type": "section", "text": {
+            "type": "mrkdwn", "text": f"… {left_out} more section(s) cut: the run has it all"}}]
+    # the top-level text is mrkdwn too (notifications show it)
+    return {"text": fit(mrkdwn_escape(title), SLACK_SECTION_TEXT), "blocks": blocks + closing}
 
 
 class Notifier:

@@ -1,8 +1,10 @@
 """Alertmanager-style matchers and routes: which playbook an alert starts, on what.
 
 A matcher is `label="value"`, `label!="value"`, `label=~"regex"` or `label!~"regex"`; a
-regex must match the whole value, as in Alertmanager. Targets and params are templates over
-the alert's `labels` and `annotations` (the same sandbox as playbooks).
+regex must match the whole value, as in Alertmanager; a missing label reads as "". Targets
+and params are templates over the alert's `labels` and `annotations` (the same sandbox as
+playbooks); a target with an allow-list or a `match` regex refuses any other name, so an
+alert's labels cannot point a run at a target the route does not name.
 """
 
 from __future__ import annotations
@@ -68,11 +70,26 @@ def group_key(alert: Alert, route: Route) -> str:
     return f"{route.name}:{digest.hexdigest()[:16]}"
 
 
+class TargetRefused(ValueError):
+    """An alert named a target its route does not allow: stored, answered, no run."""
+
+    def __init__(self, route: str, role: str, name: str) -> None:
+        self.route, self.role = route, role
+        super().__init__(f"route {route}: target {role} = {name[:200]!r} is not allowed by "
+                         "the route's allow-list/match")
+
+
 def bindings(alert: Alert, route: Route) -> tuple[dict[str, str], dict[str, Any]]:
-    """(targets, params) for the run, rendered from the alert's labels and annotations."""
+    """(targets, params) for the run, rendered from the alert's labels and annotations;
+    TargetRefused when a constrained target renders to a name outside its rule."""
     from ..expressions import render
 
     context = {"labels": alert.labels, "annotations": alert.annotations}
-    targets = {role: str(render(template, context)) for role, template in route.targets.items()}
+    targets = {}
+    for role, spec in route.targets.items():
+        name = str(render(route.target_template(role), context))
+        if not isinstance(spec, str) and not spec.permits(name):
+            raise TargetRefused(route.name, role, name)
+        targets[role] = name
     params = {name: render(template, context) for name, template in route.params.items()}
     return targets, params
