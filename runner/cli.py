@@ -160,6 +160,9 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from .redact import scrub_stdio
+
+    scrub_stdio()  # everything printed from here on, a traceback too, has its secrets masked
     if getattr(args, "home", None):
         os.environ["RUNBOOK_HOME"] = args.home
     from .errors import JournalError, JournalUnavailable, PlaybookError, RunbookError, UsageError

@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+import sys
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TextIO
 
 MASK = "***"
 MIN_SECRET_CHARS = 4  # shorter values would mask noise everywhere
@@ -169,6 +170,33 @@ class Redactor:
 
 
 SECRETS = Redactor()
+
+
+class ScrubbingStream:
+    """A text stream (stdout, stderr) whose every write passes through SECRETS.scrub_output;
+    everything else (isatty, fileno, encoding, flush) is the wrapped stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.wrapped = stream
+
+    def write(self, text: str) -> int:
+        self.wrapped.write(str(SECRETS.scrub_output(text)))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def scrub_stdio() -> None:
+    """From now on, whatever this process prints (tracebacks included) is scrubbed."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, ScrubbingStream):
+            setattr(sys, name, ScrubbingStream(stream))
 
 
 class ScrubbingFormatter(logging.Formatter):

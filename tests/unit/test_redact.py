@@ -424,3 +424,19 @@ def test_a_scope_per_run_in_the_engine(tmp_path: Path, registry: Registry,
     state = engine.start(plan, new_run_id(), trigger="test", requested_by="t")
     assert state.steps["echo"].result["log"] == f"FATAL: login {MASK} refused for user app"
     assert SECRETS.scrub("scoped-pw-31") == "scoped-pw-31"
+
+
+def test_whatever_the_cli_prints_a_traceback_included_is_scrubbed() -> None:
+    """`runbook` wraps stdout and stderr first thing: even an unexpected error's traceback,
+    printed by Python itself, has its secrets masked."""
+    program = ("import sys\nfrom runner.redact import SECRETS, scrub_stdio\n"
+               "SECRETS.register('tb-secret-5Xq')\nscrub_stdio()\nscrub_stdio()\n"
+               "print('said tb-secret-5Xq and password=pw-777', flush=True)\n"
+               "assert sys.stderr.isatty() is False\n"
+               "raise RuntimeError('connect failed with tb-secret-5Xq')\n")
+    run = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert run.returncode == 1
+    assert run.stdout == f"said {MASK} and password={MASK}\n"
+    assert f"RuntimeError: connect failed with {MASK}" in run.stderr
+    assert "tb-secret-5Xq" not in run.stderr
