@@ -12,11 +12,14 @@
         jump: ops@bastion                       # optional: one bastion (ssh -W through it)
 
 Kinds: `ansible.check` runs a playbook with `--check --diff`: in check mode Ansible reports
-what it would change and changes nothing, except in tasks its playbook marks
-`check_mode: false`. So it is read-only on the word of whoever chose that playbook for a
-diagnostic step, and `runbook plan` and `show` display that mark. `ansible.run` runs it for
-real (mutating: only as an approved remedy). Both take `playbook` (a file inside
-playbook_dir), `limit`, `tags` and `extra_vars`.
+what it would change and changes nothing, except in tasks that opt out of check mode
+(`check_mode: false` on a task, block, role or play). Those are found before the run
+(`diagnostics.ansiblecheck`) and refused unless the step lists each by name in
+`allow_real_tasks`; `runbook plan` shows them; a change one of them made is reported as a
+change (`changed: true`, `real_changes`), not as one that would happen. So the step is
+read-only on the word of whoever chose that playbook, and `plan` and `show` display that
+mark. `ansible.run` runs it for real (mutating: only as an approved remedy). Both take
+`playbook` (a file inside playbook_dir), `limit`, `tags` and `extra_vars`.
 
 What is enforced:
 * The playbook is a file inside `playbook_dir`: an absolute path, `..` or a symlink that
@@ -36,8 +39,9 @@ What is enforced:
   settings), not runbook's: the DSNs and keys in runbook's environment never reach it or
   the artifacts. A key from `key_env` is written to a 0600 file for the run and removed
   after; its text is registered as a secret. Known secrets are masked in the artifacts.
-* The whole run has a timeout (ansible-runner's `timeout`, at most the step's); the
-  engine's cancel stops ansible-playbook within about a second.
+* The whole run has a timeout (ansible-runner's `timeout`: the step's `timeout:`, else the
+  kind's, and never more than the target's); the engine's cancel stops ansible-playbook
+  within about a second.
 
 Every run gets a private data directory `RUNBOOK_HOME/ansible/<ident>/` (ident: UTC time,
 check|run, random), with ansible-runner's artifacts in `artifacts/<ident>/`: `job_events/`
@@ -46,7 +50,8 @@ check|run, random), with ansible-runner's artifacts in `artifacts/<ident>/`: `jo
 
 Result: `status` (successful, failed, timeout, canceled), `rc`, `check_mode`, `hosts`
 ({host: {ok, changed, failed, unreachable, skipped, rescued, ignored}}), `changes` (tasks
-that changed, or in check mode would change: [{host, task, action, diff}]), `failed_tasks`
+that changed, or in check mode would change: [{host, task, action, diff, real}]),
+`real_tasks` and `real_changes` (what ran and changed for real in check mode), `failed_tasks`
 ([{host, task, action, msg}]), `unreachable` ([{host, msg}]), `events` (a compact list:
 [{event, host, task, status}]), counts, and `artifacts`. A check whose hosts fail or cannot
 be reached is a result (the finding), not an error; a run that does not succeed fails the
