@@ -62,9 +62,14 @@ class Items(BaseModel):
     items: list[Any] = Field(default_factory=list)
 
 
-def echo(h: Handle, p: NoParams) -> dict[str, Any]:
+class Echo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    say: str = ""
+
+
+def echo(h: Handle, p: Echo) -> dict[str, Any]:
     """What a careless server hands back: the password in log lines, nested data, keys."""
-    return {"ok": True,
+    return {"ok": True, "said": p.say,
             "log": f"FATAL: login {h.password} refused for user app",
             "lines": [f"retrying with {h.password}", {"detail": f"({h.password})"}],
             h.password: "as a key"}
@@ -82,7 +87,7 @@ def restart(h: Handle, p: Items) -> dict[str, Any]:
 
 def register(registry: Registry) -> None:
     registry.add_backend(Backend("vault", VaultConnector(), VaultSettings, "test: echoes secrets"))
-    registry.add(StepKind("vault.echo", "vault", echo, NoParams, False, "echo the password"))
+    registry.add(StepKind("vault.echo", "vault", echo, Echo, False, "echo the password"))
     registry.add(StepKind("vault.fail", "vault", fail, NoParams, False, "fail, with it"))
     registry.add(restart_kind("vault.restart"))
 

@@ -440,3 +440,44 @@ def test_whatever_the_cli_prints_a_traceback_included_is_scrubbed() -> None:
     assert run.stdout == f"said {MASK} and password={MASK}\n"
     assert f"RuntimeError: connect failed with {MASK}" in run.stderr
     assert "tb-secret-5Xq" not in run.stderr
+
+
+def test_concurrent_runs_in_one_process_never_mask_each_others_data(
+        tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in the daemon: run B's weak password `service` is masked in B's data only; run A
+    says "login service ok" and keeps it, its own password masked."""
+    monkeypatch.setenv("A_PW", "alpha-pw-1")
+    monkeypatch.setenv("B_PW", WEAK)
+    inv_file = tmp_path / "inventory.yaml"
+    inv_file.write_text("targets:\n" + "".join(
+        f"  {n}:\n    kind: vault\n    path: {tmp_path / n}\n    password_env: {n.upper()}_PW\n"
+        for n in ("a", "b")))
+    inv = inventory.load([inv_file], registry)
+    journal = Journal(tmp_path / "home")
+    book = textwrap.dedent("""\
+        name: pb
+        summary: two runs at once
+        targets:
+          box: {kind: vault}
+        steps:
+          - {id: echo, run: vault.echo, target: box, with: {say: "login service ok"}}
+        """)
+    loaded = loader.parse(book, "pb.yaml", registry)
+    barrier = threading.Barrier(2)
+    states: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        plan = make_plan(loaded, inv, registry, {"box": name}, {})
+        engine = Engine(registry, journal, Gate(journal, registry, approver="t", prompter=None))
+        barrier.wait()
+        states[name] = engine.start(plan, new_run_id(), trigger="test", requested_by="t")
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    a, b = (states[n].steps["echo"].result for n in ("a", "b"))
+    refused = f"FATAL: login {MASK} refused for user app"
+    assert (a["said"], a["log"]) == ("login service ok", refused)
+    assert (b["said"], b["log"]) == (f"login {MASK} ok", refused)
