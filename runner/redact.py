@@ -31,7 +31,7 @@ MIN_SECRET_CHARS = 4  # shorter values would mask noise everywhere
 
 # A key that names a secret: password, db_password, PGPASSWORD, api_key, X-Api-Key,
 # AWS_SECRET_ACCESS_KEY, client_secret, auth_token, private_key, credentials...
-_KEY_WORDS = (r"pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key|"
+_KEY_WORDS = (r"password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|"
               r"private[_-]?key|credentials?|auth[_-]?key")
 _SECRET_KEY = re.compile(rf"[\w.-]*(?:{_KEY_WORDS})[\w.-]*", re.IGNORECASE)
 # a quoted value (its closing quote may be cut off) or a bare one

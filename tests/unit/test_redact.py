@@ -98,6 +98,8 @@ def test_masking_keeps_what_surrounds_the_secret(text: str, expected: str) -> No
     "FATAL: too many connections for role \"app\"",
     "run: service.restart",
     "basic checks passed",
+    "verify: passed=3 bypass=on compass: north",
+    "max_sessions=2 keys=4",
 ])
 def test_text_without_a_secret_is_left_alone(text: str) -> None:
     assert Redactor().scrub(text) == text
@@ -105,9 +107,11 @@ def test_text_without_a_secret_is_left_alone(text: str) -> None:
 
 def test_a_secret_named_key_masks_its_value_in_structured_data() -> None:
     scrubbed = Redactor().scrub({"env": {"DB_PASSWORD": "pw-in-a-dict", "HOME": "/root"},
-                                 "labels": [{"api_key": "k-123"}], "count": 3})
+                                 "labels": [{"api_key": "k-123"}], "count": 3,
+                                 "passed": "yes", "key": "name"})
     assert scrubbed == {"env": {"DB_PASSWORD": MASK, "HOME": "/root"},
-                        "labels": [{"api_key": MASK}], "count": 3}
+                        "labels": [{"api_key": MASK}], "count": 3,
+                        "passed": "yes", "key": "name"}
 
 
 def test_keep_leaves_structural_fields_exactly_as_they_are() -> None:
