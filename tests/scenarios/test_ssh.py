@@ -387,6 +387,10 @@ steps:
     run: ssh.exec_read_only
     allow_options: true
     with: {argv: [/bin/echo, "{{ params.word }}"]}
+remedies:
+  - id: touch-it
+    run: ssh.exec
+    with: {argv: [touch, "{{ params.word }}"]}
 """
 
 
@@ -401,17 +405,23 @@ def test_a_templated_argv_value_starting_with_a_dash_is_refused_unless_allowed(
     monkeypatch.setenv("RUNBOOK_PLAYBOOKS", str(tmp_path / "playbooks"))
     monkeypatch.setenv("RUNBOOK_INVENTORY", str(tmp_path / "inventory.yaml"))
 
-    _code, report = cli.json("run", "ssh-options", "-p", "word=--version", "--no-input")
+    _code, report = cli.json("run", "ssh-options", "-p", "word=--version", "--no-input",
+                             "--approve", "touch-it=ssh.exec")
     steps = {s["id"]: s for s in report["steps"]}
+    [touch] = report["remedies"]
+    assert touch["status"] == "skipped" and "renders to '--version'" in json.dumps(touch)
     assert steps["said"]["status"] == "failed"
     assert "argv[1]: '{{ params.word }}' renders to '--version', which starts with '-'" \
         in steps["said"]["error"]
     assert steps["said_as_option"]["status"] == "ok"  # the step said so: echo's option
     assert "GNU coreutils" in steps["said_as_option"]["result"]["stdout"]
 
-    _code, report = cli.json("run", "ssh-options", "-p", "word=plain", "--no-input")
+    _code, report = cli.json("run", "ssh-options", "-p", "word=/tmp/plain", "--no-input",
+                             "--approve", "touch-it=ssh.exec")
     assert {s["id"]: s["result"]["stdout"] for s in report["steps"]} == {
-        "said": "plain\n", "said_as_option": "plain\n"}
+        "said": "/tmp/plain\n", "said_as_option": "/tmp/plain\n"}
+    assert report["remedies"][0]["status"] == "succeeded", report["remedies"]
+    assert exists(hosts[0], "/tmp/plain")
 
 
 def test_log_tail_takes_a_literal_as_text_never_as_a_regex(
