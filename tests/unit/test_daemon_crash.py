@@ -64,7 +64,7 @@ class Daemon:
                                       str(self.config), "--port", str(self.port)], cwd=ROOT,
                                      env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        wait_until(self._up, "the daemon to answer")
+        wait_for(self._up, "the daemon to answer")
 
     def _up(self) -> bool:
         try:
@@ -91,13 +91,6 @@ class Daemon:
         return list(answer.json()["runs"])
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def daemon(tmp_path: Path, runbook_home: Path) -> Iterator[Daemon]:
     config = write_world(tmp_path, CONFIG)
@@ -117,12 +110,12 @@ def alert(group: str) -> dict[str, object]:
 def test_after_kill_9_every_accepted_alert_is_processed(daemon: Daemon, tmp_path: Path) -> None:
     accepted = [daemon.post("/v1/alerts", alert(f"g{i % 3}")) for i in range(12)]
     assert all(a.status_code == 202 for a in accepted)
-    wait_until(lambda: any(r["steps"] for r in daemon.runs()), "the first run's step")
+    wait_for(lambda: any(r["steps"] for r in daemon.runs()), "the first run's step")
     daemon.kill9()  # one run mid-diagnosis, two queued behind it
 
     daemon.start()
     (tmp_path / "box" / "release-step").touch()
-    wait_until(lambda: len(daemon.runs()) == 3 and all(
+    wait_for(lambda: len(daemon.runs()) == 3 and all(
         r["status"] == "awaiting_approval" for r in daemon.runs()), "three runs")
     with Journal(daemon.home) as journal:
         outcomes = journal.read("SELECT outcome, count(*) FROM alerts GROUP BY outcome")
@@ -135,19 +128,27 @@ def test_after_kill_9_every_accepted_alert_is_processed(daemon: Daemon, tmp_path
 def test_a_remedy_killed_mid_way_is_never_run_again(daemon: Daemon, tmp_path: Path) -> None:
     (tmp_path / "box" / "release-step").touch()
     daemon.post("/v1/alerts", alert("only"))
-    wait_until(lambda: bool(daemon.runs()) and daemon.runs()[0]["status"] == "awaiting_approval",
+    wait_for(lambda: bool(daemon.runs()) and daemon.runs()[0]["status"] == "awaiting_approval",
                "the proposal")
     run_id = daemon.runs()[0]["run_id"]
     assert daemon.post(f"/v1/runs/{run_id}/approvals", {"remedy": "fix"},
                        token="carol-token").status_code == 202
     actions = tmp_path / "box" / "actions.jsonl"
-    wait_until(actions.exists, "the remedy to start")
+    wait_for(actions.exists, "the remedy to start")
     daemon.kill9()
 
     daemon.start()
     (tmp_path / "box" / "release-act").touch()
-    wait_until(lambda: daemon.runs()[0]["status"] == "failed", "the run to settle")
-    [remedy] = daemon.runs()[0]["remedies"]
-    assert remedy["status"] == "interrupted"  # type: ignore[index]
-    time.sleep(1)  # nothing else picks it up later either
+    wait_for(lambda: daemon.runs()[0]["status"] == "failed", "the run to settle")
+    remedies = daemon.runs()[0]["remedies"]
+    assert isinstance(remedies, list) and remedies[0]["status"] == "interrupted"
+    # nothing else picks it up later either: every work item has ended, none is left waiting
+    wait_for(lambda: open_work(daemon) == 0, "the work queue to drain")
     assert [json.loads(line)["phase"] for line in actions.read_text().splitlines()] == ["start"]
+
+
+def open_work(daemon: Daemon) -> int:
+    """Work items queued or running: 0 means the daemon has nothing left to do."""
+    with Journal(daemon.home) as journal:
+        return int(journal.read("SELECT count(*) FROM work WHERE status IN "
+                                "('queued', 'running')")[0][0])
