@@ -865,8 +865,7 @@ class KubernetesReader:
         container = self._container_name(workload["spec"]["template"])
 
         def owned(obj: dict[str, Any]) -> bool:
-            return any(ref.get("uid") == uid
-                       for ref in obj["metadata"].get("ownerReferences") or [])
+            return _owned_by(obj, {uid})
 
         def image(template: dict[str, Any]) -> str | None:
             return next((c.get("image") for c in _containers(template)

@@ -10,7 +10,6 @@ import pytest
 from runner.cli import main
 
 
-
 class CLI:
     def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
         self.capsys = capsys
@@ -30,4 +29,5 @@ def cli(capsys: pytest.CaptureFixture[str]) -> CLI:
     return CLI(capsys)
 
 
+from tests.scenarios.kubelab import k8s  # noqa: E402, F401 - one cluster for the whole session
 from tests.scenarios.servicelab import services  # noqa: E402, F401 - a fixture for every scenario

@@ -6,7 +6,6 @@ credentials diagnose but cannot change anything."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,21 +26,6 @@ pytestmark = pytest.mark.lab
 # As in test_services.py: a Deployment created seconds ago is not the deploy under suspicion.
 NO_DEPLOY = ("--param", "deploy_within=0s")
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-def k8s() -> Iterator[kube.Cluster]:
-    """The lab cluster for the session: started here (and stopped afterwards) unless it was
-    running already. A cluster that cannot start fails every test here, loudly."""
-    stack = contextlib.ExitStack()
-    try:
-        cluster = stack.enter_context(kube.cluster())
-        kube.delete_test_namespaces()  # left by a session that died
-    except Exception as exc:
-        stack.close()
-        pytest.fail(f"LAB MISSING: the lab's Kubernetes cannot start: {exc}", pytrace=False)
-    with stack:
-        yield cluster
 
 
 @dataclass
