@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import docker
 import httpx
 import pytest
 
@@ -110,11 +111,13 @@ def test_bad_deploy_is_rolled_back_to_the_image_runbook_saw_before(
     assert "errors-since-deploy" in findings(report)
     proposed = remedy(report, "roll-back")
     assert proposed["args"]["to_image"] == api.image
+    good_id = docker.from_env().images.get(api.image).id
+    assert proposed["args"]["image_id"] == good_id  # the tag, pinned when proposed
 
     code, report = cli.json("resume", report["run_id"], "--approve", "roll-back=service.rollback",
                             "--no-input")
     assert remedy(report, "roll-back")["status"] == "succeeded"
-    assert services.container(api).attrs["Config"]["Image"] == api.image
+    assert services.container(api).attrs["Image"] == good_id  # deployed by that id
     assert {v["id"]: v["status"] for v in report["verify"]} == {
         "healthy": "passed", "error_rate_low": "passed"}
 
