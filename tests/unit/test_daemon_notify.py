@@ -5,12 +5,14 @@ real HTTP to a stand-in that checks Slack's limits (tests/slackhook.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runner.daemon.config import Notify
 from runner.daemon.notify import Notifier, fit, slack_blocks
+from tests.daemonkit import daemon_in_thread, write_world
 from tests.slackhook import SlackStandIn, slack_stand_in
 
 CUT = " … (cut: the run has it all)"  # 28 characters
@@ -87,3 +89,50 @@ def test_raw_the_same_message_is_refused_by_the_stand_in(hook: SlackStandIn) -> 
 def test_fit_never_cuts_inside_an_entity(text: str, limit: int, expected: str) -> None:
     assert fit(text, limit) == expected
     assert len(fit(text, limit)) <= limit
+
+
+ECHO_PLAYBOOK = """
+name: mem-echo
+summary: repeats what the alert said, as a system's log line would
+severity: P3
+targets:
+  box: {kind: mem}
+params:
+  note: {type: string, default: ""}
+steps:
+  - {id: look, run: mem.sleep, with: {value: "{{ params.note }}"}}
+findings:
+  - {id: said, when: steps.look.ok, say: "log line: {{ steps.look.value }}"}
+"""
+
+ECHO_CONFIG = """
+auth: {{mode: bearer, token_env: TEST_INTAKE_TOKEN}}
+routes:
+  - name: echo
+    match: ['alertname="Echo"']
+    playbook: mem-echo
+    targets: {{box: box}}
+    params: {{note: "{{{{ labels.note }}}}"}}
+notify:
+  - {{kind: slack, url_env: TEST_SLACK_URL, retries: 0}}
+playbooks: [{root}/playbooks]
+inventory: [{root}/inventory.yaml]
+"""
+
+
+def test_an_alerts_text_reaches_slack_as_text_through_the_daemon(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runbook_home: Path,
+        hook: SlackStandIn) -> None:
+    monkeypatch.setenv("TEST_INTAKE_TOKEN", "intake-tok")
+    monkeypatch.setenv("TEST_SLACK_URL", hook.url)
+    config = write_world(tmp_path, ECHO_CONFIG)
+    (tmp_path / "playbooks" / "mem-echo.yaml").write_text(ECHO_PLAYBOOK)
+    with daemon_in_thread(config, runbook_home, "intake-tok") as d:
+        answer = d.post("/v1/alerts", {"labels": {"alertname": "Echo", "note": "<!here> hi"},
+                                       "annotations": {"summary": HOSTILE}})
+        assert answer.status_code == 202
+        hook.wait_for(lambda got: len(got) == 1)
+    assert hook.refused == [] and hook.controls == []
+    posted = str(hook.got[0])
+    assert "&lt;!channel&gt;" in posted  # the annotation, in Symptoms
+    assert "log line: &lt;!here&gt; hi" in posted  # the finding, from the system
