@@ -22,21 +22,21 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
+
+from tests.support.polling import wait_for
 
 ALERTMANAGER_BIN = Path(os.environ.get("RUNBOOK_ALERTMANAGER_BIN",
                                        "/usr/bin/prometheus-alertmanager"))
 PROMETHEUS_BIN = Path(os.environ.get("RUNBOOK_PROMETHEUS_BIN", "/usr/bin/prometheus"))
 LOG_TAIL = 60  # lines of a peer's log attached to a failure
 WEBHOOK_PATH = "/v1/alerts/alertmanager"  # the daemon's Alertmanager intake
-T = TypeVar("T")
 
 
 class PeerMissing(RuntimeError):
@@ -79,17 +79,15 @@ class Peer:
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Until `/-/ready` answers 200; fails at once if the process died."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode} "
                                    "before it was ready")
             with contextlib.suppress(httpx.HTTPError):
-                if self.get("/-/ready").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} not ready at {self.url} after {timeout}s")
-            time.sleep(0.1)
+                return self.get("/-/ready").status_code == 200
+            return False
+
+        wait_for(ready, f"{self.name} to be ready at {self.url}", timeout, every=0.1)
 
     def wait_log(self, *fragments: str, timeout: float = 30) -> list[str]:
         """The log lines that hold every fragment, once there is one."""
@@ -105,19 +103,6 @@ class Peer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def wait_for(check: Callable[[], T], what: str, timeout: float = 30,
-                every: float = 0.1) -> T:
-    """Poll `check` until it returns something truthy; that is returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {result!r})")
-        time.sleep(every)
 
 
 @contextlib.contextmanager

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+
+from tests.support.polling import wait_for
 
 PASSWORDS = {"journey_app": "app-secret-6Yq", "runbook_ro": "ro-secret-4Kd",
              "runbook_ops": "ops-secret-9Zt"}
@@ -123,11 +124,7 @@ class Faults:
 
     def _wait_until(self, check: Any, timeout: float = 10.0) -> None:
         with psycopg.connect(self.db.admin, autocommit=True) as conn:
-            deadline = time.monotonic() + timeout
-            while not check(conn):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the fault did not take hold in time")
-                time.sleep(0.05)
+            wait_for(lambda: check(conn), "the fault to take hold", timeout)
 
     def pids(self) -> list[int]:
         return [c.info.backend_pid for c in self._conns]

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab.images import require_image
+from tests.support.polling import wait_for
 
 HERE = Path(__file__).resolve().parent / "k8s"
 STATE = Path(os.environ.get("RUNBOOK_K8S_STATE", "/var/lib/runbook-k8slab"))
@@ -140,21 +141,11 @@ def apps(kubeconfig: Path = ADMIN_KUBECONFIG) -> Any:
 
 
 def wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.3) -> Any:
-    """Poll until `predicate()` is truthy; its value. TimeoutError with the last value."""
+    """Poll until `predicate()` is truthy; its value. An ApiException is "not yet" (not
+    there yet, or a passing hiccup)."""
     from kubernetes.client.rest import ApiException
 
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = predicate()
-        except ApiException as exc:  # not there yet, or a passing hiccup
-            last = exc
-        if last and not isinstance(last, ApiException):
-            return last
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached in {timeout:g} s (last: {last!r})")
-        time.sleep(interval)
+    return wait_for(predicate, what, timeout, every=interval, retry_on=(ApiException,))
 
 
 def create_namespace(name: str | None = None) -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.lab.alerting import wait_for
 from tests.lab.faults import PASSWORDS, LabDatabase
 from tests.scenarios.conftest import CLI
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from runner.journal import Journal
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,13 +53,6 @@ def start(*args: str) -> subprocess.Popen[str]:
                             env=os.environ.copy())
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def only_run(home: Path) -> str:
     with Journal(home) as journal:
         [row] = journal.runs()
@@ -82,7 +74,7 @@ def started(home: Path) -> bool:
 def test_killed_during_diagnosis_it_shows_interrupted_and_resumes(
         world: Path, runbook_home: Path) -> None:
     proc = start("run", "crashy", "--no-input")
-    wait_until(lambda: started(runbook_home), "the step to start")
+    wait_for(lambda: started(runbook_home), "the step to start")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     run_id = only_run(runbook_home)
@@ -102,7 +94,7 @@ def test_killed_during_a_remedy_it_is_never_run_again_by_itself(
     (world / "release-step").touch()
     proc = start("run", "crashy", "--approve", "fix=mem.act", "--as", "alice", "--no-input")
     actions = world / "actions.jsonl"
-    wait_until(actions.exists, "the remedy to start")
+    wait_for(actions.exists, "the remedy to start")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     run_id = only_run(runbook_home)

@@ -8,8 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ import pytest
 
 from runner.journal import Journal
 from tests.daemonkit import free_port, write_world
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "crash-intake-token"
