@@ -504,6 +504,8 @@ def build_app(daemon: Daemon) -> Any:
             remedy, decision = str(data["remedy"]), str(data.get("decision", "approve"))
             if decision not in {"approve", "decline"}:
                 raise ValueError("decision must be approve or decline")
+        except RecursionError:
+            return problem(400, "invalid approval: JSON nested too deeply")
         except (ValueError, KeyError, TypeError) as exc:
             return problem(400, 'invalid approval: want {"remedy": ID, "decision": '
                                 f'"approve"|"decline"}} ({exc})')

@@ -202,6 +202,9 @@ def test_deeply_nested_json_is_a_400(daemon: RunningDaemon, body: bytes) -> None
     answer = send(daemon, body, sign(body))
     assert answer.status_code == 400
     assert answer.json()["problems"] == ["body: JSON nested too deeply"]
+    approval = httpx.post(daemon.url + "/v1/runs/r/approvals", content=body, timeout=10,
+                          headers={"Authorization": f"Bearer {READER}"})
+    assert approval.status_code == 400 and "nested too deeply" in approval.json()["error"]
 
 
 @pytest.mark.parametrize("limit", ["abc", "-1", "0", "1.5", "", "²", "99999999999"])
