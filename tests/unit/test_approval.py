@@ -361,3 +361,48 @@ def test_approve_in_advance_by_fingerprint_as_the_run_printed_it(
     assert main(["resume", run_id, "--no-input", "--approve", line, "--as", "carol"]) == 1
     state = journal().state(run_id)
     assert state.status == COMPLETED and state.remedies["fix"].approved_by == "carol"
+
+
+def test_a_decline_wins_over_earlier_approvals_and_a_later_approval_over_it(kit: Kit) -> None:
+    state = kit.run(FIX)
+    fp = state.remedies["fix"].fingerprint
+
+    def decided() -> str:
+        return verdict(kit.journal, state.run_id, "fix", fp, requested_by="tester",
+                       policy=Policy()).decision
+
+    assert verdict(kit.journal, state.run_id, "fix", fp, requested_by="tester",
+                   policy=Policy()).reason == "no approval recorded"
+    for decision, expected in (("approved", "approved"), ("declined", "declined"),
+                               ("approved", "approved")):
+        record(kit.journal, state.run_id, "fix", decision=decision, by="bob", how="t",
+               policy=Policy())
+        assert decided() == expected
+    with pytest.raises(ValueError, match="decision must be"):
+        record(kit.journal, state.run_id, "fix", decision="maybe", by="bob", how="t",
+               policy=Policy())
+
+
+def test_an_approval_of_another_action_says_so(kit: Kit) -> None:
+    state = kit.run(FIX)
+    gate = Gate(kit.journal, kit.registry, approver="x")
+    gate.record(state.run_id, "fix", "f" * 64, APPROVED, "mallory", "t")
+    found = verdict(kit.journal, state.run_id, "fix", state.remedies["fix"].fingerprint,
+                    requested_by="tester", policy=Policy())
+    assert (found.decision, found.reason) == (
+        PENDING, "approved for another action than the one resolved now")
+    assert gate.void_reason(proposed(state), "f" * 64) == \
+        "the approval was for another action than the one resolved now"
+
+
+def test_what_changed_names_kind_target_identity_and_arguments() -> None:
+    from runner.gate import changes
+
+    before = {"kind": "service.restart", "target": "svc", "identity": {"container_id": "a"},
+              "args": {"to_image": "app:v2", "max": 3}}
+    after = {"kind": "service.rollback", "target": "svc2", "identity": {"container_id": "b"},
+             "args": {"to_image": "app:v3", "max": 3}}
+    assert changes(before, after) == [
+        "kind 'service.restart' -> 'service.rollback'", "target 'svc' -> 'svc2'",
+        'target container_id "a" -> "b"', 'to_image "app:v2" -> "app:v3"']
+    assert changes(before, before) == []
