@@ -406,3 +406,20 @@ def test_what_changed_names_kind_target_identity_and_arguments() -> None:
         "kind 'service.restart' -> 'service.rollback'", "target 'svc' -> 'svc2'",
         'target container_id "a" -> "b"', 'to_image "app:v2" -> "app:v3"']
     assert changes(before, before) == []
+
+
+def test_a_run_records_the_inventory_and_policy_it_was_planned_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    world = mem_world(tmp_path, monkeypatch, "four_eyes: true\n")
+    assert main(["run", "mem-incident", "--no-input"]) == 1
+    source = journal().get_run(only_run(world)).source
+    inventory = world / "inventory.yaml"
+    digest = hashlib.sha256(str(inventory.resolve()).encode() + b"\0"
+                            + inventory.read_bytes() + b"\0").hexdigest()
+    assert source["inventory"]["paths"] == [str(inventory.resolve())]
+    assert source["inventory"]["sha256"] == digest
+    assert source["inventory"]["targets"]["box"]["settings"] == {"path": str(world / "box")}
+    assert source["policy"]["four_eyes"] is True
+    assert source["policy"]["source"] == str(world / "policy.yaml")
