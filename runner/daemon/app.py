@@ -45,9 +45,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JournalError, UsageError
-from ..journal import Approval, Journal, new_run_id, now
+from ..journal import Approval, Journal, new_run_id
+from ..policy import Policy
 from ..registry import Registry
-from ..state import AWAITING, RunState
+from ..state import RunState
 from . import notify
 from .alerts import Alert, PayloadError, TooManyAlerts, from_alertmanager, from_generic
 from .config import DaemonConfig
@@ -267,11 +268,13 @@ class Daemon:
             return self._run_in_scope(item)
 
     def _run_in_scope(self, item: Work) -> RunState:
+        from dataclasses import replace
+
         from ..engine import Engine
         from ..gate import Gate
 
         gate = Gate(self.journal, self.registry, approver="daemon", prompter=None,
-                    ttl=self.config.approval_ttl)
+                    policy=self.policy())
         engine = Engine(self.registry, self.journal, gate)
         inventory = self._inventory()
         run_id = item.run_id
@@ -285,10 +288,12 @@ class Daemon:
         else:
             from ..catalog import resolve
             from ..loader import load
-            from ..plan import make_plan
+            from ..plan import make_plan, provenance
 
             loaded = load(resolve(item.playbook, self._playbook_dirs()), self.registry)
             plan = make_plan(loaded, inventory, self.registry, item.targets, item.params)
+            plan = replace(plan, provenance=provenance(self._inventory_paths(), plan,
+                                                       self.policy().to_json()))
             run_id = new_run_id()
             self.inbox.set_run(item.id, run_id)
             state = engine.start(plan, run_id, trigger=f"alert route {item.route}",
@@ -310,10 +315,13 @@ class Daemon:
 
     def _inventory(self) -> Any:
         from .. import inventory
+
+        return inventory.load(self._inventory_paths(), self.registry)
+
+    def _inventory_paths(self) -> list[Path]:
         from ..paths import inventory_paths
 
-        paths = [Path(p) for p in self.config.inventory] or inventory_paths()
-        return inventory.load(paths, self.registry)
+        return [Path(p) for p in self.config.inventory] or inventory_paths()
 
     def _playbook_dirs(self) -> list[Path]:
         from ..paths import playbook_dirs
@@ -323,19 +331,28 @@ class Daemon:
     # Approvals
 
     def approve(self, run_id: str, remedy_id: str, decision: str, approver: str) -> Approval:
-        state = self.journal.state(run_id)
-        remedy = state.remedies.get(remedy_id)
-        if remedy is None or remedy.status != "proposed" or state.status != AWAITING:
-            raise UsageError(f"run {run_id} has no remedy {remedy_id!r} waiting for approval")
-        if self.config.four_eyes and approver == state.requested_by:
-            raise PermissionError(f"four-eyes: {approver} requested this run and may not "
-                                  "approve it")
-        approval = self.journal.record_approval(Approval(
-            run_id, remedy_id, remedy.fingerprint,
-            "approved" if decision == "approve" else "declined", approver,
-            f"HTTP POST /v1/runs/{run_id}/approvals", now()))
+        """Through the one approval path (runner.approval), as `runbook approve` is."""
+        from ..approval import APPROVED, DECLINED, ApprovalRefused, record
+
+        try:
+            approval = record(self.journal, run_id, remedy_id,
+                              decision=APPROVED if decision == "approve" else DECLINED,
+                              by=approver, how=f"HTTP POST /v1/runs/{run_id}/approvals",
+                              policy=self.policy())
+        except ApprovalRefused as exc:
+            if exc.forbidden:
+                raise PermissionError(str(exc)) from None
+            raise
         self.new_alerts.set()  # the dispatcher queues the resume
         return approval
+
+    def policy(self) -> Policy:
+        """The daemon's approval settings and the policy file, the stricter of both."""
+        from ..policy import load
+
+        configured = Policy(self.config.approval_ttl, self.config.four_eyes,
+                            source="the daemon's config")
+        return configured.stricter(load(None, self._inventory_paths()))
 
 
 def _env_secret(name: str | None) -> str | None:

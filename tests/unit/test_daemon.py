@@ -160,13 +160,27 @@ def test_approval_over_http_runs_the_remedy_once_through_the_gate(
                        token="alice-tok-1").status_code == 400
     answer = daemon.post(path, {"remedy": "fix"}, token="alice-tok-1")
     assert answer.status_code == 202 and answer.json()["by"] == "alice"
+    # four-eyes on an alert-started run: two people must approve; alice's resume waits
+    settled_again(daemon, run["run_id"])
+    assert daemon.post(path, {"remedy": "fix"}, token="alice-tok-1").status_code == 403
+    assert daemon.post(path, {"remedy": "fix"}, token="bob-tok-22").status_code == 202
     [run] = daemon.wait_run(lambda runs: runs[0]["status"] == "completed")
-    assert run["remedies"][0]["approved_by"] == "alice"
+    assert run["remedies"][0]["approved_by"] == "bob"
     assert run["verify"][0]["status"] == "passed"
     actions = (tmp_path / "box" / "actions.jsonl").read_text().splitlines()
     assert [json.loads(a)["items"] for a in actions] == [[5], [5]]  # one start, one end
     slack.wait_for(lambda got: any(m["text"].startswith("UPDATE") for m in got))
     assert daemon.post(path, {"remedy": "fix"}, token="bob-tok-22").status_code == 409
+
+
+def settled_again(daemon: RunningDaemon, run_id: str) -> None:
+    """Wait until the run, resumed after the latest approval, is awaiting approval again."""
+    def settled(runs: list[dict[str, Any]]) -> bool:
+        events = daemon.daemon.journal.events(run_id)
+        last_approval = max(e.seq for e in events if e.type == "approval")
+        return any(e.type == "run.finished" and e.seq > last_approval for e in events) \
+            and runs[0]["status"] == "awaiting_approval"
+    daemon.wait_run(settled)
 
 
 def test_a_decline_over_http_is_recorded_and_nothing_runs(
