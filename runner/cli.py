@@ -543,6 +543,9 @@ def _progress(event: Event) -> None:
         print(f"  {data['status']:<7} remedy {data['remedy']}", file=sys.stderr)
     elif event.type == "verify.started":
         print(f"  ...     verify {data['verify']}", file=sys.stderr)
+    elif event.type in {"approval.refused", "approval.void", "approval.expired"}:
+        print(f"  {event.type.split('.')[1]:<7} approval of {data['remedy']}: {data['reason']}",
+              file=sys.stderr)
 
 
 def _finish(args: argparse.Namespace, state: RunState) -> int:

@@ -86,7 +86,8 @@ def test_gate_execute_with_an_expired_approval_raises_not_approved(kit: Kit) -> 
 
 
 def test_resume_enforces_the_ttl_of_the_policy_file(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """`runbook resume` applies the policy's TTL: an approval older than it is void."""
     world = mem_world(tmp_path, monkeypatch, "ttl: 1h\n")
     assert main(["run", "mem-incident", "--no-input"]) == 1
@@ -96,7 +97,9 @@ def test_resume_enforces_the_ttl_of_the_policy_file(tmp_path: Path,
     kit_journal.record_approval(Approval(run_id, "fix", state.remedies["fix"].fingerprint,
                                          APPROVED, "alice", "runbook approve",
                                          (datetime.now(UTC) - timedelta(hours=2)).isoformat()))
+    capsys.readouterr()
     assert main(["resume", run_id, "--no-input"]) == 1
+    assert "expired approval of fix: approvals are good for 3600s" in capsys.readouterr().err
     state = kit_journal.state(run_id)
     assert state.status == AWAITING
     assert [e.data["reason"] for e in state.timeline if e.type == "approval.expired"] \
