@@ -29,6 +29,9 @@ What is enforced:
   so Ansible never templates them: a value taken from a diagnosis cannot smuggle a
   `{{ lookup('pipe', ...) }}` in. `limit` and `tags` are single arguments that cannot be
   read as options.
+* OpenSSH reads one config file, `ssh_config` (~/.ssh/config by default; with `-F`, not the
+  system's), and not at all when it asks to run a local command (`Match exec`,
+  `ProxyCommand`, ...: see `diagnostics.sshconfig`).
 * Host keys are checked (ansible-runner turns checking off unless told otherwise): OpenSSH
   with StrictHostKeyChecking=yes against `known_hosts` alone; an unknown or changed key
   makes the host unreachable, it is never added. Through a `jump` host, the same options
@@ -83,6 +86,7 @@ from runner.redact import SECRETS
 from runner.registry import Backend, Registry, StepKind, Target
 
 from .ansiblecheck import RealTask, real_tasks
+from .sshconfig import refuse_local_commands
 from .sshconn import Argument, JumpHosts, parse_jump
 
 KIND = "ansible"
@@ -124,6 +128,8 @@ class AnsibleSettings(BaseModel):
     key_file: str | None = Field(None, description="path of the private key")
     key_env: str | None = Field(None, description="env var holding the private key text")
     known_hosts: str = Field("~/.ssh/known_hosts", description="the only host keys trusted")
+    ssh_config: str = Field("~/.ssh/config", description="the only ssh config OpenSSH reads "
+                            "(not the system's); refused if it would run a local command")
     jump: JumpHosts | None = Field(
         None, description="one bastion to go through, [user@]host[:port]; its host key is "
                           "checked against known_hosts too")
@@ -298,9 +304,19 @@ class _Playbooks:
         path.write_text(json.dumps(inventory, indent=2) + "\n")
         return str(path)
 
+    def _ssh_config(self) -> str:
+        """The one config file OpenSSH reads (-F: not /etc/ssh's either), after making sure
+        it runs no local command (Match exec, ProxyCommand, ...): none, /dev/null."""
+        path = Path(self.settings.ssh_config).expanduser()
+        if not path.is_file():
+            return os.devnull
+        refuse_local_commands(self.target, path)
+        return str(path)
+
     def _environment(self, private: Path, key: str | None, known_hosts: Path) -> dict[str, str]:
         settings = self.settings
-        ssh_args = ["-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes",
+        ssh_args = ["-F", self._ssh_config(),
+                    "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "BatchMode=yes",
                     "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
                     "-o", "GlobalKnownHostsFile=/dev/null"]
         if settings.jump and settings.jump.lower() != "none":

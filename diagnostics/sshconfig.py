@@ -23,6 +23,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.errors import PermanentError
+
 MAX_INCLUDE_DEPTH = 16  # OpenSSH's READCONF_MAX_DEPTH
 # paramiko's SSHConfig.SETTINGS_REGEX: `Key value` or `Key = value`.
 _SETTING = re.compile(r"(\w+)(?:\s*=\s*|\s+)(.+)")
@@ -40,6 +42,21 @@ class LocalCommand:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.directive}"
+
+
+def refuse_local_commands(target: str, path: Path) -> None:
+    """PermanentError, naming each directive, when the config at `path` asks for one."""
+    try:
+        asked = local_commands(path)
+    except OSError as exc:
+        raise PermanentError(f"{target}: cannot read the ssh config {path} (or a file it "
+                             f"includes): {exc.strerror or exc}") from None
+    if asked:
+        raise PermanentError(
+            f"{target}: refusing the ssh config {path}: it asks to run a command on this "
+            f"machine ({'; '.join(map(str, asked))}), and runbook runs none for SSH. "
+            "Remove it (ProxyJump instead of ProxyCommand), or give the target an "
+            "`ssh_config:` without it")
 
 
 def local_commands(path: Path) -> list[LocalCommand]:

@@ -37,6 +37,8 @@ from runner.model import Duration
 from runner.redact import SECRETS
 from runner.registry import Target
 
+from .sshconfig import refuse_local_commands
+
 KIND = "ssh"
 KILL_GRACE = 2.0  # seconds between `timeout`'s TERM and its KILL
 MAX_JUMPS = 8  # hops before a ProxyJump chain is taken for a loop
@@ -647,19 +649,6 @@ def _first_line(exc: BaseException) -> str:
     return str(SECRETS.scrub(lines[0] if lines else type(exc).__name__))
 
 
-def _refuse_local_commands(target: str, config_path: Path) -> None:
-    """Before paramiko reads the config: its lookup would run a `Match exec` command."""
-    from .sshconfig import local_commands
-
-    asked = local_commands(config_path)
-    if asked:
-        raise PermanentError(
-            f"{target}: refusing the ssh config {config_path}: it asks to run a command on "
-            f"this machine ({'; '.join(map(str, asked))}), and runbook runs none for SSH. "
-            "Remove it (ProxyJump instead of ProxyCommand), or give the target an "
-            "`ssh_config:` without it")
-
-
 # The connector
 
 
@@ -674,8 +663,8 @@ class SshConnector:
         assert isinstance(settings, SshSettings)
         config_path = Path(settings.ssh_config).expanduser()
         try:
-            if config_path.is_file():
-                _refuse_local_commands(target.name, config_path)
+            if config_path.is_file():  # before paramiko's lookup could run `Match exec`
+                refuse_local_commands(target.name, config_path)
             config = paramiko.SSHConfig.from_path(str(config_path)) \
                 if config_path.is_file() else None
         except (OSError, paramiko.SSHException) as exc:

@@ -335,6 +335,27 @@ def test_plan_shows_the_tasks_that_run_for_real_and_a_check_stops_at_its_step_ti
     assert steps["slow"]["status"] == "timeout", steps["slow"]  # not the kind's 300 s
 
 
+@pytest.mark.lab
+def test_openssh_reads_only_the_target_ssh_config_and_never_one_that_runs_a_command(
+        tmp_path: Path, key: ClientKey, host: SshdHost) -> None:
+    known_hosts = write_known_hosts(tmp_path / "known_hosts", [host])
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host lab-alias\n  HostName {host.ip}\n")
+    settings = {"playbook_dir": str(PLAYBOOK_DIR), "hosts": ["lab-alias"], "user": USER,
+                "key_file": str(key.path), "known_hosts": str(known_hosts),
+                "ssh_config": str(config), "connect_timeout": "5s"}
+    known_hosts.write_text(known_hosts.read_text().replace(host.ip, f"{host.ip},lab-alias"))
+    on = Target("lab-fleet", "ansible", ansible.AnsibleSettings.model_validate(settings))
+    result = check(on, playbook="ensure-file.yml", extra_vars={"path": MARKER + ".4"})
+    assert result["ok"] is True, result  # the alias came from that file
+
+    ran = tmp_path / "ran"
+    config.write_text(config.read_text() + f'Match exec "touch {ran}"\n')
+    with pytest.raises(PermanentError, match=r"ssh_config:3: Match exec"):
+        check(on, playbook="ensure-file.yml", extra_vars={"path": MARKER + ".4"})
+    assert not ran.exists()
+
+
 def test_one_jump_host_for_an_ansible_target() -> None:
     base = {"playbook_dir": str(PLAYBOOK_DIR), "hosts": ["a"]}
     assert ansible.AnsibleSettings.model_validate({**base, "jump": "ops@b:2200"}).jump
