@@ -13,10 +13,20 @@ What is enforced:
 * Host keys are checked against `known_hosts` with paramiko's RejectPolicy: an unknown key
   or a changed one is refused with a message saying which key and how to record it once
   checked. Nothing is ever added to known_hosts. Through jump hosts (ProxyJump) every hop's
-  key is checked the same way; a ProxyCommand is refused, never run and never bypassed.
+  key is checked the same way.
+* No command runs on this machine: an ssh config (or a file it Includes) with `Match exec`,
+  `ProxyCommand`, `KnownHostsCommand` or a permitted `LocalCommand` is refused as a whole
+  before paramiko looks anything up in it (its lookup runs `Match exec`): `sshconfig`.
 * A probe's handle runs only the commands of `FIXED`, by name. Every command line is built
   from an argv list by shlex.join, so a parameter is an argument, never shell code; paths
-  and names that start with "-" are refused, so none is read as an option either.
+  and names that start with "-" are refused, so none is read as an option either. An
+  `ssh.exec` argv element produced by a template is refused when it starts with "-", unless
+  the step says `allow_options: true` (`runner.options`).
+* `file_age` reads find's output NUL-separated: a file name holding a newline cannot forge
+  a record for another file; a name that is not a plain match of the glob is skipped, and
+  the newest file must resolve (realpath on the host) directly inside the directory.
+* `log_tail` takes a `literal` (a client's name from a param) as text: escaped before it
+  reaches grep's regex.
 * Every command runs under coreutils `timeout` (the remote process dies too) and a local
   deadline that closes the channel; past `max_output` bytes a stream is read but not kept.
 * `ssh.exec` runs the argv a playbook gives: mutating, so only as an approved remedy.
