@@ -122,7 +122,8 @@ def sleep(h: Handle, p: Sleep) -> dict[str, Any]:
         if h.cancelled.wait(min(0.01, max(0.0, deadline - time.monotonic()))):
             h.log("cancelled.jsonl", {"at": time.time()})
             raise TemporaryError("cancelled")
-    padding = {"pad": "x" * p.pad} if p.pad else {}
+    lines = "".join(f"padding line {i:07d}\n" for i in range(p.pad // 21 + 1))
+    padding = {"pad": lines[:p.pad]} if p.pad else {}
     return {"ok": True, "value": p.value, "slept": p.seconds, "timeout": h.timeout, **padding}
 
 

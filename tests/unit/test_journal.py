@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -248,3 +249,146 @@ print(json.dumps({{"code": code, "modes": found}}), file=sys.stderr)
         kind = "dir" if (runbook_home / name).is_dir() else "file"
         assert mode == (0o700 if kind == "dir" else 0o600), f"{kind} {name}: {oct(mode)}"
     assert stat.S_IMODE(runbook_home.stat().st_mode) == 0o700
+
+
+# A journal that cannot be written: locked, full, or nowhere to write
+
+
+HELD = """
+name: held
+summary: a step that waits for a file, so the test can act while the run is under way
+targets:
+  box: {kind: mem}
+steps:
+  - {id: wait, run: mem.wait_for, with: {file: release-step, value: 1}}
+  - {id: big, run: mem.sleep, needs: [wait], with: {pad: %d}}
+"""
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> dict[str, str]:
+    """Environment for `runbook` processes: the `mem` backend and a playbook `held`."""
+    box = tmp_path / "box"
+    box.mkdir()
+    (tmp_path / "pb").mkdir()
+    (tmp_path / "pb" / "held.yaml").write_text(HELD % 0)
+    (tmp_path / "pb" / "big.yaml").write_text(
+        (HELD % 200_000).replace("name: held", "name: big"))
+    (tmp_path / "inv.yaml").write_text(f"targets:\n  box: {{kind: mem, path: {box}}}\n")
+    return {**os.environ, "RUNBOOK_PLAYBOOKS": str(tmp_path / "pb"),
+            "RUNBOOK_INVENTORY": str(tmp_path / "inv.yaml"),
+            "RUNBOOK_BACKENDS": "tests.support.membackend:register",
+            "RUNBOOK_JOURNAL_BUSY_TIMEOUT": "0.5"}
+
+
+def runbook(env: dict[str, str], *args: str, limit: int | None = None,
+            ) -> subprocess.Popen[str]:
+    """A `runbook` process; `limit` caps the size of any file it writes (RLIMIT_FSIZE)."""
+    cap = (f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+           if limit else "")
+    script = f"{cap}import sys\nfrom runner.cli import main\nsys.exit(main({list(args)!r}))\n"
+    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def wait_for_event(home: Path, type_: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (home / "journal.sqlite3").exists():
+            with Journal(home) as journal:
+                for run in journal.runs():
+                    if any(e.type == type_ for e in journal.events(run.id)):
+                        return run.id
+        time.sleep(0.05)
+    raise AssertionError(f"no {type_} event within 60s")
+
+
+def assert_whole(home: Path, run_id: str) -> None:
+    """Nothing half-written: events.jsonl is exactly the journal's events, whole lines, and
+    no temporary file is left in the run directory."""
+    run_dir = home / "runs" / run_id
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    with Journal(home) as journal:
+        stored = [e.seq for e in journal.events(run_id)]
+    assert [json.loads(line)["seq"] for line in lines] == stored
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+    for written in ("run.json", "evidence/wait.json"):
+        if (run_dir / written).exists():
+            json.loads((run_dir / written).read_text())
+
+
+def test_a_journal_locked_past_the_busy_timeout_stops_the_run_clearly_and_resumably(
+        world: dict[str, str], runbook_home: Path) -> None:
+    proc = runbook(world, "run", "held", "--no-input")
+    run_id = wait_for_event(runbook_home, "step.started")
+    db = runbook_home / "journal.sqlite3"
+    locker = ("import sqlite3, sys\n"
+              f"db = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+              "db.execute('BEGIN EXCLUSIVE')\nprint('ready', flush=True)\nsys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", locker], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        (Path(world["RUNBOOK_INVENTORY"]).parent / "box" / "release-step").touch()
+        code, _, err = finish(proc)
+        assert code == 4, err
+        [line] = err.strip().splitlines()[-1:]
+        assert "Traceback" not in err
+        assert line.startswith("runbook: journal unavailable: the journal ")
+        assert "locked by another process (waited 0.5s" in line
+        assert f"runbook resume {run_id}" in line
+    finally:
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    assert_whole(runbook_home, run_id)
+    code, out, err = finish(runbook(world, "resume", run_id, "--no-input", "--format", "json"))
+    assert code == 0, err
+    resumed = json.loads(out)
+    assert resumed["status"] == "completed"
+    assert {s["id"]: s["status"] for s in resumed["steps"]} == {"wait": "ok", "big": "ok"}
+    assert_whole(runbook_home, run_id)
+
+
+def test_a_full_disk_stops_the_run_with_nothing_half_written_and_it_resumes(
+        world: dict[str, str], runbook_home: Path) -> None:
+    (Path(world["RUNBOOK_INVENTORY"]).parent / "box" / "release-step").touch()
+    # Files may not grow past 150 kB in this process: the step's 200 kB result cannot be
+    # journaled, as on a disk that filled up.
+    code, _, err = finish(runbook(world, "run", "big", "--no-input", limit=150_000))
+    assert code == 4, err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("runbook: journal unavailable: cannot write ")
+    assert "file size limit reached" in line
+    with Journal(runbook_home) as journal:
+        [run] = journal.runs()
+        events = [e.type for e in journal.events(run.id)]
+    # `wait` finished; `big` started and its end could not be journaled; the process is
+    # gone, so the run reads as interrupted.
+    assert events[-3:] == ["step.finished", "step.started", "run.interrupted"]
+    assert_whole(runbook_home, run.id)
+    code, out, err = finish(runbook(world, "resume", run.id, "--no-input", "--format", "json"))
+    assert code == 0, err
+    resumed = json.loads(out)
+    assert resumed["status"] == "completed"
+    assert len(resumed["steps"][1]["result"]["pad"]) == 200_000
+    assert_whole(runbook_home, run.id)
+
+
+def test_an_unwritable_home_is_a_clear_error_not_a_traceback(
+        world: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    env = {**world, "RUNBOOK_HOME": str(tmp_path / "a-file" / "home")}
+    for args in (("history",), ("run", "held", "--no-input")):
+        code, _, err = finish(runbook(env, *args))
+        assert code == 4, err
+        assert err.strip().splitlines() == [
+            f"runbook: journal unavailable: cannot write {tmp_path / 'a-file' / 'home'}: "
+            "Not a directory"]
