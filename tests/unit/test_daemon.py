@@ -131,6 +131,9 @@ def test_alerts_of_one_group_join_one_run_and_unrouted_ones_are_counted(
     runs = daemon.wait_run(lambda runs: len(runs) == 2
                            and all(r["status"] == "awaiting_approval" for r in runs))
     assert sorted(r["params"]["value"] for r in runs) == [1, 3]  # b1's first alert, and b2
+    # a run shows in the journal a moment before its metrics: wait for them, then read
+    wait_metric(daemon, 'runbook_alerts_dispatched_total{outcome="unrouted"}', 2)
+    wait_metric(daemon, 'runbook_step_duration_seconds_count{kind="mem.sleep"}', 2)
     metrics = daemon.get("/metrics").text
     assert 'runbook_alerts_dispatched_total{outcome="joined"} 2.0' in metrics
     assert 'runbook_alerts_dispatched_total{outcome="unrouted"} 2.0' in metrics
