@@ -239,3 +239,20 @@ def test_remedies_read_the_concluded_findings(kit: Kit) -> None:
         # A finding that could not be concluded never lets a remedy through, even negated.
         "when-unknown": "skipped"}
     assert state.status == AWAITING
+
+
+def test_a_steps_own_timeout_reaches_the_backend(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: own, run: mem.sleep, timeout: 7s}
+          - {id: default, run: mem.sleep}
+        remedies:
+          - {id: fix, run: mem.act}
+        verify:
+          - {id: check, run: mem.sleep, timeout: 3s, expect: "result.timeout == 3"}
+        """, approve=frozenset({"fix=mem.act"}))
+    # What the connector was given, as the mem backend's handle recorded it.
+    assert state.steps["own"].result["timeout"] == 7
+    assert state.steps["default"].result["timeout"] == 30  # mem.sleep's own default
+    assert state.verify["check"].status == "passed"
+    assert state.verify["check"].result["timeout"] == 3
