@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 
 from tests.lab.faults import LabDatabase
+from tests.support.polling import wait_for
 
 
 def alive(db: LabDatabase, pids: list[int]) -> set[int]:
@@ -22,6 +23,28 @@ def activity(db: LabDatabase, pid: int) -> dict[str, Any] | None:
                            "WHERE pid = %s", (pid,))
         row = cur.fetchone()
     return dict(zip(["state", "wait_event_type", "query"], row, strict=True)) if row else None
+
+
+def wait_idle_in_transaction(db: LabDatabase, pids: list[int], seconds: float) -> None:
+    """Until PostgreSQL itself reports every one of `pids` idle inside a transaction for at
+    least `seconds` (what an `older_than`/`idle_after` check reads), by its own clock."""
+    _wait_state(db, pids, "idle in transaction", "state_change", seconds)
+
+
+def wait_active(db: LabDatabase, pids: list[int], seconds: float) -> None:
+    """Until PostgreSQL reports each of `pids` running its query for at least `seconds`."""
+    _wait_state(db, pids, "active", "query_start", seconds)
+
+
+def _wait_state(db: LabDatabase, pids: list[int], state: str, since: str,
+                seconds: float) -> None:
+    assert since in {"state_change", "query_start"}
+    with psycopg.connect(db.admin, autocommit=True) as conn:
+        wait_for(lambda: conn.execute(
+            f"SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND state = %s "
+            f"AND now() - {since} >= make_interval(secs => %s)",
+            (pids, state, seconds)).fetchone() == (len(pids),),
+            f"{len(pids)} session(s) {state} for {seconds:g} s", every=0.1)
 
 
 def findings(report: dict[str, Any]) -> set[str]:

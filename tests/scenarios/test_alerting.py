@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +32,8 @@ from tests.lab.alerting import (
     require_binary,
 )
 from tests.lab.faults import Faults, LabDatabase
-from tests.scenarios.helpers import alive
+from tests.scenarios.helpers import alive, wait_idle_in_transaction
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -116,7 +116,7 @@ def test_alertmanager_webhook_diagnoses_the_lab_pool_and_an_http_approval_fixes_
                           registry=default_registry()) as daemon, \
             alertmanager(tmp_path, daemon_url=daemon.url, token=INTAKE_TOKEN) as am:
         pids = faults.idle_in_transaction(20)  # 20 of the 22 slots non-superusers may use
-        time.sleep(1.2)  # idle for longer than the route's idle_after
+        wait_idle_in_transaction(lab, pids, seconds=1)  # longer than the route's idle_after
         fired = am.fire({"alertname": "PostgresPoolExhausted", "instance": "lab-db",
                          "severity": "page"},
                         {"summary": "journey-api: too many connections"})
@@ -162,7 +162,7 @@ def test_alertmanager_webhook_diagnoses_the_lab_pool_and_an_http_approval_fixes_
         [resolved] = titled(slack.got, "RESOLVED")
         assert resolved["text"] == "RESOLVED [P1] db-pool-exhausted"
         assert "end-idle-transactions (alice)" in text_of(resolved)
-        time.sleep(2)  # two of Alertmanager's group intervals: nothing more comes
+        wait_for(lambda: daemon.daemon.inbox.undispatched() == 0, "every alert routed")
         assert [r["run_id"] for r in daemon.get("/v1/runs").json()["runs"]] == [run["run_id"]]
         counts = outcomes(daemon)
         assert counts["started"] == 1 and counts["resolved"] == 1, counts
@@ -363,14 +363,19 @@ def test_resolved_is_said_once_every_alert_of_the_group_has_resolved(
         daemon.wait_run(lambda runs: len(runs) == 1 and runs[0]["status"] == "awaiting_approval")
 
         am.resolve(a)  # b still fires
-        wait_until_stored(daemon, status="resolved", count=1)
-        time.sleep(1)  # the dispatcher has routed it (and would have notified by now)
+        wait_until_routed(daemon, status="resolved", count=1)
+        # The dispatcher decides "the incident is over" in the transaction that routes the
+        # alert (alert_groups.resolved), and says RESOLVED only after that.
+        assert group_resolved(daemon) == [0], "a's resolve closed the group while b fires"
         assert titled(slack.got, "RESOLVED") == [], (
             "RESOLVED was posted while alert b of the group still fires")
 
         am.resolve(b)
         slack.wait_for(lambda got: bool(titled(got, "RESOLVED")), timeout=30)
-        time.sleep(1)
+        # Said once: the claim that precedes RESOLVED is stored, and a second one is refused.
+        assert group_resolved(daemon) == [1]
+        [run] = daemon.wait_run(lambda runs: len(runs) == 1)
+        assert not daemon.daemon.inbox.claim_resolved_notice(run["run_id"])
         assert len(titled(slack.got, "RESOLVED")) == 1
         assert len(daemon.get("/v1/runs").json()["runs"]) == 1
 
@@ -388,18 +393,21 @@ def test_an_alert_resolved_while_its_run_waits_in_the_queue_still_gets_its_resol
         am.fire({"alertname": "SlowBox", "instance": "s"})
         daemon.wait_run(lambda runs: len(runs) == 1 and runs[0]["status"] == "running")
         box = am.fire({"alertname": "BoxDown", "cluster": "c2", "instance": "x"})
-        wait_until_stored(daemon, status="firing", count=2)
-        time.sleep(1)
+        wait_until_routed(daemon, status="firing", count=2)
         assert daemon.daemon.inbox.queue_depth() == 1  # BoxDown's run waits for the worker
 
         am.resolve(box)
-        wait_until_stored(daemon, status="resolved", count=1)
-        time.sleep(1)
+        wait_until_routed(daemon, status="resolved", count=1)
         (tmp_path / "box" / "release").touch()  # the worker is free again
-        daemon.wait_run(lambda runs: all(r["status"] not in {"running", "queued"}
-                                         for r in runs) and daemon.daemon.inbox.queue_depth()
-                        == 0, timeout=30)
-        time.sleep(2)
+        # BoxDown's work item is done: dropped before it ran (no run, so nothing can be
+        # said of it), or run; then its RESOLVED follows, and is waited for.
+        [(run_id,)] = wait_for(lambda: daemon.daemon.journal.read(
+            "SELECT run_id FROM work WHERE kind = 'run' AND playbook = 'mem-incident' "
+            "AND status = 'done'"),
+            "BoxDown's work item to be done")
+        if run_id is not None:
+            slack.wait_for(lambda got: any(m["text"].startswith("RESOLVED")
+                                           and "mem-incident" in m["text"] for m in got))
         boxes = [m for m in slack.got if "mem-incident" in m["text"]]
         said = [m["text"].split(" [")[0] for m in boxes]
         assert said in ([], ["INCIDENT ALERT", "RESOLVED"]), (
@@ -407,13 +415,13 @@ def test_an_alert_resolved_while_its_run_waits_in_the_queue_still_gets_its_resol
             "started")
 
 
-def wait_until_stored(daemon: RunningDaemon, status: str, count: int) -> None:
-    def stored() -> bool:
-        rows = daemon.daemon.journal.read("SELECT count(*) FROM alerts WHERE status = ?",
-                                          (status,))
-        return int(rows[0][0]) >= count
+def wait_until_routed(daemon: RunningDaemon, status: str, count: int) -> None:
+    """Until `count` alerts of `status` are stored with their outcome: the dispatcher has
+    routed them and acted on that (the outcome is written in the same transaction)."""
+    wait_for(lambda: int(daemon.daemon.journal.read(
+        "SELECT count(*) FROM alerts WHERE status = ? AND outcome IS NOT NULL",
+        (status,))[0][0]) >= count, f"{count} {status} alert(s) routed")
 
-    deadline = time.monotonic() + 30
-    while not stored():
-        assert time.monotonic() < deadline, f"no {count} {status} alert(s) stored"
-        time.sleep(0.05)
+
+def group_resolved(daemon: RunningDaemon) -> list[int]:
+    return [int(r[0]) for r in daemon.daemon.journal.read("SELECT resolved FROM alert_groups")]

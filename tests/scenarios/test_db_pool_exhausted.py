@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.lab.faults import Faults, LabDatabase
 from tests.scenarios.conftest import CLI
-from tests.scenarios.helpers import alive, findings, remedy
+from tests.scenarios.helpers import alive, findings, remedy, wait_idle_in_transaction
 
 pytestmark = pytest.mark.lab
 
@@ -18,7 +16,7 @@ RUN = ("run", "db-pool-exhausted", "--target", "db=lab-db", "--param", "idle_aft
 
 def exhaust(faults: Faults) -> list[int]:
     pids = faults.idle_in_transaction(20)  # 20 of the 22 slots non-superusers may use
-    time.sleep(1.2)  # idle for longer than idle_after
+    wait_idle_in_transaction(faults.db, pids, seconds=1)  # as long as idle_after
     return pids
 
 
@@ -74,7 +72,7 @@ def test_blast_radius_superusers_are_never_touched_and_max_holds(
     # The superuser's session goes idle first, so it heads the list the remedy gets.
     [admin] = faults.idle_in_transaction(1, dsn=lab.admin, application="psql")
     app = faults.idle_in_transaction(6)
-    time.sleep(1.2)
+    wait_idle_in_transaction(lab, [admin, *app], seconds=1)
     _, report = cli.json(*RUN, "--param", "max_terminate=4", "--approve",
                          "end-idle-transactions=postgres.terminate_backends")
     result = remedy(report, "end-idle-transactions")["result"]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.lab.faults import Faults, LabDatabase
 from tests.scenarios.conftest import CLI
-from tests.scenarios.helpers import activity, alive, findings, remedy
+from tests.scenarios.helpers import activity, alive, findings, remedy, wait_active
 
 pytestmark = pytest.mark.lab
 
@@ -41,7 +39,7 @@ def test_a_lock_pileup_is_traced_to_its_idle_root_blocker_and_cleared(
 def test_a_runaway_query_is_found_and_cancelled_not_killed(
         cli: CLI, lab: LabDatabase, faults: Faults) -> None:
     pid = faults.long_query(600)
-    time.sleep(1.1)  # long enough to count as long-running with long_after=1s
+    wait_active(lab, [pid], seconds=1)  # long-running, with long_after=1s
     _code, report = cli.json(*RUN, "--param", "long_after=1s", "--approve",
                             "cancel-long-queries=postgres.cancel_backends")
     assert "long-running-queries" in findings(report)
