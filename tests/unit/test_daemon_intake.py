@@ -158,6 +158,16 @@ def test_stale_future_forged_and_unsigned_requests_are_refused(
     assert outcomes(daemon) == []  # nothing stored
 
 
+@pytest.mark.parametrize("offset, accepted", [
+    (-300, True), (-301, False), (60, True), (61, False), (0, True)])
+def test_the_timestamp_window_edges(daemon: RunningDaemon, offset: int, accepted: bool) -> None:
+    """Five minutes old or one minute ahead of the daemon's clock, and no further."""
+    now = 1_900_000_000
+    daemon.daemon.inbox.clock = lambda: float(now)
+    answer = send(daemon, alert_body(), sign(alert_body(), now + offset))
+    assert answer.status_code == (202 if accepted else 401), answer.text
+
+
 def test_the_signature_covers_the_timestamp(daemon: RunningDaemon) -> None:
     """An old captured request cannot be refreshed by changing its timestamp header."""
     headers = sign(alert_body(), int(time.time()) - 400)
