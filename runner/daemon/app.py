@@ -330,15 +330,17 @@ class Daemon:
 
     # Approvals
 
-    def approve(self, run_id: str, remedy_id: str, decision: str, approver: str) -> Approval:
-        """Through the one approval path (runner.approval), as `runbook approve` is."""
+    def approve(self, run_id: str, remedy_id: str, decision: str, approver: str,
+                fingerprint: str | None = None) -> Approval:
+        """Through the one approval path (runner.approval), as `runbook approve` is;
+        `fingerprint`, when given, must be the proposal's now."""
         from ..approval import APPROVED, DECLINED, ApprovalRefused, record
 
         try:
             approval = record(self.journal, run_id, remedy_id,
                               decision=APPROVED if decision == "approve" else DECLINED,
                               by=approver, how=f"HTTP POST /v1/runs/{run_id}/approvals",
-                              policy=self.policy())
+                              policy=self.policy(), fingerprint=fingerprint)
         except ApprovalRefused as exc:
             if exc.forbidden:
                 raise PermissionError(str(exc)) from None
@@ -521,6 +523,9 @@ def build_app(daemon: Daemon) -> Any:
             remedy, decision = str(data["remedy"]), str(data.get("decision", "approve"))
             if decision not in {"approve", "decline"}:
                 raise ValueError("decision must be approve or decline")
+            seen = data.get("fingerprint")  # optional: the proposal the approver looked at
+            if seen is not None and not isinstance(seen, str):
+                raise TypeError("fingerprint must be a string")
         except RecursionError:
             return problem(400, "invalid approval: JSON nested too deeply")
         except (ValueError, KeyError, TypeError) as exc:
@@ -528,7 +533,7 @@ def build_app(daemon: Daemon) -> Any:
                                 f'"approve"|"decline"}} ({exc})')
         try:
             approval = await run_in_threadpool(daemon.approve, request.path_params["run_id"],
-                                               remedy, decision, approver)
+                                               remedy, decision, approver, seen)
         except JournalError as exc:
             return problem(404, str(exc))
         except UsageError as exc:

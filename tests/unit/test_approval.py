@@ -342,6 +342,9 @@ def test_the_daemon_refuses_a_name_for_four_eyes_and_so_does_runbook_approve(
         answer = daemon.post(f"/v1/runs/{run_id}/approvals", {"remedy": "fix"},
                              token="alice-tok-1")
         assert answer.status_code == 403 and "four-eyes" in answer.json()["error"]
+        stale = daemon.post(f"/v1/runs/{run_id}/approvals",
+                            {"remedy": "fix", "fingerprint": "0" * 64}, token="alice-tok-1")
+        assert stale.status_code == 409 and "is proposed now as" in stale.json()["error"]
     capsys.readouterr()
     assert main(["approve", run_id, "fix", "--as", "alice"]) == 2
     assert "four-eyes: alice requested this run" in capsys.readouterr().err
