@@ -10,6 +10,7 @@ when the remedy is about to run (`verdict`), with a clock the caller may inject.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,20 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_OS_USER = re.compile(r"\(OS user ([^)]+)\)")
+
+
+def with_os_user(how: str, os_user: str) -> str:
+    """`how` an approval was given, with the account it came from (the CLI records both,
+    since `--as` is only what the person typed)."""
+    return f"{how} (OS user {os_user})"
+
+
+def os_user_of(approval: Approval) -> str | None:
+    found = _OS_USER.search(approval.how)
+    return found.group(1) if found else None
 
 
 class ApprovalRefused(UsageError):
@@ -87,14 +102,15 @@ def record(journal: Journal, run_id: str, remedy_id: str, *, decision: str, by: 
                               f"not {fingerprint[:16]}...: look at it again "
                               f"(runbook report {run_id})")
     effective = _adopt(journal, run_id, policy)
+    approval = Approval(run_id, remedy_id, remedy.fingerprint, decision, by, how, now())
     if decision == APPROVED:
-        _check_person(effective, state, remedy_id, remedy.fingerprint, by, journal, clock)
-    return journal.record_approval(
-        Approval(run_id, remedy_id, remedy.fingerprint, decision, by, how, now()))
+        _check_person(effective, state, approval, journal, clock)
+    return journal.record_approval(approval)
 
 
-def _check_person(policy: Policy, state: RunState, remedy_id: str, fingerprint: str, by: str,
-                  journal: Journal, clock: Clock) -> None:
+def _check_person(policy: Policy, state: RunState, approval: Approval, journal: Journal,
+                  clock: Clock) -> None:
+    by, remedy_id = approval.by, approval.remedy
     allowed = policy.allowed(state.playbook, remedy_id)
     if allowed is not None and by not in allowed:
         raise ApprovalRefused(f"{by} may not approve {state.playbook}/{remedy_id} (policy "
@@ -105,10 +121,17 @@ def _check_person(policy: Policy, state: RunState, remedy_id: str, fingerprint: 
     if by == state.requested_by:
         raise ApprovalRefused(f"four-eyes: {by} requested this run and may not approve it",
                               forbidden=True)
-    earlier = _standing(journal.approvals(state.run_id, remedy_id), fingerprint, policy, clock)
+    earlier = _standing(journal.approvals(state.run_id, remedy_id), approval.fingerprint,
+                        policy, clock)
     if by in {a.by for a in earlier}:
         raise ApprovalRefused(f"four-eyes: {by} has approved {remedy_id} already; another "
                               "person must approve it too", forbidden=True)
+    account = os_user_of(approval)
+    same = [a.by for a in earlier if account is not None and os_user_of(a) == account]
+    if same:  # two names typed from one account are not two people
+        raise ApprovalRefused(f"four-eyes: OS user {account} approved {remedy_id} already "
+                              f"(as {same[0]}); another person must approve it from their own "
+                              "account", forbidden=True)
 
 
 @dataclass(frozen=True)

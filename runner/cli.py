@@ -251,7 +251,9 @@ def _os_user() -> str:
 
 def _how(what: str) -> str:
     """How an approval was given, with the OS user beside the name given by --as."""
-    return f"{what} (OS user {_os_user()})"
+    from .approval import with_os_user
+
+    return with_os_user(what, _os_user())
 
 
 # Commands
@@ -502,8 +504,7 @@ def _engine(args: argparse.Namespace, registry: Registry, journal: Journal,
 
     interactive = not args.no_input and sys.stdin.isatty() and sys.stderr.isatty()
     gate = Gate(journal, registry, approver=_who(args), pre_approved=frozenset(args.approve),
-                prompter=_ask if interactive else None, policy=policy,
-                how=f" (OS user {_os_user()})")
+                prompter=_ask if interactive else None, policy=policy, os_user=_os_user())
     progress = _progress if args.format == "text" or sys.stderr.isatty() else None
     return Engine(registry, journal, gate, concurrency=args.concurrency, progress=progress)
 

@@ -28,6 +28,7 @@ from .approval import (
     record,
     utc_now,
     verdict,
+    with_os_user,
 )
 from .errors import NotApproved
 from .inventory import Target
@@ -97,13 +98,13 @@ class Gate:
                  pre_approved: frozenset[str] = frozenset(),
                  prompter: Prompter | None = None, ttl: float | None = None,
                  policy: Policy | None = None, clock: Clock = utc_now,
-                 how: str = "") -> None:
+                 os_user: str | None = None) -> None:
         self.journal, self.registry = journal, registry
         # pre_approved holds REMEDY=KIND specs and fingerprints, never a bare remedy id
         self.approver, self.pre_approved, self.prompter = approver, pre_approved, prompter
         self.policy = (policy or Policy()).stricter(Policy(ttl=ttl))
         self.clock = clock
-        self.how = how  # appended to how an approval was given (the CLI: the OS user)
+        self.os_user = os_user  # the account the CLI runs as, recorded beside `approver`
 
     # Resolving what a proposal acts on
 
@@ -139,9 +140,11 @@ class Gate:
             how = "answered at the terminal"
         if how is None:
             return PENDING
+        if self.os_user is not None:
+            how = with_os_user(how, self.os_user)
         try:
             record(self.journal, proposal.run_id, proposal.remedy, decision=decision,
-                   by=self.approver, how=how + self.how, policy=self.policy,
+                   by=self.approver, how=how, policy=self.policy,
                    fingerprint=proposal.fingerprint, clock=self.clock, live=True)
         except ApprovalRefused as exc:
             self.journal.append(proposal.run_id, "approval.refused", {

@@ -429,3 +429,20 @@ def test_a_run_records_the_inventory_and_policy_it_was_planned_with(
     assert source["inventory"]["targets"]["box"]["settings"] == {"path": str(world / "box")}
     assert source["policy"]["four_eyes"] is True
     assert source["policy"]["source"] == str(world / "policy.yaml")
+
+
+def test_four_eyes_two_names_typed_from_one_account_are_one_person(kit: Kit) -> None:
+    from runner.approval import with_os_user
+
+    plan = kit.plan(FIX)
+    state = kit.engine().start(plan, "alert-run-2", trigger="alert", requested_by="alert:mem")
+    policy = Policy(four_eyes=True)
+    record(kit.journal, state.run_id, "fix", decision=APPROVED, by="alice",
+           how=with_os_user("runbook approve", "ops"), policy=policy)
+    with pytest.raises(ApprovalRefused, match="OS user ops approved fix already"):
+        record(kit.journal, state.run_id, "fix", decision=APPROVED, by="bob",
+               how=with_os_user("runbook approve", "ops"), policy=policy)
+    record(kit.journal, state.run_id, "fix", decision=APPROVED, by="bob",
+           how=with_os_user("runbook approve", "bob"), policy=policy)
+    assert verdict(kit.journal, state.run_id, "fix", state.remedies["fix"].fingerprint,
+                   requested_by="alert:mem", policy=policy).decision == APPROVED
