@@ -259,6 +259,12 @@ class DockerOperator(DockerReader):
 
     def __init__(self, settings: Any, timeout: float) -> None:
         super().__init__(settings, timeout, read_only=False)
+        # Set when the remedy's deadline passes (runner.remedies): an action then stops at
+        # the next point where it can put things back, instead of being cut off half-way.
+        self._interrupted = threading.Event()
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
 
     def _all(self) -> list[str]:
         return [self.name] + [r["Names"][0].lstrip("/") for r in self._replicas()]
@@ -333,9 +339,19 @@ class DockerOperator(DockerReader):
         _translated(self._api.inspect_image, image_id or image)  # fail before touching
         args = self._clone_config(info, image_id or image)
         aside = f"{self.name}-before-rollback-{int(time.time())}"
-        _translated(self._api.stop, self.name, timeout=int(stop_timeout))
+        try:
+            _translated(self._api.stop, self.name, timeout=int(stop_timeout))
+            if self._interrupted.is_set():
+                raise TemporaryError(f"the rollback's deadline passed while {self.name} "
+                                     "stopped: it was started again on its old image")
+        except Exception:  # stopped, or half-way: the service must not stay down
+            _translated(self._api.start, self.name)
+            raise
         _translated(self._api.rename, self.name, aside)
         try:
+            if self._interrupted.is_set():
+                raise TemporaryError(f"the rollback's deadline passed: {self.name} was put "
+                                     "back on its old image")
             self._create(self.name, args)
         except Exception:
             self._restore(aside)

@@ -159,6 +159,12 @@ class ServiceControl:
     def cancel(self) -> None:
         self.runtime.cancel()
 
+    def interrupt(self) -> None:
+        """The remedy's deadline passed: stop where the action can put things back."""
+        interrupt = getattr(self.runtime, "interrupt", None)
+        if callable(interrupt):
+            interrupt()
+
 
 def _runtime(settings: RuntimeSettings, timeout: float, *, operator: bool) -> Any:
     """The runtime's reader (probes) or operator (remedies) for this service."""
