@@ -127,6 +127,9 @@ def _check_person(policy: Policy, state: RunState, approval: Approval, journal: 
         raise ApprovalRefused(f"four-eyes: {by} has approved {remedy_id} already; another "
                               "person must approve it too", forbidden=True)
     account = os_user_of(approval)
+    if account is not None and account == state.requested_by:
+        raise ApprovalRefused(f"four-eyes: OS user {account} requested this run and may not "
+                              f"approve it, as {by} or any other name", forbidden=True)
     same = [a.by for a in earlier if account is not None and os_user_of(a) == account]
     if same:  # two names typed from one account are not two people
         raise ApprovalRefused(f"four-eyes: OS user {account} approved {remedy_id} already "

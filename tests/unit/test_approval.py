@@ -446,3 +446,7 @@ def test_four_eyes_two_names_typed_from_one_account_are_one_person(kit: Kit) -> 
            how=with_os_user("runbook approve", "bob"), policy=policy)
     assert verdict(kit.journal, state.run_id, "fix", state.remedies["fix"].fingerprint,
                    requested_by="alert:mem", policy=policy).decision == APPROVED
+    requested = kit.run(FIX)  # by "tester", the OS user it ran as
+    with pytest.raises(ApprovalRefused, match="OS user tester requested this run"):
+        record(kit.journal, requested.run_id, "fix", decision=APPROVED, by="carol",
+               how=with_os_user("runbook approve", "tester"), policy=policy)
