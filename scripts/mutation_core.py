@@ -1,6 +1,7 @@
 """The safety core that scripts/mutation mutates, and its report.
 
     python scripts/mutation_core.py names [MODULE...]   # mutmut's mutant-name globs
+    python scripts/mutation_core.py restrict PYPROJECT MODULE...  # mutate only their files
     python scripts/mutation_core.py report [MODULE...]  # in .mutation/, after `mutmut run`
 
 The core is named by function, not by file: in a backend only its read-only client is the
@@ -87,6 +88,17 @@ def names(modules: list[str]) -> list[str]:
     return globs
 
 
+def restrict(pyproject: Path, modules: list[str]) -> None:
+    """Point only_mutate at the files of `modules` alone: mutmut mutates every file listed
+    there before it runs any mutant, and the big ones take minutes."""
+    files = [f"{m.replace('.', '/')}.py" for m in selected(modules)]
+    text = pyproject.read_text()
+    new, count = re.subn(r"(?ms)^only_mutate = \[.*?^\]", f"only_mutate = {json.dumps(files)}",
+                         text)
+    assert count == 1, f"no only_mutate list in {pyproject}"
+    pyproject.write_text(new)
+
+
 def report(modules: list[str]) -> int:
     from mutmut.mutation.diff_apply import get_diff_for_mutant
     from mutmut.stats import status_by_exit_code
@@ -152,7 +164,11 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "report":
         return report(modules)
-    sys.exit(f"usage: {Path(__file__).name} names|report [MODULE...]")
+    if command == "restrict" and len(modules) > 1:
+        restrict(Path(modules[0]), modules[1:])
+        return 0
+    sys.exit(f"usage: {Path(__file__).name} names|report [MODULE...] | "
+             "restrict PYPROJECT MODULE...")
 
 
 if __name__ == "__main__":
