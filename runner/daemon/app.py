@@ -477,10 +477,11 @@ def build_app(daemon: Daemon) -> Any:
             mismatched = [a for a in alerts if a.sent_fingerprint]
             if mismatched:
                 daemon.metrics.fingerprint_mismatch.inc(len(mismatched))
+                first = mismatched[0]
                 daemon.log_once("intake:fingerprint", f"{len(mismatched)} alert(s) sent a "
                                 "fingerprint that does not match their labels; runbook uses "
-                                f"the labels' (first: sent {mismatched[0].sent_fingerprint}, "
-                                f"computed {mismatched[0].fingerprint})")
+                                f"the labels' (first: sent {first.sent_fingerprint[:40]!r}, "
+                                f"computed {first.fingerprint})")
             for alert in alerts:
                 daemon.metrics.received.labels(alert.source, alert.status).inc()
             daemon.new_alerts.set()

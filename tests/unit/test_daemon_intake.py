@@ -320,3 +320,12 @@ def test_a_label_outside_the_allow_list_opens_no_run(
     body = alert_body(box="box")  # the allowed one does open a run
     assert send(daemon, body, sign(body)).status_code == 202
     daemon.wait_run(lambda runs: len(runs) == 1)
+
+
+def test_a_forged_fingerprint_cannot_forge_log_lines(
+        daemon: RunningDaemon, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="runbook.daemon")
+    body = am_alert("firing", {"alertname": "X"}, "abc\n2026 ERROR forged line" + "z" * 500)
+    assert send(daemon, body, sign(body), "/v1/alerts/alertmanager").status_code == 202
+    [line] = [r.getMessage() for r in caplog.records if "fingerprint" in r.getMessage()]
+    assert "\n" not in line and len(line) < 300
