@@ -25,6 +25,14 @@ def activity(db: LabDatabase, pid: int) -> dict[str, Any] | None:
     return dict(zip(["state", "wait_event_type", "query"], row, strict=True)) if row else None
 
 
+def idle_in_transaction_of(db: LabDatabase, user: str, at_least: int) -> list[int]:
+    """The pids of `user`'s sessions idle inside a transaction, if there are `at_least`."""
+    with psycopg.connect(db.admin, autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE usename = %s "
+                            "AND state = 'idle in transaction'", (user,)).fetchall()
+    return [row[0] for row in rows] if len(rows) >= at_least else []
+
+
 def wait_idle_in_transaction(db: LabDatabase, pids: list[int], seconds: float) -> None:
     """Until PostgreSQL itself reports every one of `pids` idle inside a transaction for at
     least `seconds` (what an `older_than`/`idle_after` check reads), by its own clock."""

@@ -11,8 +11,14 @@ import pytest
 
 from tests.lab.api import deploy, fault, wait_exit
 from tests.scenarios.conftest import CLI
-from tests.scenarios.helpers import findings, remedy
+from tests.scenarios.helpers import (
+    findings,
+    idle_in_transaction_of,
+    remedy,
+    wait_idle_in_transaction,
+)
 from tests.scenarios.servicelab import ServiceLab
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -69,7 +75,9 @@ def test_api_down_every_endpoint_failing_points_at_the_database(
         cli: CLI, services: ServiceLab) -> None:
     api = services.start()
     fault(api.url, hold_connections=True)  # the API's pool sits in open transactions
-    time.sleep(2.5)
+    pool = wait_for(lambda: idle_in_transaction_of(services.db, "journey_app", 5),
+                    "the API's 5 pool connections idle in a transaction")
+    wait_idle_in_transaction(services.db, pool, seconds=1)  # as long as idle_after
     code, report = cli.json("run", "api-down", *NO_DEPLOY, "--param", "idle_after=1s",
                             "--no-input")
     assert code == 1
