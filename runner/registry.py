@@ -80,7 +80,8 @@ class StepKind:
     read_only_by_author: bool = False
     # For remedies: (read-only handle, params) -> params with mutable references (an image
     # tag) resolved to immutable ones (its id), when proposed: the approver sees, and the
-    # action uses, exactly what the name meant then.
+    # action uses, exactly what the name meant then. Params already pinned (a resumed run's
+    # journaled proposal) must come back unchanged.
     pin: Callable[[Any, Any], Any] | None = None
 
 

@@ -450,3 +450,118 @@ def test_four_eyes_two_names_typed_from_one_account_are_one_person(kit: Kit) -> 
     with pytest.raises(ApprovalRefused, match="OS user tester requested this run"):
         record(kit.journal, requested.run_id, "fix", decision=APPROVED, by="carol",
                how=with_os_user("runbook approve", "tester"), policy=policy)
+
+
+# Edges the gate and the approval path must hold
+
+
+def test_a_pin_runs_on_a_read_only_handle_and_its_result_is_what_is_approved(kit: Kit) -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    from runner.registry import StepKind
+
+    class Tagged(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        tag: str
+        pinned: str | None = None
+
+    seen: list[bool] = []
+
+    def pin(handle: Any, params: Tagged) -> Tagged:
+        seen.append(handle.writable)
+        if params.pinned is not None:  # pinned when proposed: kept (the pin contract)
+            return params
+        return params.model_copy(update={"pinned": (kit.box / "tag").read_text()})
+
+    kit.registry.add(StepKind("mem.deploy", "mem", lambda h, p: {"deployed": p.pinned},
+                              Tagged, True, "deploy a tag", pin=pin))
+    (kit.box / "tag").write_text("id-1")
+    body = "remedies:\n  - {id: deploy, run: mem.deploy, with: {tag: v2}}\n"
+    state = kit.run(body)
+    assert seen and not any(seen)  # through a probe handle, never an action handle
+    assert state.remedies["deploy"].args == {"tag": "v2", "pinned": "id-1"}
+    approve = Approval(state.run_id, "deploy", state.remedies["deploy"].fingerprint, APPROVED,
+                       "alice", "t", datetime.now(UTC).isoformat())
+    kit.journal.record_approval(approve)
+    (kit.box / "tag").write_text("id-2")  # the tag moves after the approval
+    state = kit.engine().resume(kit.plan(body), state.run_id, by="alice")
+    assert state.remedies["deploy"].status == "succeeded"
+    assert state.remedies["deploy"].result == {"deployed": "id-1"}
+
+
+def test_a_connector_without_identity_binds_by_name_kind_and_arguments(tmp_path: Path) -> None:
+    from runner.registry import Backend, Registry, StepKind
+    from tests.support.membackend import MemSettings
+
+    class Bare:  # a third-party connector that predates identity()
+        def probe(self, target: Any, timeout: float) -> Any:
+            raise AssertionError("not needed")
+
+        action = probe
+
+    registry = Registry()
+    registry.add_backend(Backend("bare", Bare(), MemSettings))
+    kind = StepKind("bare.act", "bare", lambda h, p: {}, MemSettings, True, "act")
+    registry.add(kind)
+    gate = Gate(journal_at(tmp_path), registry, approver="x")
+    target = next(iter(Kit(tmp_path).inventory))
+    assert gate.identity(kind, target, 5) == {}
+
+
+def journal_at(root: Path) -> Any:
+    from runner.journal import Journal
+
+    return Journal(root / "other-home")
+
+
+def test_gate_execute_refuses_a_proposal_for_another_target_name(kit: Kit) -> None:
+    state = kit.run(FIX)
+    shown = proposed(state)
+    elsewhere = Proposal(shown.run_id, shown.remedy, shown.kind, "not-box", shown.args,
+                         shown.explain, shown.identity)
+    gate = Gate(kit.journal, kit.registry, approver="x")
+    gate.record(state.run_id, "fix", elsewhere.fingerprint, APPROVED, "alice", "t")
+    with pytest.raises(NotApproved, match="target 'not-box' -> 'box'"):
+        gate.execute(elsewhere, next(iter(kit.inventory)), 5)
+    assert starts(kit) == 0
+
+
+def test_an_interrupted_run_takes_an_approval(kit: Kit) -> None:
+    state = kit.run(FIX)
+    kit.journal.append(state.run_id, "run.interrupted", {"status": "interrupted",
+                                                         "reason": "the process stopped"})
+    record(kit.journal, state.run_id, "fix", decision=APPROVED, by="bob", how="t",
+           policy=Policy())
+    assert kit.journal.approvals(state.run_id, "fix")[0].by == "bob"
+
+
+def test_under_four_eyes_the_requesters_own_approval_never_counts(kit: Kit) -> None:
+    state = kit.run(FIX)  # requested by "tester"
+    approve_at(kit, state, datetime.now(UTC), by="tester")  # written past the approval path
+    fp = state.remedies["fix"].fingerprint
+    assert verdict(kit.journal, state.run_id, "fix", fp, requested_by="tester",
+                   policy=Policy()).decision == APPROVED
+    assert verdict(kit.journal, state.run_id, "fix", fp, requested_by="tester",
+                   policy=Policy(four_eyes=True)).decision == PENDING
+
+
+def test_a_run_adopts_a_stricter_policy_once(kit: Kit) -> None:
+    from runner.approval import is_person, run_policy
+
+    state = kit.run(FIX)
+    for name in ("bob", "carol"):
+        record(kit.journal, state.run_id, "fix", decision=APPROVED, by=name, how="t",
+               policy=Policy(ttl=600))
+    adopted = [e for e in kit.journal.events(state.run_id) if e.type == "approval.policy"]
+    assert len(adopted) == 1
+    assert run_policy(kit.journal, state.run_id, Policy()).ttl == 600
+    assert (is_person("alice"), is_person("alert:pool"), is_person("")) == (True, False, False)
+
+
+def test_what_changed_shortens_long_values() -> None:
+    from runner.gate import changes
+
+    long = "x" * 200
+    [change] = changes({"args": {"items": long}}, {"args": {"items": "y"}})
+    assert change == f'items "{long[:76]}... -> "y"'
+    assert len(change.split(" -> ")[0]) == len("items ") + 80
