@@ -38,5 +38,12 @@ class LogOnce:
             quiet = seen.quiet if seen else 0
             self._seen[key] = _Seen(at)
         more = f" ({quiet} more like it since the last such line)" if quiet else ""
-        self.logger.log(level, "%s%s", message, more, exc_info=exc_info)
+        self.logger.log(level, "%s%s", one_line(message), more, exc_info=exc_info)
         return True
+
+
+def one_line(text: str, limit: int = 1000) -> str:
+    """Alert data in a log message stays one line (a label with a newline cannot forge
+    another log line) and bounded."""
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return flat if len(flat) <= limit else flat[:limit] + "…"

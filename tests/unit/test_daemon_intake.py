@@ -329,3 +329,14 @@ def test_a_forged_fingerprint_cannot_forge_log_lines(
     assert send(daemon, body, sign(body), "/v1/alerts/alertmanager").status_code == 202
     [line] = [r.getMessage() for r in caplog.records if "fingerprint" in r.getMessage()]
     assert "\n" not in line and len(line) < 300
+
+
+def test_alert_labels_cannot_forge_log_lines(
+        daemon: RunningDaemon, caplog: pytest.LogCaptureFixture) -> None:
+    """A refused target's reason names the label's value; the value stays on one line."""
+    caplog.set_level(logging.INFO, logger="runbook.daemon")
+    body = alert_body(box="x\r\n2026 INFO runbook.daemon approved by alice\x1b[2J")
+    assert send(daemon, body, sign(body)).status_code == 202
+    wait_until(lambda: dispatched(daemon) and bool(outcomes(daemon)), "dispatch")
+    [line] = [r.getMessage() for r in caplog.records if "not allowed" in r.getMessage()]
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
