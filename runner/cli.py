@@ -45,6 +45,8 @@ environment:
   RUNBOOK_INVENTORY   inventory files or folders (default ./inventory)
   RUNBOOK_POLICY      approval policy file (default policy.yaml beside the inventory,
                       else ~/.config/runbook/policy.yaml)
+  RUNBOOK_JOURNAL_BUSY_TIMEOUT  seconds to wait for another process's journal write (30)
+  RUNBOOK_REMEDY_GRACE          seconds to wait for a remedy past its deadline (120)
 """
 
 
