@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from runner.errors import JournalError
 from runner.journal import AlreadyAttempted, Journal, TargetBusy, new_run_id, this_process
 from runner.state import AWAITING, INTERRUPTED, RUNNING
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -297,15 +297,14 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 
 def wait_for_event(home: Path, type_: str) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if (home / "journal.sqlite3").exists():
-            with Journal(home) as journal:
-                for run in journal.runs():
-                    if any(e.type == type_ for e in journal.events(run.id)):
-                        return run.id
-        time.sleep(0.05)
-    raise AssertionError(f"no {type_} event within 60s")
+    def run_with_event() -> str | None:
+        if not (home / "journal.sqlite3").exists():
+            return None
+        with Journal(home) as journal:
+            return next((run.id for run in journal.runs()
+                         if any(e.type == type_ for e in journal.events(run.id))), None)
+
+    return wait_for(run_with_event, f"a {type_} event")
 
 
 def assert_whole(home: Path, run_id: str) -> None:

@@ -10,8 +10,7 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from runner import report
 from runner.journal import new_run_id, this_process
 from runner.state import COMPLETED, FAILED, RunState
 from tests.enginekit import Kit
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,13 +50,6 @@ remedies:
 @pytest.fixture
 def kit(tmp_path: Path) -> Kit:
     return Kit(tmp_path)
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 class Workers:
@@ -161,7 +154,7 @@ def test_a_remedy_past_its_own_deadline_is_outcome_unknown_and_keeps_its_lock(
         kit: Kit) -> None:
     thread, states = run_in_thread(kit, SLOW % "false")
     # The remedy's own 300 ms deadline, not its kind's 120 s.
-    wait_until(lambda: event_data(kit, "remedy.finished"), "the remedy's deadline")
+    wait_for(lambda: event_data(kit, "remedy.finished"), "the remedy's deadline")
     [finished] = event_data(kit, "remedy.finished")
     assert finished["status"] == "outcome_unknown"
     assert "0.3s" in finished["error"]
@@ -210,7 +203,7 @@ def test_past_the_grace_period_it_says_so_and_the_lock_waits_for_the_action(
     # Still running in this process: the lock is held until it ends, then released.
     assert kit.journal.target_lock("box") == (state.run_id, this_process())
     (kit.box / "release-act").touch()
-    wait_until(lambda: kit.journal.target_lock("box") is None, "the action to end")
+    wait_for(lambda: kit.journal.target_lock("box") is None, "the action to end")
     assert [a["phase"] for a in kit.actions()] == ["start", "end"]
 
 
@@ -234,3 +227,44 @@ def test_a_finished_remedy_releases_its_lock_for_the_next_run(kit: Kit) -> None:
     assert second.status == COMPLETED
     assert second.remedies["fix"].status == "succeeded"
     assert [a["phase"] for a in kit.actions()] == ["start", "end", "start", "end"]
+
+
+def test_ctrl_c_during_a_remedy_waits_for_it_to_end_and_journals_it(
+        tmp_path: Path, runbook_home: Path) -> None:
+    import signal
+
+    box = tmp_path / "box"
+    (tmp_path / "pb").mkdir()
+    (tmp_path / "pb" / "race.yaml").write_text(RACE.replace(
+        '{items: "{{ steps.a.value }}"}', "{items: [1], wait_for: release-act}"))
+    (tmp_path / "inv.yaml").write_text(f"targets:\n  box: {{kind: mem, path: {box}}}\n")
+    env = {**os.environ, "RUNBOOK_PLAYBOOKS": str(tmp_path / "pb"),
+           "RUNBOOK_INVENTORY": str(tmp_path / "inv.yaml"),
+           "RUNBOOK_BACKENDS": "tests.support.membackend:register"}
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", "race", "--no-input",
+                             "--approve", "fix=mem.act"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    try:
+        wait_until(lambda: executions(box) == 1, "the remedy to start")
+        proc.send_signal(signal.SIGINT)
+        while "waiting for it to end" not in (line := proc.stderr.readline()):
+            assert line, "runbook ended without saying it waits for the remedy"
+        assert proc.poll() is None  # it said it waits, and the action is still running
+        (box / "release-act").touch()
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert [a["phase"] for a in json.loads(f"[{','.join(
+        (box / 'actions.jsonl').read_text().splitlines())}]")] == ["start", "end"]
+    from runner.journal import Journal
+
+    with Journal(runbook_home) as journal:
+        [run] = journal.runs()
+        state = journal.state(run.id)
+        assert journal.target_lock("box") is None
+    assert state.remedies["fix"].status == "succeeded"
+    assert state.status == FAILED
