@@ -1,1 +1,1 @@
-"""The lab: a local Docker engine and images built from Debian packages (see DESIGN.md)."""
+"""The lab: a local Docker engine and images built from Debian packages (docs/ARCHITECTURE.md)."""
