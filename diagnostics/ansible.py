@@ -16,7 +16,9 @@ what it would change and changes nothing, except in tasks that opt out of check 
 (`check_mode: false` on a task, block, role or play). Those are found before the run
 (`diagnostics.ansiblecheck`) and refused unless the step lists each by name in
 `allow_real_tasks`; `runbook plan` shows them; a change one of them made is reported as a
-change (`changed: true`, `real_changes`), not as one that would happen. So the step is
+change (`changed: true`, `real_changes`), not as one that would happen. A callback enabled
+for checks records each result's check mode as well: a task that ran outside it without
+being foreseen is named in `unexpected_real_tasks` and the result is not ok. So the step is
 read-only on the word of whoever chose that playbook, and `plan` and `show` display that
 mark. `ansible.run` runs it for real (mutating: only as an approved remedy). Both take
 `playbook` (a file inside playbook_dir), `limit`, `tags` and `extra_vars`.
@@ -224,6 +226,33 @@ class CheckParams(PlaybookParams):
 # Running a playbook
 
 
+# ansible-runner's events do not say whether a task ran in check mode: this callback, enabled
+# for checks only, records it for every task result (a task's check_mode, inherited from its
+# block and play: True under --check unless the playbook opted it out).
+CHECK_MODE_CALLBACK = "runbook_check_mode"
+_CHECK_MODE_PLUGIN = """\
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "runbook_check_mode"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def v2_runner_on_ok(self, result):
+        task = result._task
+        line = {"task_path": task.get_path(), "task": task.get_name(),
+                "host": result._host.get_name(), "check_mode": task.check_mode,
+                "changed": bool(result._result.get("changed"))}
+        with open(os.environ["RUNBOOK_CHECK_MODE_LOG"], "a", encoding="utf-8") as out:
+            out.write(json.dumps(line, default=str) + "\\n")
+"""
+
+
 class _Playbooks:
     """Runs the target's playbooks; `cancel()` (from the engine's thread) stops a run."""
 
@@ -366,8 +395,16 @@ class _Playbooks:
         if params.extra_vars:
             (private / "env").mkdir(mode=0o700)
             (private / "env" / "extravars").write_text(unsafe_yaml(params.extra_vars) + "\n")
+        check_log = private / "check_mode.jsonl"
         with self._key_file() as key:
             envvars = self._environment(private, key, known_hosts)
+            if check:
+                plugins = private / "callback_plugins"
+                plugins.mkdir(mode=0o700)
+                (plugins / f"{CHECK_MODE_CALLBACK}.py").write_text(_CHECK_MODE_PLUGIN)
+                envvars.update(ANSIBLE_CALLBACK_PLUGINS=str(plugins),
+                               ANSIBLE_CALLBACKS_ENABLED=CHECK_MODE_CALLBACK,
+                               RUNBOOK_CHECK_MODE_LOG=str(check_log))
             runner = ansible_runner.interface.init_runner(
                 private_data_dir=str(private), ident=ident, project_dir=str(playbook.parent),
                 playbook=str(playbook), inventory=self._inventory(private),
@@ -376,17 +413,23 @@ class _Playbooks:
                 forks=self.settings.forks, timeout=self.timeout, quiet=True,
                 envvars=envvars, settings={"pexpect_timeout": 1, "suppress_ansible_output": True},
                 event_handler=collector.add, cancel_callback=self._cancelled.is_set)
+            # ansible-runner appended its own callback directory to ours: keep both.
+            plugins_path = runner.config.env.get("ANSIBLE_CALLBACK_PLUGINS")
             runner.config.env = _clean_environment(runner.config.env, envvars)
+            if plugins_path:
+                runner.config.env["ANSIBLE_CALLBACK_PLUGINS"] = plugins_path
             status, rc = runner.run()
         artifacts = Path(runner.config.artifact_dir)
         _scrub_artifacts(artifacts)
+        if check:
+            collector.ran_for_real(_outside_check_mode(check_log))
         result = collector.summary(check)
         result["real_tasks"] = [task.as_dict() for task in real]
         result.update(status=status, rc=rc, check_mode=check, playbook=params.playbook,
                       limit=params.limit, tags=params.tags, artifacts=str(artifacts),
                       duration_ms=round((time.monotonic() - started) * 1000, 1))
         result["ok"] = status == "successful" and not result["failed_tasks"] \
-            and not result["unreachable"]
+            and not result["unreachable"] and not result["unexpected_real_tasks"]
         where = f"{self.target}: {params.playbook}"
         if status == "timeout" or self._cancelled.is_set():
             raise StepTimeout(f"{where}: ansible-playbook did not finish within "
@@ -395,6 +438,16 @@ class _Playbooks:
             raise PermanentError(f"{where}: ansible-playbook exited {rc}: "
                                  f"{_last_error(artifacts)} (artifacts: {artifacts})")
         return result
+
+
+def _outside_check_mode(log: Path) -> list[dict[str, Any]]:
+    """The task results the check-mode callback saw run outside check mode."""
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in records if r.get("check_mode") is not True]
 
 
 def unsafe_yaml(value: Any) -> str:
@@ -469,6 +522,7 @@ class _Events:
         self.failed: list[dict[str, Any]] = []
         self.unreachable: list[dict[str, Any]] = []
         self.stats: dict[str, Any] | None = None
+        self.unexpected: list[dict[str, Any]] = []  # ran outside check mode, not foreseen
         self._lock = threading.Lock()
 
     def add(self, event: dict[str, Any]) -> bool:
@@ -495,12 +549,29 @@ class _Events:
                      "action": data.get("task_action")}
             if name == "runner_on_ok" and status == "changed":
                 self.changes.append({**where, "diff": _diff(res.get("diff")),
-                                     "real": self._is_real(data)})
+                                     "real": self._is_real(data),
+                                     "task_path": data.get("task_path")})
             elif name == "runner_on_failed" and status == "failed":
                 self.failed.append({**where, "msg": _message(res)})
             elif name == "runner_on_unreachable":
                 self.unreachable.append({"host": data.get("host"), "msg": _message(res)})
         return True
+
+    def ran_for_real(self, records: list[dict[str, Any]]) -> None:
+        """What the check-mode callback saw run outside check mode: a change it made is a
+        real one, and a task not known beforehand to opt out is named as unexpected."""
+        with self._lock:
+            for record in records:
+                key = (record.get("host"), record.get("task_path"))
+                for change in self.changes:
+                    if (change["host"], change["task_path"]) == key:
+                        change["real"] = True
+                known = self._is_real({"task_path": record.get("task_path"),
+                                       "task": record.get("task")})
+                task = {"host": record.get("host"), "task": record.get("task"),
+                        "where": record.get("task_path"), "changed": record.get("changed")}
+                if not known and task not in self.unexpected:
+                    self.unexpected.append(task)
 
     def _is_real(self, data: dict[str, Any]) -> bool:
         file, _, line = str(data.get("task_path") or "").rpartition(":")
@@ -525,6 +596,7 @@ class _Events:
             "would_change": check and any(not c["real"] for c in self.changes),
             "changed": any(c["real"] or not check for c in self.changes),
             "real_changes": [c for c in self.changes if c["real"] or not check],
+            "unexpected_real_tasks": self.unexpected,
             "failed_tasks": self.failed,
             "failed_hosts": sorted(h for h, s in hosts.items() if s["failed"]),
             "unreachable": self.unreachable,
@@ -697,6 +769,8 @@ _RESULT = {
     "(a real run, or in check mode a task that opted out of it)",
     "real_tasks": "[{task, where, why}] tasks that run for real even in check mode",
     "real_changes": "[{host, task, action, diff}] what really changed",
+    "unexpected_real_tasks": "[{host, task, where, changed}] ran outside check mode though "
+    "not foreseen (then ok is false)",
     "failed_tasks": "[{host, task, action, msg}]", "unreachable": "[{host, msg}]",
     "failed_hosts / unreachable_hosts": "host names",
     "events": "[{event, host, task, status}], at most 500", "artifacts": "ansible-runner's "

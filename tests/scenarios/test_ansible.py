@@ -290,6 +290,24 @@ def test_check_refuses_tasks_that_run_for_real_unless_the_step_lists_them(
     assert result["would_change"] is True
     assert [c["task"] for c in result["changes"] if not c["real"]] == ["Would write the config"]
     assert sorted(t["task"] for t in result["real_tasks"]) == sorted(REAL)
+    assert result["unexpected_real_tasks"] == []  # the events agree with the reading
+
+
+@pytest.mark.lab
+def test_events_say_what_ran_outside_check_mode_even_when_the_reading_missed_it(
+        tmp_path: Path, key: ClientKey, host: SshdHost) -> None:
+    """The second line: the check-mode callback records each result's check mode, so a
+    task the static reading did not foresee (here: none was read) is still caught."""
+    settings = fleet(tmp_path, key, write_known_hosts(tmp_path / "known_hosts", [host]),
+                     host.ip).settings
+    probe = ansible.AnsibleProbe(Target("lab-fleet", "ansible", settings), 120)
+    docker_exec(host, "sh", "-c", f"rm -f {' '.join(REAL_FILES)}")
+    result = probe.run(ansible.PlaybookParams(playbook="real-in-check.yml"), check=True)
+    assert result["ok"] is False and result["changed"] is True
+    assert sorted(t["where"].rsplit("/", 1)[1] for t in result["unexpected_real_tasks"]) == [
+        "main.yml:2", "real-in-check-tasks.yml:2", "real-in-check.yml:12",
+        "real-in-check.yml:22"]
+    assert [c["task"] for c in result["changes"] if not c["real"]] == ["Would write the config"]
 
 
 CHECKS_PLAYBOOK = """\
