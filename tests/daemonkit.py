@@ -7,7 +7,6 @@ import json
 import socket
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from tests.support.polling import wait_for
 
 if TYPE_CHECKING:
     from runner.registry import Registry
@@ -54,10 +55,8 @@ class Receiver:
     url: str = ""
 
     def wait_for(self, check: Callable[[list[dict[str, Any]]], bool], timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while not check(self.got):
-            assert time.monotonic() < deadline, f"receiver got only {self.got}"
-            time.sleep(0.05)
+        wait_for(lambda: check(self.got), lambda: f"the message; receiver got only {self.got}",
+                 timeout)
 
 
 @contextmanager
@@ -115,13 +114,15 @@ class RunningDaemon:
 
     def wait_run(self, check: Callable[[list[dict[str, Any]]], bool],
                  timeout: float = 20) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            runs = self.get("/v1/runs").json()["runs"]
-            if check(runs):
-                return list(runs)
-            assert time.monotonic() < deadline, f"runs are {runs}"
-            time.sleep(0.1)
+        seen: list[dict[str, Any]] = []
+
+        def matching() -> tuple[list[dict[str, Any]]] | None:
+            seen[:] = self.get("/v1/runs").json()["runs"]
+            return (list(seen),) if check(seen) else None
+
+        [runs] = wait_for(matching, lambda: f"the runs to match; runs are {seen}", timeout,
+                          every=0.1)
+        return runs
 
 
 @contextmanager
@@ -143,10 +144,7 @@ def daemon_in_thread(config_path: Path, home: Path, token: str,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the daemon did not start"
-        time.sleep(0.02)
+    wait_for(lambda: server.started, "the daemon to start", timeout=10, every=0.02)
     try:
         yield RunningDaemon(f"http://127.0.0.1:{port}", token, daemon)
     finally:

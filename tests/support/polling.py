@@ -10,13 +10,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], what: str, timeout: float = 60, every: float = 0.05,
-             retry_on: tuple[type[BaseException], ...] = ()) -> T:
+def wait_for(check: Callable[[], T], what: str | Callable[[], str], timeout: float = 60,
+             every: float = 0.05, retry_on: tuple[type[BaseException], ...] = ()) -> T:
     """Call `check` until it returns something truthy, and return that.
 
     An exception of a `retry_on` type counts as "not yet" (a resource that does not exist
-    yet). After `timeout` seconds, TimeoutError naming `what` and the last value or
-    exception."""
+    yet). After `timeout` seconds, TimeoutError naming `what` (a callable is asked then,
+    to say what it saw) and the last value or exception."""
     deadline = time.monotonic() + timeout
     while True:
         last: object
@@ -29,6 +29,7 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 60, every: floa
                 return value
             last = value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what} "
+            said = what if isinstance(what, str) else what()
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {said} "
                                f"(last: {last!r})")
         time.sleep(every)
