@@ -5,8 +5,9 @@ Check mode changes nothing, except in a task that opts out of it: `check_mode: f
 `ansible.check` reads the playbook before running it and refuses such tasks unless its step
 lists them by name in `allow_real_tasks`. The playbook is followed as far as it can be
 without running anything: plays, blocks (block, rescue, always), pre_tasks, tasks,
-post_tasks, handlers, roles (roles/NAME/tasks/main.yml and their meta dependencies),
-include/import of tasks, roles and playbooks named by a plain path. A `check_mode` whose
+post_tasks, handlers, roles (roles/NAME/tasks/main.yml or `tasks_from`, handlers, and their
+meta dependencies), include/import of tasks, roles and playbooks named by a plain path, and
+the `apply:` of an include. A `check_mode` whose
 value is a template, and an include or role whose file cannot be found or is named by a
 template, count as opting out: what they run cannot be known before the run.
 """
@@ -149,18 +150,22 @@ class _Walk:
         name = str(task.get("name") or action)
         short = _short(action)
         argument = task.get(action)
+        options = argument if isinstance(argument, dict) else {}
+        # `apply:` sets keywords (check_mode among them) on every task it brings in.
+        applied = options.get("apply")
+        inner = self._mode(applied, mode) if isinstance(applied, dict) else mode
         if short in _INCLUDE_TASKS:
-            wanted = argument.get("file") if isinstance(argument, dict) else argument
+            wanted = options.get("file") if options else argument
             target = self._file(file.parent, wanted)
             if target is None or depth >= MAX_DEPTH:
                 self._unknown(name, file, line, f"tasks that cannot be read beforehand: "
                                                 f"{wanted}")
             else:
-                self.tasks(_load(target), target, mode, depth + 1)
+                self.tasks(_load(target), target, inner, depth + 1)
             return
         if short in _INCLUDE_ROLE:
-            wanted = argument.get("name") if isinstance(argument, dict) else None
-            self._role(wanted, file, line, name, mode, depth)
+            self._role(options.get("name"), file, line, name, inner, depth,
+                       tasks_from=options.get("tasks_from") or "main")
             return
         if mode is not None:
             self.found.append(RealTask(name, file, line, mode))
@@ -176,17 +181,20 @@ class _Walk:
             self._role(role, file, line, f"role {role}", inherited, depth)
 
     def _role(self, wanted: Any, file: Path, line: int, name: str, inherited: str | None,
-              depth: int) -> None:
+              depth: int, tasks_from: Any = "main") -> None:
         directory = None
         if isinstance(wanted, str) and wanted and not _is_template(wanted):
             for base in (file.parent / "roles", self.playbook_dir / "roles", file.parent):
                 if (base / wanted / "tasks").is_dir():
                     directory = base / wanted
                     break
-        if directory is None or depth >= MAX_DEPTH:
-            self._unknown(name, file, line, f"a role that cannot be read beforehand: {wanted}")
+        entry = _first(directory / "tasks", str(tasks_from)) \
+            if directory is not None and not _is_template(tasks_from) else None
+        if directory is None or entry is None or depth >= MAX_DEPTH:
+            what = wanted if tasks_from == "main" else f"{wanted} (tasks_from {tasks_from})"
+            self._unknown(name, file, line, f"a role that cannot be read beforehand: {what}")
             return
-        key = (directory.resolve(), inherited)
+        key = (entry.resolve(), inherited)
         if key in self._seen:
             return
         self._seen.add(key)
@@ -195,10 +203,10 @@ class _Walk:
         if meta is not None and isinstance(loaded, dict):
             for dependency in loaded.get("dependencies") or []:
                 self._role_entry(dependency, meta, 0, inherited, depth + 1)
-        for section in ("tasks", "handlers"):
-            main = _first(directory / section)
-            if main is not None:
-                self.tasks(_load(main), main, inherited, depth + 1)
+        self.tasks(_load(entry), entry, inherited, depth + 1)
+        handlers = _first(directory / "handlers")
+        if handlers is not None:
+            self.tasks(_load(handlers), handlers, inherited, depth + 1)
 
     def _file(self, base: Path, wanted: Any) -> Path | None:
         if not isinstance(wanted, str) or not wanted or _is_template(wanted):
@@ -209,8 +217,11 @@ class _Walk:
         return None
 
 
-def _first(directory: Path) -> Path | None:
-    return next((directory / n for n in ("main.yml", "main.yaml", "main")
+def _first(directory: Path, stem: str = "main") -> Path | None:
+    """directory/stem.yml, .yaml or bare, whichever exists (none outside the directory)."""
+    if "/" in stem or stem in ("", ".", ".."):
+        return None
+    return next((directory / n for n in (f"{stem}.yml", f"{stem}.yaml", stem)
                  if (directory / n).is_file()), None)
 
 

@@ -108,6 +108,22 @@ def test_includes_roles_and_imported_playbooks_are_followed(tmp_path: Path) -> N
           ("outer task", "check_mode: false"), ("from more", "check_mode: false")]
 
 
+def test_an_include_apply_and_a_role_tasks_from_are_followed(tmp_path: Path) -> None:
+    assert found(
+        tmp_path, """
+        - hosts: all
+          tasks:
+            - include_tasks: {file: more.yml, apply: {check_mode: false}}
+            - include_role: {name: r, tasks_from: other}
+            - include_role: {name: r, tasks_from: "{{ which }}"}
+        """,
+        more_yml="- {name: applied, command: x}\n",
+        roles__r__tasks__main_yml="- {name: main task, command: x}\n",
+        roles__r__tasks__other_yml="- {name: other task, command: x, check_mode: false}\n",
+    ) == [("applied", "check_mode: false"), ("other task", "check_mode: false"),
+          ("include_role", "a role that cannot be read beforehand: r (tasks_from {{ which }})")]
+
+
 def test_what_cannot_be_read_beforehand_counts_as_running_for_real(tmp_path: Path) -> None:
     assert found(tmp_path, """
         - hosts: all
