@@ -2,6 +2,7 @@
 
     python scripts/mutation_core.py names [MODULE...]   # mutmut's mutant-name globs
     python scripts/mutation_core.py restrict PYPROJECT MODULE...  # mutate only their files
+    python scripts/mutation_core.py tests PYPROJECT TEST...  # run only these tests
     python scripts/mutation_core.py report [MODULE...]  # in .mutation/, after `mutmut run`
 
 The core is named by function, not by file: in a backend only its read-only client is the
@@ -99,6 +100,16 @@ def restrict(pyproject: Path, modules: list[str]) -> None:
     pyproject.write_text(new)
 
 
+def tests(pyproject: Path, paths: list[str]) -> None:
+    """Run the mutants against `paths` alone (a quick look while writing tests; a mutant
+    they miss may still die in the whole unit stage, which the real score uses)."""
+    text = pyproject.read_text()
+    new, count = re.subn(r"(?m)^pytest_add_cli_args_test_selection = .*$",
+                         f"pytest_add_cli_args_test_selection = {json.dumps(paths)}", text)
+    assert count == 1, f"no pytest_add_cli_args_test_selection in {pyproject}"
+    pyproject.write_text(new)
+
+
 def report(modules: list[str]) -> int:
     from mutmut.mutation.diff_apply import get_diff_for_mutant
     from mutmut.stats import status_by_exit_code
@@ -167,8 +178,11 @@ def main(argv: list[str]) -> int:
     if command == "restrict" and len(modules) > 1:
         restrict(Path(modules[0]), modules[1:])
         return 0
+    if command == "tests" and len(modules) > 1:
+        tests(Path(modules[0]), modules[1:])
+        return 0
     sys.exit(f"usage: {Path(__file__).name} names|report [MODULE...] | "
-             "restrict PYPROJECT MODULE...")
+             "restrict PYPROJECT MODULE... | tests PYPROJECT TEST...")
 
 
 if __name__ == "__main__":
