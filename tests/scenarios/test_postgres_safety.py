@@ -20,6 +20,7 @@ from runner.inventory import Target
 from tests.lab.faults import Faults, LabDatabase
 from tests.scenarios.conftest import CLI
 from tests.scenarios.helpers import alive
+from tests.unit.test_postgres_guard import BYPASSES, STATE_CHANGING
 
 pytestmark = pytest.mark.lab
 
@@ -33,31 +34,82 @@ def test_a_probe_session_cannot_write_the_server_refuses(
         lab: LabDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
     # Even as the superuser: read-only is the session's setting, not the role's.
     with PostgresConnector().probe(target(monkeypatch, lab.admin), 5) as db:
-        with pytest.raises(PermanentError, match="read-only transaction"):
-            db.query("WITH x AS (UPDATE accounts SET balance = 0 RETURNING id) SELECT * FROM x")
+        write = "WITH x AS (UPDATE accounts SET balance = 0 RETURNING id) SELECT * FROM x"
+        with pytest.raises(PermanentError, match="UPDATE writes"):
+            db.query(write)
         # Past the handle's own guard, on the raw session: still refused by the server.
         raw = db._conn
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            raw.execute("UPDATE accounts SET balance = 0")
-        raw.rollback()
+        for sql in (write, "UPDATE accounts SET balance = 0"):
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                raw.execute(sql)
+            raw.rollback()
         assert raw.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
     with psycopg.connect(lab.admin) as conn:
         assert conn.execute("SELECT count(*) FROM accounts WHERE balance = 0").fetchone() == (0,)
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT pg_terminate_backend(1)",
-    "select PG_CANCEL_BACKEND (1)",
-    "SELECT set_config('default_transaction_read_only', 'off', false)",
-    "SET default_transaction_read_only = off",
-    "SELECT 1; UPDATE accounts SET balance = 0",
-    "UPDATE accounts SET balance = 0",
+def test_the_bypass_corpus_from_a_superuser_probe_session_kills_no_session(
+        lab: LabDatabase, faults: Faults, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the superuser, who may signal anyone: only the handle's guard stands in the way.
+    victims = faults.idle_in_transaction(2)
+    aimed = [sql.replace("backend(1", f"backend({victims[0]}")
+             for sql in BYPASSES + [form.format(call) for call in STATE_CHANGING
+                                    for form in ('SELECT {}', 'SELECT "pg_catalog".{}')]]
+    got_through = []
+    with PostgresConnector().probe(target(monkeypatch, lab.admin), 10) as db:
+        for sql in aimed:
+            try:
+                db.query(sql)
+                got_through.append(sql)
+            except PermanentError as exc:
+                if "probe SQL refused" not in str(exc):
+                    got_through.append(f"{sql} -> {exc}")  # refused by the server, not us
+        # What only looks like a call: one string to the server, as to the guard, since the
+        # session forces standard_conforming_strings (with it off, \' would end the string).
+        assert db.query(f"SELECT 'a\\'', pg_terminate_backend({victims[0]}) --' AS s") == [
+            {"s": f"a\\', pg_terminate_backend({victims[0]}) --"}]
+        # A parameter is bound as a literal before the check, never as SQL.
+        injected = f"x'); SELECT pg_terminate_backend({victims[1]}); --"
+        assert db.query("SELECT %s AS s", (injected,)) == [{"s": injected}]
+        assert db.one("SHOW standard_conforming_strings") == {"standard_conforming_strings": "on"}
+        locks = db.one("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'")
+    assert got_through == []
+    assert locks == {"n": 0}
+    assert alive(lab, victims) == set(victims)
+
+
+def test_the_shipped_probes_pass_the_guard_against_the_real_server(
+        lab: LabDatabase, faults: Faults, monkeypatch: pytest.MonkeyPatch) -> None:
+    from diagnostics import postgres
+
+    blocker, _ = faults.lock_pileup(waiters=1)
+    faults.idle_in_transaction(1)
+    with PostgresConnector().probe(target(monkeypatch, lab.ro), 10) as db:
+        assert postgres.ping(db, postgres.NoParams())["ok"]
+        assert postgres.connection_usage(db, postgres.TopN())["used"] >= 3
+        assert postgres.idle_in_transaction(db, postgres.Threshold(older_than=0))["count"] >= 1
+        assert postgres.long_running_queries(db, postgres.LongQueries(
+            older_than=0, include_lock_waits=True))["count"] >= 1
+        assert postgres.blocking_locks(db, postgres.TopN())["root_pids"] == [blocker]
+        assert "available" in postgres.slowest_statements(db, postgres.TopN())
+
+
+@pytest.mark.parametrize(("dsn", "warning"), [
+    ("ro", None),
+    ("ops", "runbook_ops is a member of pg_signal_backend"),
+    ("admin", "is a superuser"),
 ])
-def test_the_probe_handle_refuses_statements_that_could_change_anything(
-        lab: LabDatabase, monkeypatch: pytest.MonkeyPatch, sql: str) -> None:
-    with (PostgresConnector().probe(target(monkeypatch, lab.admin), 5) as db,
-          pytest.raises(PermanentError, match="probe SQL")):
-        db.query(sql)
+def test_plan_and_validate_warn_when_the_probe_role_may_signal_sessions(
+        cli: CLI, lab: LabDatabase, monkeypatch: pytest.MonkeyPatch, dsn: str,
+        warning: str | None) -> None:
+    monkeypatch.setenv("RUNBOOK_LAB_DSN", getattr(lab, dsn))
+    for argv in (("plan", "db-pool-exhausted", "--target", "db=lab-db"), ("validate",)):
+        code, out = cli(*argv)
+        assert code == 0, out
+        if warning is None:
+            assert "WARNING lab-db" not in out
+        else:
+            assert "WARNING lab-db: the probe role" in out and warning in out, out
 
 
 def test_a_terminate_never_hits_a_recycled_pid(

@@ -45,6 +45,8 @@ BYPASSES = [
     # where the call sits
     "SELECT * FROM pg_terminate_backend(1)",
     "SELECT * FROM ROWS FROM (pg_terminate_backend(1)) AS t",
+    "SELECT * FROM pg_stat_activity a, LATERAL pg_terminate_backend(a.pid) AS t",
+    "SELECT 1 FROM pg_stat_activity a JOIN LATERAL (SELECT pg_cancel_backend(a.pid)) s ON true",
     "SELECT 1 WHERE pg_terminate_backend(1)",
     "SELECT 1 ORDER BY pg_terminate_backend(1)",
     "SELECT (SELECT pg_terminate_backend(1))",
