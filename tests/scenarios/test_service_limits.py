@@ -43,9 +43,10 @@ def container(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     client = docker.from_env()
     name = f"rb-test-limit-{uuid.uuid4().hex[:6]}"
-    started = client.containers.run(require_image("sshd"), ["sleep", "infinity"], name=name,
-                                    detach=True, mem_limit=LIMIT, memswap_limit=LIMIT,
-                                    labels={"runbook.lab": "limit"})
+    # Any lab image will do: the container only has to run, with a limit.
+    started = client.containers.run(require_image("sshd"), entrypoint=["sleep", "infinity"],
+                                    name=name, detach=True, mem_limit=LIMIT,
+                                    memswap_limit=LIMIT, labels={"runbook.lab": "limit"})
     (tmp_path / "playbooks").mkdir()
     (tmp_path / "playbooks" / "lift-limit.yaml").write_text(PLAYBOOK)
     (tmp_path / "inventory.yaml").write_text(json.dumps({"targets": {"lab-api": {
@@ -60,6 +61,7 @@ def container(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def memory_limit(container: Any) -> int:
     container.reload()
+    assert container.status == "running"
     return int(container.attrs["HostConfig"]["Memory"])
 
 
