@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import PlaybookError, UsageError
 from ..model import Duration, Severity
-from .routing import Matcher, parse_matcher
+from .matchers import Matcher, parse_matcher
 
 
 class _Strict(BaseModel):

@@ -1,9 +1,7 @@
-"""Alertmanager-style matchers and routes: which playbook an alert starts, on what.
+"""Routes: which playbook an alert starts, on what (matchers are in `matchers.py`).
 
-A matcher is `label="value"`, `label!="value"`, `label=~"regex"` or `label!~"regex"`; a
-regex must match the whole value, as in Alertmanager; a missing label reads as "". Targets
-and params are templates over the alert's `labels` and `annotations` (the same sandbox as
-playbooks); a target with an allow-list or a `match` regex refuses any other name, so an
+Targets and params are templates over the alert's `labels` and `annotations` (the same
+sandbox as playbooks); a target with an allow-list or a `match` regex refuses any other name, so an
 alert's labels cannot point a run at a target the route does not name.
 """
 
@@ -11,44 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .alerts import Alert
     from .config import Route
-
-_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
-
-
-@dataclass(frozen=True)
-class Matcher:
-    label: str
-    op: str
-    value: str
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        actual = labels.get(self.label, "")
-        if self.op in {"=", "!="}:
-            return (actual == self.value) == (self.op == "=")
-        return bool(re.fullmatch(self.value, actual)) == (self.op == "=~")
-
-
-def parse_matcher(text: str) -> Matcher:
-    match = _MATCHER.match(text)
-    if not match:
-        raise ValueError(f'bad matcher {text!r}: use label="value", label!="value", '
-                         'label=~"regex" or label!~"regex"')
-    label, op, value = match.groups()
-    value = value.replace('\\"', '"')
-    if op in {"=~", "!~"}:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"bad regex in matcher {text!r}: {exc}") from None
-    return Matcher(label, op, value)
 
 
 def route_for(alert: Alert, routes: list[Route]) -> Route | None:

@@ -13,7 +13,8 @@ import pytest
 from runner.daemon.alerts import Alert, fingerprint
 from runner.daemon.config import DaemonConfig, Route, warnings
 from runner.daemon.inbox import Inbox
-from runner.daemon.routing import TargetRefused, bindings, group_key, parse_matcher, route_for
+from runner.daemon.matchers import parse_matcher
+from runner.daemon.routing import TargetRefused, bindings, group_key, route_for
 from runner.journal import Journal
 
 # Matchers
