@@ -33,7 +33,7 @@ MIN_SECRET_CHARS = 4  # shorter values would mask noise everywhere
 # AWS_SECRET_ACCESS_KEY, client_secret, auth_token, private_key, credentials...
 _KEY_WORDS = (r"password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|"
               r"private[_-]?key|credentials?|auth[_-]?key")
-_SECRET_KEY = re.compile(rf"[\w.-]*(?:{_KEY_WORDS})[\w.-]*", re.IGNORECASE)
+_SECRET_KEY = re.compile(_KEY_WORDS, re.IGNORECASE)
 # a quoted value (its closing quote may be cut off) or a bare one
 _VALUE = r"""(?P<q>["'])?(?P<secret>(?(q)(?:\\.|(?!(?P=q)).)*|[^\s,;&"'}]+))(?(q)(?P=q)?)"""
 
@@ -42,39 +42,44 @@ def _shape(pattern: str, flags: int = re.IGNORECASE) -> re.Pattern[str]:
     return re.compile(pattern, flags)
 
 
-# Each shape has a `head` kept as is and a `secret` group that is masked.
+# Each shape has a `head` kept as is and a `secret` group that is masked. Data from systems
+# is hostile too: every repetition that could fail far from where it started is bounded
+# (or anchored to the start of a run), so that masking stays linear in the text.
 _SHAPES = (
     # -----BEGIN RSA PRIVATE KEY----- ... -----END RSA PRIVATE KEY----- (or cut off)
-    _shape(r"(?P<head>-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(?P<secret>.*?)"
-           r"(?=-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.DOTALL),
+    _shape(r"(?P<head>-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----)(?P<secret>.*?)"
+           r"(?=-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|\Z)", re.DOTALL),
     # scheme://user:password@host, the password possibly holding '@' itself
-    _shape(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>\S+?)"
-           r"(?=@[^@\s/]*(?:[/\s]|\Z))"),
+    _shape(r"(?P<head>\b[a-z][a-z0-9+.-]{0,30}://[^:/@\s]{0,256}:)(?P<secret>\S{1,512}?)"
+           r"(?=@[^@\s/]{0,256}(?:[/\s]|\Z))"),
     # Authorization: Bearer|Basic|Token ..., and a bare "Bearer <token>"
-    _shape(r"(?P<head>\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
-           r"(?:(?:bearer|basic|token|digest|negotiate|apikey|ntlm)\s+)?)(?P<secret>[^\s,;\"']+)"),
-    _shape(r"(?P<head>\bbearer\s+)(?P<secret>[A-Za-z0-9._~+/-]{8,}=*)"),
+    _shape(r"(?P<head>\b(?:proxy-)?authorization[\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?"
+           r"(?:(?:bearer|basic|token|digest|negotiate|apikey|ntlm)[ \t]{1,8})?)"
+           r"(?P<secret>[^\s,;\"']+)"),
+    _shape(r"(?P<head>\bbearer[ \t]{1,8})(?P<secret>[A-Za-z0-9._~+/-]{8,}=*)"),
     # SQL: CREATE/ALTER ROLE ... [ENCRYPTED] PASSWORD '...', MySQL IDENTIFIED BY '...';
     # the query text may be cut off (track_activity_query_size) before the closing quote
-    _shape(r"(?P<head>\b(?:password|identified\s+by)\s+)"
-           r"(?P<secret>'(?:[^']|'')*(?:'|\Z)|\$(?P<tag>\w*)\$.*?(?:\$(?P=tag)\$|\Z))",
+    _shape(r"(?P<head>\b(?:password|identified\s{1,8}by)\s{1,8})"
+           r"(?P<secret>'(?:[^']|'')*(?:'|\Z)|\$(?P<tag>\w{0,40})\$.*?(?:\$(?P=tag)\$|\Z))",
            re.IGNORECASE | re.DOTALL),
     # --password VALUE on a command line (ps output)
-    _shape(rf"(?P<head>(?<![\w-])--?[\w-]*(?:{_KEY_WORDS})[\w-]*\s+)(?P<secret>[^\s-][^\s]*)"),
-    # key=value, key: value, "key": "value" (JSON), key = 'value' (conninfo), X-Api-Key: v
-    _shape(rf"(?P<head>[\w.-]*(?:{_KEY_WORDS})[\w.-]*[\"']?\s*[:=]\s*)" + _VALUE),
+    _shape(rf"(?P<head>(?<![\w-])--?[\w-]{{0,40}}(?:{_KEY_WORDS})[\w-]{{0,40}}[ \t]{{1,8}})"
+           r"(?P<secret>[^\s-]\S*)"),
+    # key=value, key: value, "key": "value" (JSON), key = 'value' (conninfo), X-Api-Key: v;
+    # the match starts at the key word: what precedes it (db_, AWS_) is kept anyway
+    _shape(rf"(?P<head>(?:{_KEY_WORDS})[\w.-]{{0,40}}[\"']?[ \t]{{0,8}}[:=][ \t]{{0,8}})" + _VALUE),
     # well-known token formats
     _shape(r"(?P<head>\b(?:gh[pousr]_|github_pat_|glpat-|xox[abposr]-|xapp-|"
            r"sk-(?:proj-|live-|test-)?|[sr]k_(?:live|test)_|AIza))"
            r"(?P<secret>[A-Za-z0-9_-]{16,})", 0),
     _shape(r"(?P<head>\b)(?P<secret>(?:AKIA|ASIA)[A-Z0-9]{16})\b", 0),
-    _shape(r"(?P<head>\b)(?P<secret>eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+)",
-           0),
+    _shape(r"(?P<head>(?<![A-Za-z0-9_-]))"
+           r"(?P<secret>eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+)", 0),
     _shape(r"(?P<head>hooks\.slack\.com/services/)(?P<secret>[A-Za-z0-9/_-]+)"),
     # libpq's conninfo/URI parse errors quote a fragment of the string, maybe of its password
     _shape(r'(?P<head>(?:missing "=" after|invalid connection option|invalid URI query '
            r'parameter:|invalid percent-encoded token:|unexpected spaces found in|'
-           r'unexpected character) ")(?P<secret>[^"]*)(?=")'),
+           r'unexpected character) ")(?P<secret>[^"]{0,1024})(?=")'),
 )
 
 
@@ -159,7 +164,7 @@ class Redactor:
                 if key in keep:
                     scrubbed[key] = item
                 elif isinstance(key, str) and isinstance(item, str) and item \
-                        and _SECRET_KEY.fullmatch(key):
+                        and len(key) <= 100 and _SECRET_KEY.search(key):
                     scrubbed[self._scrub(key, tokens, ())] = MASK  # {"password": "..."}
                 else:
                     scrubbed[self._scrub(key, tokens, ())] = self._scrub(item, tokens, ())

@@ -485,3 +485,27 @@ def test_concurrent_runs_in_one_process_never_mask_each_others_data(
     refused = f"FATAL: login {MASK} refused for user app"
     assert (a["said"], a["log"]) == ("login service ok", refused)
     assert (b["said"], b["log"]) == (f"login {MASK} ok", refused)
+
+
+# ~100 KB each: linear masking takes a fraction of a second; a quadratic pattern, many
+# minutes (one that is gone took 32 s on 20 KB)
+HOSTILE = ["a" * 100_000, "a://b:" * 15_000, "-" * 100_000, "password" * 12_500,
+           "-eyJ" * 25_000, 'missing "=" after "' * 5_000, "sk-" * 30_000,
+           "bearer " * 15_000, "authorization " * 7_500, "--password" * 10_000,
+           "password: " * 10_000, "password $" * 10_000, "postgres://u:" + "@" * 100_000]
+
+
+def test_masking_hostile_text_stays_linear() -> None:
+    """A log line is data from a system, maybe an attacker's: text shaped to make a careless
+    pattern backtrack quadratically is masked within a CPU-time limit (a resource bound of
+    the child process, not a wall clock)."""
+    program = ("import json, resource, sys\n"
+               "resource.setrlimit(resource.RLIMIT_CPU, (30, 30))\n"
+               "from runner.redact import Redactor\n"
+               "redactor = Redactor()\nredactor.register('hostile-pw')\n"
+               "for text in json.load(sys.stdin):\n"
+               "    redactor.scrub(text)\n"
+               "print('done')\n")
+    run = subprocess.run([sys.executable, "-c", program], input=json.dumps(HOSTILE), cwd=ROOT,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert (run.returncode, run.stdout) == (0, "done\n"), run.stderr
