@@ -509,3 +509,19 @@ def test_masking_hostile_text_stays_linear() -> None:
     run = subprocess.run([sys.executable, "-c", program], input=json.dumps(HOSTILE), cwd=ROOT,
                          capture_output=True, text=True, timeout=600, check=False)
     assert (run.returncode, run.stdout) == (0, "done\n"), run.stderr
+
+
+def test_a_scrubbing_stream_masks_every_write_and_is_otherwise_the_stream() -> None:
+    import io
+
+    from runner.redact import ScrubbingStream
+
+    secret = "stream-pw-42"
+    SECRETS.register(secret)
+    target = io.StringIO()
+    stream = ScrubbingStream(target)
+    assert stream.write(f"a {secret}\n") == len(f"a {secret}\n")
+    stream.writelines([f"b {secret}\n", "token=t-1\n"])
+    assert target.getvalue() == f"a {MASK}\nb {MASK}\ntoken={MASK}\n"
+    assert stream.getvalue() == target.getvalue()  # anything else is the wrapped stream's
+    assert stream.isatty() is False
