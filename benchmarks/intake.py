@@ -437,11 +437,11 @@ def _patched_daemon(argv: list[str]) -> int:
         sys.path.insert(0, os.environ.get("RUNBOOK_BENCH_UVEXT", "/tmp/uvext"))
         import httptools  # type: ignore[import-not-found]  # noqa: F401
         import uvloop  # type: ignore[import-not-found]  # noqa: F401
-    from runner.daemon import app, inbox
+    from runner.daemon import inbox, service
     from runner.daemon.alerts import Alert
 
     if "no-dispatch" in variants:
-        app.Daemon._dispatch_loop = lambda self: self.stopping.wait()  # type: ignore[method-assign]
+        service.Daemon._dispatch_loop = lambda self: self.stopping.wait()  # type: ignore[method-assign]
     if "batch-dispatch" in variants:
         def dispatch(self: inbox.Inbox, limit: int = 500) -> list[inbox.Dispatched]:
             pending = self.journal.read("SELECT id, alert FROM alerts WHERE outcome IS NULL "

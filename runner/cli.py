@@ -613,7 +613,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from .daemon.app import check, serve
+    from .daemon.server import check, serve
 
     if args.check:
         return check(args.config)

@@ -132,8 +132,9 @@ def daemon_in_thread(config_path: Path, home: Path, token: str,
     `mem` test backend only; `runner.registry.default_registry()` for the real ones)."""
     import uvicorn
 
-    from runner.daemon.app import Daemon, build_app
     from runner.daemon.config import load
+    from runner.daemon.http import build_app
+    from runner.daemon.service import Daemon
     from runner.journal import Journal
     from tests.enginekit import mem_registry
 

@@ -8,13 +8,16 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import PlaybookError, UsageError
 from ..model import Duration, Severity
 from .matchers import Matcher, parse_matcher
+
+if TYPE_CHECKING:
+    from ..policy import Policy
 
 
 class _Strict(BaseModel):
@@ -142,6 +145,24 @@ class DaemonConfig(_Strict):
         for route in self.routes:
             _ = route.matchers  # a bad matcher fails here, at load time
         return self
+
+    def inventory_paths(self) -> list[Path]:
+        from ..paths import inventory_paths
+
+        return [Path(p) for p in self.inventory] or inventory_paths()
+
+    def playbook_dirs(self) -> list[Path]:
+        from ..paths import playbook_dirs
+
+        return [Path(p) for p in self.playbooks] or playbook_dirs()
+
+    def policy(self) -> Policy:
+        """The approval settings here and the policy file's, the stricter of both; the file
+        is read at each call."""
+        from ..policy import Policy, load
+
+        configured = Policy(self.approval_ttl, self.four_eyes, source="the daemon's config")
+        return configured.stricter(load(None, self.inventory_paths()))
 
 
 # labels.NAME (not a method call) or labels["NAME"]

@@ -1,0 +1,125 @@
+"""The daemon's lifecycle around one journal: start (recover, then the intake writer, the
+dispatcher and the workers), the dispatcher's loop, approvals, and a graceful stop. The
+HTTP layer (`http.py`) is built on top of it.
+
+Runs started here never approve anything themselves: remedies wait for an approval over
+HTTP (or `runbook approve`), after which the dispatcher queues the run's resume and a
+worker carries it on through the same gate, under the same per-target lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import notify
+from .announce import Announcer
+from .auth import Access, Credentials
+from .inbox import Inbox
+from .logonce import LogOnce
+from .metrics import Metrics
+from .workers import Workers
+from .writer import IntakeWriter
+
+if TYPE_CHECKING:
+    from ..journal import Approval, Journal
+    from ..registry import Registry
+    from .config import DaemonConfig
+
+log = logging.getLogger("runbook.daemon")
+
+
+class Daemon:
+    """Dispatcher and workers around one journal; the HTTP app is built on top."""
+
+    def __init__(self, config: DaemonConfig, journal: Journal, registry: Registry,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config, self.journal, self.registry = config, journal, registry
+        self.inbox = Inbox(journal, config, clock)
+        self.log_once = LogOnce(log)
+        self.writer = IntakeWriter(self.inbox)
+        self.metrics = Metrics(self.inbox)
+        self.announcer = Announcer(notify.Notifier(list(config.notify), journal), journal,
+                                   self.inbox, self.metrics)
+        self.stopping = threading.Event()
+        self.new_alerts = threading.Event()
+        self.new_work = threading.Event()
+        self.workers = Workers(config, journal, registry, self.inbox, self.metrics,
+                               self.announcer, self.log_once, self.stopping, self.new_work)
+        self.threads: list[threading.Thread] = []
+        self.access = Access(config, Credentials.from_env(config))  # a missing secret: here
+
+    # Lifecycle
+
+    def start(self) -> None:
+        interrupted = self.journal.mark_interrupted()
+        requeued = self.inbox.requeue_running()
+        if interrupted or requeued:
+            log.warning("recovered after a stop: %d run(s) interrupted, %d work item(s) "
+                        "requeued", len(interrupted), requeued)
+        self.writer.thread.start()
+        self.threads = [threading.Thread(target=self._dispatch_loop, name="dispatcher",
+                                         daemon=True), *self.workers.threads()]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop claiming work; let running runs finish within the grace period. A run still
+        going after it stays `running` and shows as interrupted, resumable, on restart."""
+        self.stopping.set()
+        self.writer.stop()
+        self.new_alerts.set()
+        self.new_work.set()
+        for thread in self.threads:
+            thread.join(timeout=grace)
+
+    # Dispatcher
+
+    def _dispatch_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                handled = self.dispatch_once()
+            except Exception as exc:  # keep the loop alive; the alerts stay stored and retried
+                self.log_once(f"dispatch:{type(exc).__name__}", f"dispatch failed: {exc}",
+                              level=logging.ERROR, exc_info=True)
+                handled = 0
+            if not handled:
+                self.new_alerts.wait(0.5)
+                self.new_alerts.clear()
+
+    def dispatch_once(self) -> int:
+        dispatched = self.inbox.dispatch()
+        for item in dispatched:
+            self.metrics.dispatched.labels(item.outcome).inc()
+            if item.reason:
+                self.log_once(item.reason_class, f"alert {item.alert.name} {item.outcome}: "
+                                                 f"{item.reason}")
+            if item.closes and item.run_id:
+                self.announcer.resolved(item.run_id)
+        resumes = self.inbox.queue_approved_resumes()
+        if any(d.outcome == "started" for d in dispatched) or resumes:
+            self.new_work.set()
+        return len(dispatched) + len(resumes)
+
+    # Approvals
+
+    def approve(self, run_id: str, remedy_id: str, decision: str, approver: str,
+                fingerprint: str | None = None) -> Approval:
+        """Through the one approval path (runner.approval), as `runbook approve` is;
+        `fingerprint`, when given, must be the proposal's now."""
+        from ..approval import APPROVED, DECLINED, ApprovalRefused, record
+
+        try:
+            approval = record(self.journal, run_id, remedy_id,
+                              decision=APPROVED if decision == "approve" else DECLINED,
+                              by=approver, how=f"HTTP POST /v1/runs/{run_id}/approvals",
+                              policy=self.config.policy(), fingerprint=fingerprint)
+        except ApprovalRefused as exc:
+            if exc.forbidden:
+                raise PermissionError(str(exc)) from None
+            raise
+        self.new_alerts.set()  # the dispatcher queues the resume
+        return approval

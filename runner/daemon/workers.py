@@ -1,0 +1,108 @@
+"""The daemon's workers: threads that claim queued work and run it through the engine, a
+new run for an alert or the resume of an approved one. No terminal: remedies wait for an
+approval, and the resume goes through the same gate under the same per-target lock."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JournalError
+from ..journal import Journal, new_run_id
+from . import notify
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from ..state import RunState
+    from .announce import Announcer
+    from .config import DaemonConfig
+    from .inbox import Inbox, Work
+    from .logonce import LogOnce
+    from .metrics import Metrics
+
+
+class Workers:
+    def __init__(self, config: DaemonConfig, journal: Journal, registry: Registry,
+                 inbox: Inbox, metrics: Metrics, announcer: Announcer, log_once: LogOnce,
+                 stopping: threading.Event, new_work: threading.Event) -> None:
+        self.config, self.journal, self.registry = config, journal, registry
+        self.inbox, self.metrics, self.announcer, self.log_once = (
+            inbox, metrics, announcer, log_once)
+        self.stopping, self.new_work = stopping, new_work
+
+    def threads(self) -> list[threading.Thread]:
+        return [threading.Thread(target=self.loop, name=f"worker-{i}", daemon=True)
+                for i in range(self.config.max_concurrent_runs)]
+
+    def loop(self) -> None:
+        while not self.stopping.is_set():
+            item = self.inbox.claim()
+            if item is None:
+                self.new_work.wait(0.5)
+                self.new_work.clear()
+                continue
+            try:
+                state = self.run(item)
+                self.inbox.finish(item.id)
+                self.announcer.resolved(state.run_id)  # its alerts may have resolved meanwhile
+            except Exception as exc:
+                self.metrics.work_failed.labels(item.kind).inc()
+                self.log_once(f"work:{item.kind}:{item.playbook}:{type(exc).__name__}",
+                              f"work {item.id} ({item.kind} {item.playbook}) failed: {exc}",
+                              level=logging.ERROR, exc_info=True)
+                self.inbox.finish(item.id, error=str(exc)[:2000])
+
+    def run(self, item: Work) -> RunState:
+        from ..redact import SECRETS
+
+        with SECRETS.scope():  # one run's secrets never mask another concurrent run's data
+            return self._run_in_scope(item)
+
+    def _run_in_scope(self, item: Work) -> RunState:
+        from dataclasses import replace
+
+        from ..engine import Engine
+        from ..gate import Gate
+
+        gate = Gate(self.journal, self.registry, approver="daemon", prompter=None,
+                    policy=self.config.policy())
+        engine = Engine(self.registry, self.journal, gate)
+        inventory = self._inventory()
+        run_id = item.run_id
+        resuming = item.kind == "resume" or (run_id is not None and self._exists(run_id))
+        if resuming and run_id is not None:
+            from ..plan import replan
+
+            plan = replan(self.journal.get_run(run_id).source, inventory, self.registry)
+            state = engine.resume(plan, run_id, by="daemon")
+            message = notify.update(state)
+        else:
+            from ..catalog import resolve
+            from ..loader import load
+            from ..plan import make_plan, provenance
+
+            loaded = load(resolve(item.playbook, self.config.playbook_dirs()), self.registry)
+            plan = make_plan(loaded, inventory, self.registry, item.targets, item.params)
+            plan = replace(plan, provenance=provenance(self.config.inventory_paths(), plan,
+                                                       self.config.policy().to_json()))
+            run_id = new_run_id()
+            self.inbox.set_run(item.id, run_id)
+            state = engine.start(plan, run_id, trigger=f"alert route {item.route}",
+                                 requested_by=f"alert:{item.route}")
+            message = notify.incident(state, self.inbox.alerts_of(run_id))
+        self.metrics.observe_run(state)
+        self.announcer.send(run_id, message)
+        return state
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            self.journal.get_run(run_id)
+        except JournalError:
+            return False
+        return True
+
+    def _inventory(self) -> Any:
+        from .. import inventory
+
+        return inventory.load(self.config.inventory_paths(), self.registry)
