@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import PlaybookError, UsageError
 from ..model import Duration, Severity
-from .matchers import Matcher, parse_matcher
+from .matchers import Matcher, parse_matchers
 
 if TYPE_CHECKING:
     from ..policy import Policy
@@ -80,7 +80,8 @@ class TargetRule(_Strict):
 class Route(_Strict):
     name: str
     match: list[str] = Field(default_factory=list,
-                             description='Alertmanager matchers: alertname="X", env=~"prod.*"')
+                             description='Alertmanager matchers: alertname="X", env=~"prod.*", '
+                                         '{a="b", c!="d"}')
     playbook: str
     targets: dict[str, str | TargetRule] = Field(
         default_factory=dict, description="role -> template, or {from: template, allow: [...]}"
@@ -94,7 +95,7 @@ class Route(_Strict):
     @cached_property
     def matchers(self) -> list[Matcher]:
         """Parsed once: routing runs for every alert."""
-        return [parse_matcher(m) for m in self.match]
+        return [m for entry in self.match for m in parse_matchers(entry)]
 
     def target_template(self, role: str) -> str:
         spec = self.targets[role]
