@@ -9,7 +9,9 @@ An action past its deadline is `outcome_unknown`: it is asked to stop where it s
 (its handle's `interrupt()`: a Docker rollback puts the old container back), and the
 process waits for it to end, up to a grace period. If it is still running after that,
 runbook says so loudly and stops waiting; the target stays locked until the action ends,
-or, if the process exits first, until a later run finds the process gone.
+or, if the process exits first, until a later run finds the process gone. A Ctrl-C while
+an action runs does the same: the action is asked to stop, its end is waited for and
+journaled, and only then does the run stop (a second Ctrl-C leaves it running).
 """
 
 from __future__ import annotations
@@ -71,7 +73,16 @@ class RemedyRunner:
                 self._release(target.name, run_id)  # the lock lives as long as the action
 
         call = Call(work, timeout, name=f"remedy-{remedy}")
-        if call.finished.wait(max(0.0, call.deadline - time.monotonic())):
+        try:
+            ended = call.finished.wait(max(0.0, call.deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            log.warning("remedy %s is running: asked it to stop, waiting for it to end before "
+                        "stopping (Ctrl-C again leaves it running)", remedy)
+            call.interrupt()
+            call.finished.wait()
+            self._finished(proposal, target, call)
+            raise
+        if ended:
             return self._finished(proposal, target, call)
         call.interrupt()
         self.emit("remedy.finished", {
