@@ -231,3 +231,13 @@ def test_help_of_the_console_script() -> None:
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "--approve" in done.stdout and "approve" in done.stdout.split("examples:")[0]
+
+
+def test_every_command_the_parser_knows_has_a_handler_and_no_handler_is_unreachable() -> None:
+    from runner.cli import COMMANDS
+    from runner.cli.parsing import build_parser
+
+    [subparsers] = [a for a in build_parser()._actions if a.dest == "command"]
+    assert isinstance(subparsers.choices, dict)
+    assert set(subparsers.choices) == set(COMMANDS)
+

@@ -1,0 +1,3 @@
+"""The exit codes (their meanings are in the package's docstring)."""
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNDIAGNOSED, EXIT_JOURNAL = 0, 1, 2, 3, 4

@@ -1,0 +1,139 @@
+"""The command line's grammar: every command, its arguments and its help."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  runbook list
+  runbook plan db-pool-exhausted --target db=lab-db
+  runbook run db-pool-exhausted --target db=lab-db
+  runbook run db-pool-exhausted --approve end-idle-transactions=postgres.terminate_backends
+  runbook approve RUN_ID end-idle-transactions --as alice && runbook resume RUN_ID
+
+Remedies never run without a recorded approval: at a terminal runbook asks; elsewhere
+use --approve REMEDY=KIND (as `runbook plan` prints it) or --approve FINGERPRINT (as
+`runbook run` prints it), or `runbook approve` then `runbook resume`.
+
+environment:
+  RUNBOOK_HOME        journal and run directories (default ~/.local/state/runbook)
+  RUNBOOK_PLAYBOOKS   playbook folders, ':'-separated (default: the shipped ones; never
+                      ./playbooks unless named here or with --playbooks)
+  RUNBOOK_INVENTORY   inventory files or folders (default ./inventory)
+  RUNBOOK_POLICY      approval policy file (default policy.yaml beside the inventory,
+                      else ~/.config/runbook/policy.yaml)
+  RUNBOOK_JOURNAL_BUSY_TIMEOUT  seconds to wait for another process's journal write (30)
+  RUNBOOK_REMEDY_GRACE          seconds to wait for a remedy past its deadline (120)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runbook", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Run incident playbooks: read-only diagnostics at once, remedies only "
+                    "after a recorded approval.")
+    parser.add_argument("--version", action="version", version=version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_)
+
+    def add_sources(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--playbooks", metavar="DIR", action="append",
+                       help="folder of playbooks (repeatable; default $RUNBOOK_PLAYBOOKS)")
+        p.add_argument("--inventory", metavar="PATH", action="append",
+                       help="inventory file or folder (repeatable; default $RUNBOOK_INVENTORY)")
+
+    def add_policy(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--policy", metavar="FILE", type=Path,
+                       help="approval policy (default $RUNBOOK_POLICY, else policy.yaml beside "
+                            "the inventory or in ~/.config/runbook)")
+
+    def add_home(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--home", metavar="DIR", help="journal location (default $RUNBOOK_HOME)")
+
+    def add_format(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+
+    def add_bindings(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", "-t", metavar="ROLE=NAME", action="append", default=[],
+                       help="bind a playbook role to an inventory target (repeatable); a bare "
+                            "NAME binds the one role of its kind")
+        p.add_argument("--param", "-p", metavar="NAME=VALUE", action="append", default=[],
+                       help="set a playbook parameter (repeatable)")
+
+    def add_approver(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--approve", metavar="REMEDY=KIND|FINGERPRINT", action="append",
+                       default=[],
+                       help="pre-approve the remedy with this id and step kind (as `plan` "
+                            "prints it), or the proposal with this fingerprint (as `run` "
+                            "prints it); repeatable; recorded with --as and the OS user")
+        p.add_argument("--as", dest="who", metavar="NAME", help="who approves (default: OS user)")
+        add_policy(p)
+        p.add_argument("--no-input", action="store_true",
+                       help="never ask at the terminal; unapproved remedies wait")
+        p.add_argument("--concurrency", type=int, default=8, metavar="N",
+                       help="read-only steps run at once (default 8)")
+
+    p = command("list", "List the playbooks.")
+    add_sources(p)
+    p = command("show", "Show a playbook: steps, findings, remedies (read-only or mutating).")
+    p.add_argument("playbook")
+    add_sources(p)
+    p = command("validate", "Validate playbooks and inventory; every problem as file:line:col.")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="playbook files (default: all)")
+    add_sources(p)
+    p = command("plan", "Show what a run would do with these targets and params; runs nothing.")
+    p.add_argument("playbook")
+    add_sources(p)
+    add_bindings(p)
+    p = command("run", "Run a playbook: diagnose, report, propose remedies (run if approved).")
+    p.add_argument("playbook")
+    add_sources(p)
+    add_bindings(p)
+    add_approver(p)
+    add_format(p)
+    add_home(p)
+    p = command("history", "List recent runs.")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--status", help="only runs with this status, e.g. awaiting_approval")
+    add_home(p)
+    p = command("report", "Show a run's report from the journal.")
+    p.add_argument("run_id")
+    add_format(p)
+    add_home(p)
+    p = command("approve", "Record an approval (or --decline) of a proposed remedy.")
+    p.add_argument("run_id")
+    p.add_argument("remedy")
+    p.add_argument("--as", dest="who", metavar="NAME", help="who approves (default: OS user)")
+    p.add_argument("--decline", action="store_true", help="record a refusal instead")
+    p.add_argument("--fingerprint", metavar="SHA256",
+                   help="approve only if the proposal is still this one (as the report shows)")
+    add_policy(p)
+    add_home(p)
+    p = command("resume", "Carry on a run: unfinished diagnostics, then approved remedies.")
+    p.add_argument("run_id")
+    add_sources(p)
+    add_approver(p)
+    add_format(p)
+    add_home(p)
+    p = command("daemon", "Run the alert daemon: webhooks in, diagnostics at once, remedies "
+                          "after approval.")
+    p.add_argument("--config", required=True, type=Path, metavar="FILE",
+                   help="daemon configuration (routes, auth, approvers, notifications)")
+    p.add_argument("--host", help="listen address (default: the config's)")
+    p.add_argument("--port", type=int, help="listen port (default: the config's)")
+    p.add_argument("--check", action="store_true",
+                   help="validate the config, print its warnings and exit")
+    add_home(p)
+    command("kinds", "List the installed step kinds and what they need.")
+    command("schema", "Print the playbook JSON Schema (for editors).")
+    return parser
+
+
+def version() -> str:
+    from .. import __version__
+
+    return f"runbook {__version__}"

@@ -1,0 +1,169 @@
+"""The commands over runs and the journal: run, resume, approve, history, report, and
+daemon (which starts runs from alerts)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import render, sources
+from .exits import EXIT_FINDINGS, EXIT_OK, EXIT_UNDIAGNOSED
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..journal import Journal
+    from ..loader import LoadedPlaybook
+    from ..policy import Policy
+    from ..registry import Registry
+    from ..state import RunState
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..journal import new_run_id
+    from ..plan import make_plan, parse_assignments, provenance
+
+    registry = sources.registry_of()
+    loaded = sources.load_playbook(args, registry)
+    inventory_paths = sources.inventory_paths_of(args)
+    plan = make_plan(loaded, sources.inventory_of(args, registry, inventory_paths), registry,
+                     parse_assignments(args.target, "target", bare_ok=True),
+                     parse_assignments(args.param, "param"))
+    check_approvals(args.approve, loaded)
+    policy = sources.policy_of(args, inventory_paths)
+    plan = replace(plan, provenance=provenance(inventory_paths, plan, policy.to_json()))
+    journal = sources.journal()
+    run_id = new_run_id()
+    engine = engine_for(args, registry, journal, policy)
+    print(f"run {run_id}: {loaded.playbook.name}", file=sys.stderr)
+    state = engine.start(plan, run_id, trigger="cli", requested_by=sources.who(args))
+    return finish(args, state)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from ..plan import replan
+
+    registry = sources.registry_of()
+    journal = sources.journal()
+    source = journal.get_run(args.run_id).source
+    # The inventory the run was planned with, unless told otherwise; whatever resolves
+    # differently from what was approved voids the approval at the gate.
+    paths = sources.inventory_paths_of(args) if args.inventory else recorded_inventory(source)
+    plan = replan(source, sources.inventory_of(args, registry, paths), registry)
+    check_approvals(args.approve, plan.loaded)
+    engine = engine_for(args, registry, journal, sources.policy_of(args, paths))
+    state = engine.resume(plan, args.run_id, by=sources.who(args))
+    return finish(args, state)
+
+
+def recorded_inventory(source: dict[str, Any]) -> list[Path]:
+    from ..errors import UsageError
+    from ..paths import inventory_paths
+
+    recorded = (source.get("inventory") or {}).get("paths")
+    if recorded is None:  # a run journaled before runs recorded their inventory
+        return inventory_paths()
+    missing = [p for p in recorded if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"the run was planned with inventory {', '.join(recorded)}; "
+                         f"{', '.join(missing)} no longer exists: pass --inventory")
+    return [Path(p) for p in recorded]
+
+
+APPROVE_FORMS = ("--approve REMEDY=KIND (e.g. start-api=service.start, as `runbook plan` "
+                 "prints it) or --approve FINGERPRINT (the 64 hex digits `runbook run` prints)")
+
+
+def check_approvals(approve: list[str], loaded: LoadedPlaybook) -> None:
+    """Each --approve names what it approves: a remedy id with its step kind, or a
+    fingerprint. A bare id would approve whatever action a playbook of that name holds."""
+    import re
+
+    from ..errors import UsageError
+
+    forms = {f"{r.id}={r.run}" for r in loaded.playbook.remedies}
+    for spec in approve:
+        if re.fullmatch(r"[0-9a-f]{64}", spec) or spec in forms:
+            continue
+        remedy_id, sep, _kind = spec.partition("=")
+        shown = ", ".join(sorted(forms)) or "none"
+        if not sep:
+            raise UsageError(f"--approve {spec}: say what you approve, as {APPROVE_FORMS}; "
+                             f"{loaded.playbook.name} ({loaded.path}) has: {shown}")
+        raise UsageError(f"--approve {spec}: {loaded.playbook.name} ({loaded.path}) has no "
+                         f"remedy {remedy_id!r} running that kind; it has: {shown}")
+
+
+def engine_for(args: argparse.Namespace, registry: Registry, journal: Journal,
+            policy: Policy) -> Engine:
+    from ..engine import Engine
+    from ..gate import Gate
+
+    interactive = not args.no_input and sys.stdin.isatty() and sys.stderr.isatty()
+    gate = Gate(journal, registry, approver=sources.who(args),
+                pre_approved=frozenset(args.approve),
+                prompter=render.ask if interactive else None, policy=policy,
+                os_user=sources.os_user())
+    progress = render.progress if args.format == "text" or sys.stderr.isatty() else None
+    return Engine(registry, journal, gate, concurrency=args.concurrency, progress=progress)
+
+
+def finish(args: argparse.Namespace, state: RunState) -> int:
+    render.print_state(args.format, state)
+    if state.fired():
+        return EXIT_FINDINGS
+    if state.not_checked():
+        return EXIT_UNDIAGNOSED
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    rows = sources.journal().runs(limit=args.limit, status=args.status)
+    if not rows:
+        print("no runs yet", file=sys.stderr)
+    for row in rows:
+        targets = ", ".join(f"{r}={n}" for r, n in row.source.get("targets", {}).items())
+        print(f"{row.id}  {row.created_at[:19]}  {row.status:<17} {row.severity}  "
+              f"{row.playbook}  {targets}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    state = sources.journal().state(args.run_id)
+    render.print_state(args.format, state)
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from ..approval import APPROVED, DECLINED, record, verdict
+
+    journal = sources.journal()
+    source = journal.get_run(args.run_id).source
+    paths = [Path(p) for p in (source.get("inventory") or {}).get("paths", [])]
+    decision = DECLINED if args.decline else APPROVED
+    policy = sources.policy_of(args, paths)
+    record(journal, args.run_id, args.remedy, decision=decision, by=sources.who(args),
+           how=sources.how("runbook approve"), policy=policy, fingerprint=args.fingerprint)
+    state = journal.state(args.run_id)
+    remedy = state.remedies[args.remedy]
+    print(f"{decision}: {remedy.id} ({remedy.kind} on {remedy.target}) by {sources.who(args)}")
+    if decision == APPROVED:
+        standing = verdict(journal, args.run_id, remedy.id, remedy.fingerprint,
+                           requested_by=state.requested_by, policy=policy)
+        if standing.decision != APPROVED:
+            print(f"  not yet runnable: {standing.reason}")
+    if remedy.explain:
+        print(f"  {remedy.explain}")
+    print(f"next: runbook resume {args.run_id}")
+    return EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from ..daemon.server import check, serve
+
+    if args.check:
+        return check(args.config)
+    return serve(args.config, args.host, args.port)
