@@ -1,10 +1,15 @@
-"""Incoming alerts: Alertmanager's webhook (version 4) and a generic JSON alert, both
-turned into `Alert`s. Validation errors name the field, for a 400 that says what is wrong.
+"""Incoming alerts: Alertmanager's webhook (version 4), Grafana's (the same shape, version
+"1", with a silence link per alert) and a generic JSON alert, all turned into `Alert`s.
+Validation errors name the field, for a 400 that says what is wrong.
 
 An alert's fingerprint is always computed from its labels, as Alertmanager computes it: a
 sender's `fingerprint` field is never trusted, since it decides which run a `resolved`
 closes. A claimed fingerprint that differs is kept on the alert (`sent_fingerprint`) so
 the intake can report it.
+
+Each alert keeps what the notification links to: its `generatorURL`, the sender's view of
+its group (from `externalURL`) and a silence for it, and how many alerts the sender left
+out of the request (`truncatedAlerts`, when its `max_alerts` cut the group).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,6 +39,10 @@ class Alert(BaseModel):
     group_key: str = ""  # Alertmanager's groupKey, when it sent one
     group_status: str = ""  # Alertmanager's status of the whole group it sent
     sent_fingerprint: str = ""  # the sender's fingerprint, only when it differs from ours
+    generator_url: str = ""  # the rule or graph that fired it
+    group_url: str = ""  # its group in Alertmanager (Grafana: its alerting page)
+    silence_url: str = ""  # a new silence for it
+    truncated_alerts: int = 0  # alerts of the same request the sender left out
 
     @property
     def name(self) -> str:
@@ -48,20 +58,23 @@ class _AMAlert(BaseModel):
     endsAt: datetime | None = None
     generatorURL: str = ""
     fingerprint: str = ""
+    silenceURL: str = ""  # Grafana's
 
 
 class AlertmanagerPayload(BaseModel):
-    """https://prometheus.io/docs/alerting/latest/configuration/#webhook_config"""
+    """https://prometheus.io/docs/alerting/latest/configuration/#webhook_config; Grafana's
+    webhook contact point sends the same with version "1" (and fields ignored here)."""
 
     model_config = ConfigDict(extra="ignore")
-    version: Literal["4"]
-    groupKey: str
+    version: Literal["4", "1"]
+    groupKey: str = ""  # Alertmanager always sends it; it only names the group here
     status: Literal["firing", "resolved"]
     receiver: str
     groupLabels: dict[str, str] = Field(default_factory=dict)
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
+    truncatedAlerts: int = Field(0, ge=0)
     alerts: list[_AMAlert] = Field(min_length=1)
 
 
@@ -140,22 +153,60 @@ def _count(data: Any, max_alerts: int) -> None:
 
 
 def from_alertmanager(body: bytes, max_alerts: int = 1000) -> list[Alert]:
+    """Alertmanager's webhook, or Grafana's (version "1") sent to the same endpoint."""
     data = _json(body)
     _count(data, max_alerts)
     try:
         payload = AlertmanagerPayload.model_validate(data)
     except ValidationError as exc:
         raise _problems(exc) from None
+    grafana = payload.version == "1"
+    base = _web_url(payload.externalURL).rstrip("/")
+    # Alertmanager's UI: the receiver's alerts filtered to the group
+    group_url = base if grafana or not base else (
+        f"{base}/#/alerts?receiver={quote(payload.receiver, safe='')}"
+        f"&filter={quote(_selector(payload.groupLabels), safe='')}")
     alerts = []
     for a in payload.alerts:
         computed = fingerprint(a.labels)
+        silence = _web_url(a.silenceURL) if grafana else \
+            f"{base}/#/silences/new?filter={quote(_selector(a.labels), safe='')}" if base else ""
         alerts.append(Alert(
-            source="alertmanager", status=a.status, labels=a.labels,
+            source="grafana" if grafana else "alertmanager", status=a.status, labels=a.labels,
             annotations={**payload.commonAnnotations, **a.annotations},
             starts_at=a.startsAt, ends_at=_real_time(a.endsAt), fingerprint=computed,
             sent_fingerprint=_claimed(a.fingerprint, computed), receiver=payload.receiver,
-            group_key=payload.groupKey, group_status=payload.status))
+            group_key=payload.groupKey, group_status=payload.status,
+            generator_url=_web_url(a.generatorURL), group_url=group_url, silence_url=silence,
+            truncated_alerts=payload.truncatedAlerts))
     return alerts
+
+
+def from_grafana(body: bytes, max_alerts: int = 1000) -> list[Alert]:
+    """Grafana's webhook contact point on its own endpoint: version "1" only."""
+    data = _json(body)
+    if isinstance(data, dict) and data.get("version") != "1":
+        raise PayloadError([f"version: Grafana's webhook sends version \"1\", not "
+                            f"{str(data.get('version'))[:20]!r} (Alertmanager's goes to "
+                            "/v1/alerts/alertmanager)"])
+    return from_alertmanager(body, max_alerts)
+
+
+def _web_url(text: str) -> str:
+    """A link the sender gave, kept only when it is plainly http(s): a notification makes
+    it clickable, so no other scheme, no blanks or control characters, bounded."""
+    if len(text) > 2000 or not text.lower().startswith(("http://", "https://")) or \
+            any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
+        return ""
+    return text
+
+
+def _selector(labels: dict[str, str]) -> str:
+    """`{a="b", c="d"}`: Alertmanager's filter syntax, its escapes included."""
+    def quoted(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    return "{" + ", ".join(f'{k}="{quoted(v)}"' for k, v in sorted(labels.items())) + "}"
 
 
 def from_generic(body: bytes, max_alerts: int = 1000) -> list[Alert]:

@@ -2,6 +2,7 @@
 may call is decided in `auth.py`; what happens to the alerts, in `service.py`.
 
     POST /v1/alerts/alertmanager   Alertmanager webhook (version 4)      -> 202 once stored
+    POST /v1/alerts/grafana        Grafana webhook (version 1; also taken above)
     POST /v1/alerts                generic JSON alert(s)                  -> 202 once stored
     GET  /v1/runs[?status=&limit=] runs, as `runbook report --format json` shows them
     GET  /v1/runs/{id}
@@ -28,7 +29,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import JournalError, UsageError
-from .alerts import Alert, PayloadError, TooManyAlerts, from_alertmanager, from_generic
+from .alerts import (
+    Alert,
+    PayloadError,
+    TooManyAlerts,
+    from_alertmanager,
+    from_generic,
+    from_grafana,
+)
 from .auth import Unauthorized
 from .service import Daemon
 
@@ -48,6 +56,7 @@ def build_app(daemon: Daemon) -> Starlette:
 
     return Starlette(routes=[
         Route("/v1/alerts/alertmanager", api.intake(from_alertmanager), methods=["POST"]),
+        Route("/v1/alerts/grafana", api.intake(from_grafana), methods=["POST"]),
         Route("/v1/alerts", api.intake(from_generic), methods=["POST"]),
         Route("/v1/runs", api.runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", api.run, methods=["GET"]),

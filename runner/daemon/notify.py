@@ -9,6 +9,10 @@ everything that came from an alert or a system (annotations, labels, findings, e
 lines) is escaped (`&`, `<`, `>`) before runbook adds its own markup. Messages are cut to
 Slack's limits (3000 characters a section, 2000 a field, 50 blocks) with a marker, since
 Slack refuses the whole message otherwise.
+
+Links the sender gave (the alert's group and a silence in Alertmanager or Grafana, each
+alert's `generatorURL`) are the only links runbook makes: http(s) only (checked at intake),
+built here as `<url|label>` with the URL and label escaped, so no alert text becomes markup.
 """
 
 from __future__ import annotations
@@ -40,6 +44,35 @@ def _service(state: RunState) -> str:
     return ", ".join(f"{t['name']}" for t in state.targets.values()) or "?"
 
 
+MAX_LINKS = 20  # a group of hundreds of alerts must not bury the message in links
+
+
+def links(alerts: list[Alert]) -> list[dict[str, str]]:
+    """Where to look: the group in its sender's UI, a silence, each alert's source; once
+    each, in the alerts' order."""
+    found: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for alert in alerts:
+        sender = "Grafana" if alert.source == "grafana" else "Alertmanager"
+        for text, url in ((f"Open in {sender}", alert.group_url),
+                          (f"Silence {alert.name}", alert.silence_url),
+                          (f"Source of {alert.name}", alert.generator_url)):
+            if url and url not in seen and len(found) < MAX_LINKS:
+                seen.add(url)
+                found.append({"text": text, "url": url})
+    return found
+
+
+def notes(alerts: list[Alert]) -> list[str]:
+    """What the sender left out: `truncatedAlerts` of the request the alerts came in."""
+    truncated = max((a.truncated_alerts for a in alerts), default=0)
+    if not truncated:
+        return []
+    sender = "Grafana" if any(a.source == "grafana" for a in alerts) else "Alertmanager"
+    return [f"{truncated} more alert(s) were truncated by {sender} (its max_alerts): this run "
+            "saw only the alerts above; the sender's UI lists them all"]
+
+
 def incident(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
     """INCIDENT ALERT: severity, service, started, impact, symptoms, and what waits."""
     fired = state.fired()
@@ -62,6 +95,8 @@ def incident(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
                     if r.status == "proposed"],
         "next": (f"approve: POST /v1/runs/{state.run_id}/approvals or "
                  f"`runbook approve {state.run_id} REMEDY`"),
+        "notes": notes(alerts),
+        "links": links(alerts),
         "run": state.to_json(),
     }
 
@@ -97,6 +132,7 @@ def resolved(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
             "Resolution": ", ".join(remedies) or "resolved without a remedy from runbook",
         },
         "found": [f"[{f.severity}] {f.message}" for f in state.fired()],
+        "links": links(alerts),
         "run": state.to_json(),
     }
 
@@ -123,6 +159,28 @@ def fit(text: str, limit: int) -> str:
     if entity >= 0 and ";" not in cut[entity:]:
         cut = cut[:entity]
     return cut + TRUNCATED
+
+
+def _link(link: dict[str, str]) -> str:
+    """`<url|label>`: Slack's link, its three control characters escaped in both parts and
+    `|` (which would end the URL) percent-encoded."""
+    url = mrkdwn_escape(link["url"]).replace("|", "%7C")
+    return f"<{url}|{mrkdwn_escape(link['text']).replace('|', '/')}>"
+
+
+def _link_section(links: list[dict[str, str]]) -> dict[str, Any]:
+    """The links as one section; one that would not fit is left out whole (a cut link is
+    broken markup)."""
+    text, left_out = "*Links*", 0
+    for link in links:
+        line = f"\n• {_link(link)}"
+        if len(text) + len(line) > SLACK_SECTION_TEXT - 40:
+            left_out += 1
+            continue
+        text += line
+    if left_out:
+        text += f"\n… {left_out} more link(s) in the run"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _sections(label: str, lines: list[Any]) -> list[dict[str, Any]]:
@@ -152,9 +210,11 @@ def slack_blocks(message: dict[str, Any]) -> dict[str, Any]:
         {"type": "section", "fields": fields[:SLACK_FIELDS]},
     ]
     for key, label in (("found", "Found"), ("not_checked", "Could not check"),
-                       ("done", "Done"), ("waiting", "Waiting for approval")):
+                       ("done", "Done"), ("waiting", "Waiting for approval"), ("notes", "Note")):
         if message.get(key):
             blocks += _sections(label, list(message[key]))
+    if message.get("links"):
+        blocks.append(_link_section(list(message["links"])))
     closing = ([{"type": "context", "elements": [{"type": "mrkdwn", "text": fit(
         mrkdwn_escape(message["next"]), SLACK_SECTION_TEXT)}]}] if message.get("next") else [])
     room = SLACK_BLOCKS - len(closing)

@@ -235,7 +235,7 @@ def test_a_config_without_auth_is_refused_off_loopback(tmp_path: Path) -> None:
     path = write_world(tmp_path, "listen: {{host: 0.0.0.0}}\nauth: {{mode: none}}\n")
     with pytest.raises(PlaybookError, match="loopback"):
         load(path)
-    path.write_text("routes:\n  - {name: r, playbook: p, match: ['alertname=X']}\n"
+    path.write_text("routes:\n  - {name: r, playbook: p, match: ['alertname=\"X']}\n"
                     "auth: {mode: none}\n")
     with pytest.raises(PlaybookError, match="bad matcher"):
         load(path)
