@@ -35,10 +35,12 @@ CORE: dict[str, tuple[str, ...]] = {
                        "Journal.approvals", "Journal._take_target", "Journal.lock_target",
                        "Journal.unlock_target", "Journal.target_lock", "Journal.start_remedy",
                        "Journal.attempt"),
-    # timeouts (calls) and remedy scheduling
+    # timeouts (calls) and remedy scheduling (remedies: the deadline, the lock's release)
     "runner.engine": ("Engine._launch", "Engine._settle", "Engine._proposal", "Engine._remedy",
                       "Engine._run_remedy"),
+    "runner.remedies": ("*",),
     "runner.calls": ("*",),
+    "runner.daemon.matchers": ("*",),
     "runner.daemon.routing": ("*",),
     # dedup: an alert joins its group's open run, or resolves it
     "runner.daemon.inbox": ("Inbox._dispatch_one", "Inbox._resolve",
