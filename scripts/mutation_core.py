@@ -3,6 +3,7 @@
     python scripts/mutation_core.py names [MODULE...]   # mutmut's mutant-name globs
     python scripts/mutation_core.py restrict PYPROJECT MODULE...  # mutate only their files
     python scripts/mutation_core.py tests PYPROJECT TEST...  # run only these tests
+    python scripts/mutation_core.py seed|pending [MODULE...]  # for scripts/mutation --update
     python scripts/mutation_core.py report [MODULE...]  # in .mutation/, after `mutmut run`
 
 The core is named by function, not by file: in a backend only its read-only client is the
@@ -18,6 +19,7 @@ import json
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 TARGET = 0.90
@@ -112,35 +114,59 @@ def tests(pyproject: Path, paths: list[str]) -> None:
     pyproject.write_text(new)
 
 
-def report(modules: list[str]) -> int:
-    from mutmut.mutation.diff_apply import get_diff_for_mutant
+KILLED = frozenset({"killed", "timeout", "caught by type check"})
+
+
+def core_mutants(modules: list[str], unmatched: list[str] | None = None
+                 ) -> Iterator[tuple[str, str, str, str]]:
+    """(module, mutant, status, source path) of every mutant of the core in `modules`, as
+    mutmut last recorded them (under mutants/); the core's names without a mutant go to
+    `unmatched`."""
     from mutmut.stats import status_by_exit_code
 
-    killed_statuses = {"killed", "timeout", "caught by type check"}
-    total: Counter[str] = Counter()
-    killed: Counter[str] = Counter()
-    survivors: list[tuple[str, str, str]] = []
-    unmatched: list[str] = []
     for module, funcs in selected(modules).items():
         meta = Path("mutants", *module.split(".")).with_suffix(".py.meta")
         if not meta.exists():
-            unmatched.append(f"{module} (no such module)")
+            if unmatched is not None:
+                unmatched.append(f"{module} (no such module)")
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
+        path = str(meta.with_suffix("").relative_to("mutants"))
         seen = set()
         for mutant, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
             func = qualified(module, mutant)
             pattern = next((f for f in funcs if fnmatch.fnmatchcase(func, f)), None)
-            if pattern is None:
-                continue
-            seen.add(pattern)
-            status = status_by_exit_code[code]
-            total[module] += 1
-            if status in killed_statuses:
-                killed[module] += 1
-            else:
-                survivors.append((mutant, status, str(meta.with_suffix("").relative_to("mutants"))))
-        unmatched += [f"{module}.{f}" for f in funcs if f not in seen]
+            if pattern is not None:
+                seen.add(pattern)
+                yield module, mutant, status_by_exit_code[code], path
+        if unmatched is not None:
+            unmatched += [f"{module}.{f}" for f in funcs if f not in seen]
+
+
+def seed(modules: list[str]) -> list[str]:
+    """A few mutants (the first of each function of the first module): what an --update
+    runs first, so that mutmut brings its mutants and results up to date."""
+    return [f"{next(iter(selected(modules)))}.*__mutmut_1"]
+
+
+def pending(modules: list[str]) -> list[str]:
+    """The core's mutants not known killed: changed since, or survivors."""
+    return [mutant for _, mutant, status, _ in core_mutants(modules) if status not in KILLED]
+
+
+def report(modules: list[str]) -> int:
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    total: Counter[str] = Counter()
+    killed: Counter[str] = Counter()
+    survivors: list[tuple[str, str, str]] = []
+    unmatched: list[str] = []
+    for module, mutant, status, path in core_mutants(modules, unmatched):
+        total[module] += 1
+        if status in KILLED:
+            killed[module] += 1
+        else:
+            survivors.append((mutant, status, path))
 
     print(f"{'module':34} {'killed':>7} {'total':>6} {'score':>7}")
     for module in total:
@@ -179,6 +205,9 @@ def main(argv: list[str]) -> int:
         return report(modules)
     if command == "restrict" and len(modules) > 1:
         restrict(Path(modules[0]), modules[1:])
+        return 0
+    if command in ("seed", "pending"):
+        print("\n".join(seed(modules) if command == "seed" else pending(modules)))
         return 0
     if command == "tests" and len(modules) > 1:
         tests(Path(modules[0]), modules[1:])
