@@ -304,7 +304,9 @@ def wait_for_event(home: Path, type_: str) -> str:
             return next((run.id for run in journal.runs()
                          if any(e.type == type_ for e in journal.events(run.id))), None)
 
-    return wait_for(run_with_event, f"a {type_} event")
+    found = wait_for(run_with_event, f"a {type_} event")
+    assert found is not None
+    return found
 
 
 def assert_whole(home: Path, run_id: str) -> None:
