@@ -39,8 +39,8 @@ class ExpressionError(Exception):
 
 
 MAX_SIZE = 1_000_000  # characters of one string, items of one list
-MAX_WORK = 1_000_000  # per evaluation: iterations and calls, plus what they produce
-CALL_COST = 5  # a call (a macro's, a method's) costs several loop iterations' time
+MAX_WORK = 500_000  # per evaluation: iterations and calls, plus what they produce
+CALL_COST = 25  # a call (a macro's above all) costs the time of many loop iterations
 MAX_POWER_BITS = 4096  # an integer power's result
 
 # What is left of the current evaluation's work budget (a one-item list, spent in place).
@@ -91,6 +91,37 @@ def _produced(value: Any) -> Any:
     if size > MAX_SIZE:
         raise SecurityError(f"a result of {size} items, more than {MAX_SIZE} allowed")
     _spend(size)
+    return value
+
+
+def _check_deep(value: Any) -> None:
+    """Printing a container prints all it holds, aliases included: `[big] * 1000` is small,
+    its text is not. Refuse, before it is made, text past what is left."""
+    if isinstance(value, str | int | float | bool | None):
+        return
+    units, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            units += len(item)
+        elif isinstance(item, dict):
+            units += len(item)
+            if units <= _room():
+                stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple | set | frozenset):
+            units += len(item)  # each item one unit; only what holds more is walked
+            if units <= _room():
+                stack += [x for x in item if not isinstance(x, int | float | bool | None)]
+        else:
+            units += 1
+        if units > _room():
+            raise SecurityError(f"printing a value of more than {_room()} items")
+    _spend(units)
+
+
+def _printable(value: Any) -> Any:
+    """What `{{ ... }}` prints, checked before it becomes text."""
+    _check_deep(value)
     return value
 
 
@@ -186,9 +217,18 @@ _FILTER_CHECKS: dict[str, Callable[..., None]] = {
 }
 
 
+# Filters that never make text of their arguments (the others may: `x|string`, `x|upper`).
+_STRUCTURAL_FILTERS = frozenset({
+    "abs", "attr", "batch", "bool", "count", "d", "default", "dictsort", "first", "float",
+    "groupby", "int", "items", "last", "length", "list", "map", "max", "min", "random",
+    "reject", "rejectattr", "reverse", "round", "select", "selectattr", "slice", "sort",
+    "sum", "unique"})
+
+
 def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     check = _FILTER_CHECKS.get(name)
     passes = getattr(func, "jinja_pass_arg", None) is not None  # context/env comes first
+    makes_text = name not in _STRUCTURAL_FILTERS
 
     @functools.wraps(func)  # keeps jinja_pass_arg
     def bounded(*args: Any, **kwargs: Any) -> Any:
@@ -202,6 +242,9 @@ def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             args = (*args[:len(args) - len(own)], items, *own[1:])
         elif check is not None:
             check(*own, **kwargs)
+        if makes_text:
+            for value in (*own, *kwargs.values()):
+                _check_deep(value)
         return _produced(func(*args, **kwargs))
 
     return bounded
@@ -250,6 +293,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             _refuse_size(len(left) + len(right), "adding")
         elif operator == "%" and isinstance(left, str):
             _check_printf(left)
+            _check_deep(right)
         elif operator == "**":
             _check_power(left, right)
         return _produced(super().call_binop(context, operator, left, right))
@@ -277,6 +321,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
         def bounded(*args: Any, **kwargs: Any) -> str:
             _check_format(fmt)
+            for arg in (*args, *kwargs.values()):
+                _check_deep(arg)
             return wrapped(*args, **kwargs)
 
         return bounded
@@ -290,6 +336,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         """Template output and `~`: stops as soon as it grows past what is allowed."""
         pieces, size = [], 0
         for part in parts:
+            _check_deep(part)
             text = str(part)
             size += len(text)
             if size > MAX_SIZE:
@@ -305,7 +352,7 @@ def _pct(value: Any, digits: int = 0) -> str:
 
 @lru_cache(maxsize=1)
 def _env() -> ImmutableSandboxedEnvironment:
-    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
+    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, finalize=_printable)
     env.filters["pct"] = _bounded_filter("pct", _pct)
     return env
 
@@ -325,6 +372,7 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     try:
         with _metered():
             result = _compiled_expression(source)(**context)
+            _check_deep(result)  # the engine validates and journals what it gets
         if isinstance(result, Undefined):  # a bare undefined name is returned, not raised
             result._fail_with_undefined_error()
         return result
