@@ -77,8 +77,9 @@ def admin(db: LabDatabase, *statements: str) -> None:
 
 
 def row_of(result: dict[str, Any], field: str, key: str, value: str) -> dict[str, Any]:
-    [row] = [r for r in result[field] if r[key] == value]
-    return row
+    rows: list[dict[str, Any]] = [r for r in result[field] if r[key] == value]
+    assert len(rows) == 1, f"{key}={value} in {result[field]}"
+    return rows[0]
 
 
 # Each check finds its fault
