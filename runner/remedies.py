@@ -84,11 +84,24 @@ class RemedyRunner:
             raise
         if ended:
             return self._finished(proposal, target, call)
+        self._past_deadline(proposal, target, timeout, call)
+        return FAILED
+
+    def _past_deadline(self, proposal: Proposal, target: Target, timeout: float,
+                       call: Call) -> None:
+        """Outcome unknown: ask the action to stop, wait for its end (up to the grace
+        period) and journal what became of it."""
+        remedy = proposal.remedy
         call.interrupt()
-        self.emit("remedy.finished", {
-            "remedy": remedy, "status": "outcome_unknown", "duration_ms": call.elapsed_ms,
-            "error": f"no answer within {timeout:g}s: asked it to stop where it safely can; "
-                     f"its outcome is unknown, and {target.name} stays locked until it ends"})
+        try:
+            self.emit("remedy.finished", {
+                "remedy": remedy, "status": "outcome_unknown", "duration_ms": call.elapsed_ms,
+                "error": f"no answer within {timeout:g}s: asked it to stop where it safely "
+                         f"can; its outcome is unknown, and {target.name} stays locked until "
+                         "it ends"})
+        except JournalUnavailable:
+            call.finished.wait(self.grace)  # journal or not, never leave in the middle of it
+            raise
         if call.finished.wait(self.grace):
             late = {"remedy": remedy, "duration_ms": call.elapsed_ms}
             if call.error is None:
@@ -96,14 +109,13 @@ class RemedyRunner:
             else:
                 late["error"] = describe_error(call.error)
             self.emit("remedy.ended_late", late)
-        else:
-            message = (f"remedy {remedy} of run {run_id} is still running {self.grace:g}s past "
-                       f"its {timeout:g}s deadline; runbook stops waiting for it. If this "
-                       f"process exits, {target.name} stays locked until a later run finds "
-                       "this process gone")
-            log.warning("%s", message)
-            self.emit("remedy.still_running", {"remedy": remedy, "reason": message})
-        return FAILED
+            return
+        message = (f"remedy {remedy} of run {proposal.run_id} is still running "
+                   f"{self.grace:g}s past its {timeout:g}s deadline; runbook stops waiting for "
+                   f"it. If this process exits, {target.name} stays locked until a later run "
+                   "finds this process gone")
+        log.warning("%s", message)
+        self.emit("remedy.still_running", {"remedy": remedy, "reason": message})
 
     def _finished(self, proposal: Proposal, target: Target, call: Call) -> str:
         base = {"remedy": proposal.remedy, "duration_ms": call.elapsed_ms}
