@@ -37,7 +37,9 @@ from runner.model import Duration
 from runner.redact import SECRETS
 from runner.registry import Target
 
-from .sshconfig import refuse_local_commands
+from .knownhosts import CertificateOrReject, KnownHosts, transport_factory
+from .knownhosts import load as load_known_hosts
+from .sshconfig import load as load_ssh_config
 
 KIND = "ssh"
 KILL_GRACE = 2.0  # seconds between `timeout`'s TERM and its KILL
@@ -420,11 +422,14 @@ class _Hosts:
         import paramiko
 
         client = paramiko.SSHClient()
-        known = paramiko.HostKeys()
-        if known_hosts.is_file():
-            client.load_system_host_keys(str(known_hosts))  # system keys: never written back
-            known.load(str(known_hosts))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())  # never auto-accept
+        file = _known_hosts(self.target, known_hosts)
+        known = client.get_host_keys()  # filled here, never saved
+        for names, key in file.entries:
+            for name in names:
+                known.add(name, key.get_name(), key)
+        # never auto-accept: a host certificate from a @cert-authority, or a refusal
+        client.set_missing_host_key_policy(
+            CertificateOrReject(file, endpoint.host, endpoint.hostname))
         with self._lock:
             if self._cancelled.is_set():
                 raise TemporaryError(f"{endpoint.host}: cancelled")
@@ -438,7 +443,8 @@ class _Hosts:
                         pkey=self._pkey, key_filename=list(endpoint.identity_files) or None,
                         passphrase=self._passphrase(), allow_agent=self._pkey is None,
                         look_for_keys=False, timeout=timeout, banner_timeout=timeout,
-                        auth_timeout=timeout, channel_timeout=timeout, sock=sock)
+                        auth_timeout=timeout, channel_timeout=timeout, sock=sock,
+                        transport_factory=transport_factory(file, endpoint.known_hosts_name))
                 except paramiko.SSHException:
                     _refuse_unknown_key(client, known, endpoint, known_hosts)
                     raise
@@ -587,6 +593,14 @@ def _channel_to(client: Any, hop: Endpoint, following: Endpoint, timeout: float)
                              f"port {following.port}: {_first_line(exc)}") from None
 
 
+def _known_hosts(target: str, path: Path) -> KnownHosts:
+    try:
+        return load_known_hosts(path)
+    except OSError as exc:
+        raise PermanentError(f"{target}: cannot read known_hosts {path}: "
+                             f"{exc.strerror or exc}") from None
+
+
 def _refuse_unknown_key(client: Any, known: Any, endpoint: Endpoint, known_hosts: Path) -> None:
     """After a failed connect: when RejectPolicy refused a host missing from known_hosts,
     say which key it presented and how to record it once checked."""
@@ -663,10 +677,9 @@ class SshConnector:
         assert isinstance(settings, SshSettings)
         config_path = Path(settings.ssh_config).expanduser()
         try:
-            if config_path.is_file():  # before paramiko's lookup could run `Match exec`
-                refuse_local_commands(target.name, config_path)
-            config = paramiko.SSHConfig.from_path(str(config_path)) \
-                if config_path.is_file() else None
+            # refused before paramiko's lookup could run `Match exec`; Includes in place
+            config = load_ssh_config(target.name, config_path) if config_path.is_file() \
+                else None
         except (OSError, paramiko.SSHException) as exc:
             raise PermanentError(f"{target.name}: cannot read {config_path}: "
                                  f"{_first_line(exc)}") from None
@@ -675,21 +688,22 @@ class SshConnector:
     def identity(self, target: Target, timeout: float) -> dict[str, str]:
         """Each host as it resolves (user@hostname:port, through its jump hosts) and the
         host key known_hosts holds for it: the only key a connection accepts, so an approval
-        binds to the machine, and a host key swapped in known_hosts voids it."""
-        import paramiko
-
+        binds to the machine, and a host key swapped in known_hosts voids it; a host known
+        only through a @cert-authority binds to that CA."""
         hosts = _Hosts(target, timeout, None, self._open(target, timeout)[1])
-        known = paramiko.HostKeys()
-        known_hosts = Path(hosts.settings.known_hosts).expanduser()
-        if known_hosts.is_file():
-            known.load(str(known_hosts))
+        file = _known_hosts(target.name, Path(hosts.settings.known_hosts).expanduser())
+        known = file.host_keys()
         identity: dict[str, str] = {}
         for host in hosts.settings.all_hosts:
             hops = []
             for hop in hosts.route(host):
                 keys = known.lookup(hop.known_hosts_name) or {}
+                # no plain key: the CAs whose certificate it must present
                 prints = ",".join(sorted(f"{kind} {key.fingerprint}"
-                                         for kind, key in keys.items())) or "no known key"
+                                         for kind, key in keys.items())) or ",".join(
+                    sorted(f"cert-authority {a.key.get_name()} {a.key.fingerprint}"
+                           for a in file.authorities_for(hop.known_hosts_name))) \
+                    or "no known key"
                 hops.append(f"{hop.user}@{hop.hostname}:{hop.port} [{prints}]")
             identity[f"host {host}"] = " via ".join(reversed(hops))
         return identity

@@ -91,3 +91,85 @@ def test_an_include_loop_ends(tmp_path: Path) -> None:
     config = tmp_path / "ssh_config"
     config.write_text("Include ssh_config\nHost a\n  User x\n")
     assert sshconfig.local_commands(config) == []
+
+
+# Include and Match, as OpenSSH reads them (paramiko alone ignores Include)
+
+
+def ssh_dir(home: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> Path:
+    """~/.ssh under a test HOME, holding `files`; returns ~/.ssh/config."""
+    monkeypatch.setenv("HOME", str(home))
+    for relative, text in files.items():
+        (home / ".ssh" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (home / ".ssh" / relative).write_text(text)
+    return home / ".ssh" / "config"
+
+
+def test_a_host_in_an_included_file_keeps_its_hostname_user_and_port(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ssh_dir(tmp_path, monkeypatch, {
+        "config": "Include config.d/*.conf\nHost *\n  User fallback\n",
+        "config.d/10-db.conf": "Host db\n  HostName 10.0.0.5\n  User dba\n  Port 2222\n",
+        "config.d/20-db.conf": "Host db\n  User second\n",  # later in glob order: loses
+    })
+    found = sshconfig.load("t", config).lookup("db")
+    assert (found["hostname"], found["user"], found["port"]) == ("10.0.0.5", "dba", "2222")
+    assert sshconfig.load("t", config).lookup("other")["user"] == "fallback"
+
+
+def test_paramiko_alone_loses_the_included_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the expansion is for."""
+    import paramiko
+
+    config = ssh_dir(tmp_path, monkeypatch, {
+        "config": "Include hosts\n", "hosts": "Host db\n  HostName 10.0.0.5\n"})
+    assert paramiko.SSHConfig.from_path(str(config)).lookup("db")["hostname"] == "db"
+
+
+def test_lines_after_an_include_stay_in_the_includers_block(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ssh_dir(tmp_path, monkeypatch, {
+        "config": "Host box\n  Include box.conf\n  Port 2200\n",
+        "box.conf": "User boxer\nHost elsewhere\n  User e\n",
+    })
+    loaded = sshconfig.load("t", config)
+    box, elsewhere = loaded.lookup("box"), loaded.lookup("elsewhere")
+    assert (box["user"], box["port"]) == ("boxer", "2200")
+    assert (elsewhere["user"], "port" in elsewhere) == ("e", False)
+
+
+def test_a_relative_include_is_read_from_the_ssh_directory_not_beside_a_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ssh_dir(tmp_path / "home", monkeypatch, {"hosts": "Host db\n  HostName 10.0.0.5\n"})
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    (elsewhere / "hosts").write_text("Host db\n  HostName 10.9.9.9\n")  # OpenSSH skips it
+    (elsewhere / "config").write_text("Include hosts\n")
+    assert sshconfig.load("t", elsewhere / "config").lookup("db")["hostname"] == "10.0.0.5"
+
+
+def test_an_included_file_that_runs_a_command_is_refused_with_its_file_and_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ssh_dir(tmp_path, monkeypatch, {
+        "config": "Include config.d/*\n",
+        "config.d/a": "Host db\n  HostName 10.0.0.5\n\n  ProxyCommand nc %h %p\n"})
+    with pytest.raises(PermanentError, match=r"config\.d/a:4: ProxyCommand"):
+        sshconfig.load("t", config)
+
+
+@pytest.mark.parametrize("text, host, user", [
+    ("Match host db*\n  User m\nHost db1\n  HostName 10.0.0.1\n", "db1", "m"),
+    ("Match host db*\n  User m\n", "web1", None),
+    ("Match host !db1,db*\n  User m\n", "db1", None),
+    ("Host db1\n  HostName 10.0.0.1\nMatch host 10.0.0.*\n  User by-address\n", "db1",
+     "by-address"),  # Match host sees the HostName, as OpenSSH's does
+    ("Host db1\n  HostName 10.0.0.1\nMatch originalhost db1\n  User by-name\n", "db1",
+     "by-name"),
+    ("Match all\n  User everyone\n", "x", "everyone"),
+])
+def test_match_host_works_as_in_openssh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, host: str,
+        user: str | None) -> None:
+    config = ssh_dir(tmp_path, monkeypatch, {"config": text})
+    assert sshconfig.load("t", config).lookup(host).get("user") == user
