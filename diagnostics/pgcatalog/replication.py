@@ -138,6 +138,66 @@ def replication_lag(db: ReadOnlySession, params: LagParams) -> dict[str, Any]:
     return verdict(level, summary, role="primary", standbys=standbys)
 
 
+class ConflictParams(Thresholds):
+    window: Duration = Field(0.0, le=20.0, description="0: totals since the stats reset; "
+                             "else sample twice this far apart and judge the change")
+    conflicts_warning: int | None = Field(1, ge=0, description="queries cancelled on a "
+                                          "standby by replay, per database")
+    conflicts_critical: int | None = Field(100, ge=0)
+
+
+_CONFLICTS_SQL = """
+SELECT c.datname AS database, c.confl_snapshot AS snapshot, c.confl_lock AS lock,
+       c.confl_bufferpin AS bufferpin, c.confl_deadlock AS deadlock,
+       c.confl_tablespace AS tablespace, d.stats_reset::text AS stats_reset
+FROM pg_stat_database_conflicts c JOIN pg_stat_database d ON d.datid = c.datid
+ORDER BY 1
+"""
+_CONFLICT_KINDS = ("snapshot", "lock", "bufferpin", "deadlock", "tablespace")
+_CONFLICT_CAUSES = {
+    "snapshot": "vacuum on the primary removed rows a standby query could still see "
+                "(hot_standby_feedback off, or max_standby_streaming_delay too short)",
+    "lock": "the primary took an ACCESS EXCLUSIVE lock (DDL, TRUNCATE, a vacuum truncating "
+            "a table) that a standby query stood in the way of",
+    "bufferpin": "replay needed a page a standby query held pinned",
+    "deadlock": "a standby query deadlocked with replay",
+    "tablespace": "a tablespace a standby query used was dropped",
+}
+
+
+def recovery_conflicts(db: ReadOnlySession, params: ConflictParams) -> dict[str, Any]:
+    import time
+
+    in_recovery = db.one("SELECT pg_is_in_recovery() AS r")["r"]
+    rows = db.query(_CONFLICTS_SQL)
+    if params.window > 0:
+        time.sleep(params.window)
+        before = {r["database"]: r for r in rows}
+        rows = [{**r, **{k: r[k] - before[r["database"]][k] for k in _CONFLICT_KINDS}}
+                for r in db.query(_CONFLICTS_SQL) if r["database"] in before]
+    databases = []
+    for row in rows:
+        total = sum(row[k] for k in _CONFLICT_KINDS)
+        databases.append({**row, "total": total,
+                          "level": above(total, params.conflicts_warning,
+                                         params.conflicts_critical)})
+    databases = by_level(sorted(databases, key=lambda d: -d["total"]))
+    level = worst(d["level"] for d in databases)
+    since = (f"in the last {params.window:g}s" if params.window > 0
+             else "since the stats reset")
+    if level != "ok":
+        d = databases[0]
+        kind = max(_CONFLICT_KINDS, key=lambda k: d[k])
+        summary = (f"{d['database']}: {d['total']} standby quer(ies) cancelled by recovery "
+                   f"conflicts {since}, mostly {kind} ({d[kind]}): {_CONFLICT_CAUSES[kind]}")
+    elif not in_recovery:
+        summary = "this server is a primary: recovery conflicts happen on standbys"
+    else:
+        summary = f"no query cancelled by recovery conflicts {since}"
+    return verdict(level, summary, in_recovery=in_recovery,
+                   total=sum(d["total"] for d in databases), databases=databases)
+
+
 KINDS = [
     ("replication_slots", replication_slots, SlotParams,
      "replication slots that are inactive or retain too much WAL",
@@ -151,4 +211,10 @@ KINDS = [
       "standbys": "[{standby, state, unsent/unwritten/unflushed/unreplayed_bytes, lag_bytes, "
                   "write/flush/replay_lag_s, stage, level}]",
       "standby": "on a standby: received/replayed LSN and replay age"}),
+    ("recovery_conflicts", recovery_conflicts, ConflictParams,
+     "standby queries cancelled by replay, per database and kind (pg_stat_database_conflicts)",
+     {"ok / level / summary": "the database with most and the cause of its main kind",
+      "in_recovery": "true on a standby", "total": "all databases",
+      "databases": "[{database, snapshot, lock, bufferpin, deadlock, tablespace, total, "
+                   "level}]"}),
 ]

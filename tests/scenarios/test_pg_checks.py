@@ -22,6 +22,7 @@ from runner.inventory import Target
 from runner.registry import Registry
 from tests.lab.faults import LabDatabase, prepare
 from tests.lab.postgres import postgres_container
+from tests.lab.standby import standby_of
 from tests.scenarios.conftest import CLI
 from tests.support.polling import wait_for
 
@@ -36,26 +37,42 @@ CATALOGUE = ["txid_wraparound", "multixact_wraparound", "autovacuum_lag", "autov
              "prepared_transactions", "sequence_exhaustion", "invalid_indexes",
              "database_sizes", "largest_relations", "cache_hit_ratio", "checkpoints",
              "deadlocks", "temp_files", "settings_review", "replication_slots",
-             "replication_lag", "table_bloat"]
+             "replication_lag", "recovery_conflicts", "table_bloat"]
 
 
-def _server(command: list[str]) -> Iterator[LabDatabase]:
+def _server(command: list[str]) -> Iterator[tuple[Any, LabDatabase]]:
     container = postgres_container().with_command(command)
     container.start()
     try:
-        yield prepare(container.get_connection_url(driver=None))
+        yield container, prepare(container.get_connection_url(driver=None))
     finally:
         container.stop()
 
 
 @pytest.fixture(scope="module")
-def sick() -> Iterator[LabDatabase]:
+def sick_server() -> Iterator[tuple[Any, LabDatabase]]:
     yield from _server(_SICK)
 
 
 @pytest.fixture(scope="module")
+def sick(sick_server: tuple[Any, LabDatabase]) -> LabDatabase:
+    return sick_server[1]
+
+
+@pytest.fixture(scope="module")
+def standby(sick_server: tuple[Any, LabDatabase]) -> Iterator[LabDatabase]:
+    """A hot standby of `sick` that cancels conflicting queries at once, as a standby
+    without hot_standby_feedback and with max_standby_streaming_delay = 0 does."""
+    with standby_of(*sick_server, settings=("max_prepared_transactions=4",  # as the primary
+                                            "max_standby_streaming_delay=0",
+                                            "hot_standby_feedback=off")) as db:
+        yield db
+
+
+@pytest.fixture(scope="module")
 def healthy() -> Iterator[LabDatabase]:
-    yield from _server(_HEALTHY)
+    for _container, db in _server(_HEALTHY):
+        yield db
 
 
 def check(db: LabDatabase, name: str, **params: Any) -> dict[str, Any]:
@@ -386,3 +403,53 @@ def test_postgres_health_on_a_healthy_server_finds_nothing(
     assert [s["id"] for s in run["steps"] if s["status"] != "ok"] == []
     assert run["findings"] == []  # every check ran, and none fired
     assert code == 0
+
+
+# Against a real standby (module-scoped: it is created here, after the tests above)
+
+
+def test_replication_lag_builds_up_at_replay_when_the_standby_pauses_replay(
+        sick: LabDatabase, standby: LabDatabase) -> None:
+    assert check(sick, "replication_lag", expected_standbys=1)["ok"]
+    admin(standby, "SELECT pg_wal_replay_pause()")
+    try:
+        admin(sick, "CREATE TABLE lagged AS SELECT g, repeat('l', 200) AS pad "
+                    "FROM generate_series(1, 20000) g")
+        primary_view = wait_for(
+            lambda: (r := check(sick, "replication_lag", lag_bytes_warning="1MB"))["level"]
+            != "ok" and r, "the primary to see the standby's replay lag")
+        standby_view = check(standby, "replication_lag", lag_bytes_warning="1MB")
+    finally:
+        admin(standby, "SELECT pg_wal_replay_resume()")
+        admin(sick, "DROP TABLE lagged")
+    [lagging] = primary_view["standbys"]
+    assert lagging["unreplayed_bytes"] >= 1024**2 and lagging["state"] == "streaming"
+    assert "flushed but not replayed" in primary_view["summary"]
+    assert standby_view["role"] == "standby"
+    assert standby_view["standby"]["unreplayed_bytes"] >= 1024**2
+    assert standby_view["level"] == "warning"
+    wait_for(lambda: check(sick, "replication_lag", lag_bytes_warning="1MB")["ok"],
+             "the standby to catch up once replay resumes")
+
+
+def test_a_recovery_conflict_cancels_a_standby_query(
+        sick: LabDatabase, standby: LabDatabase) -> None:
+    admin(sick, "CREATE TABLE conflicted AS SELECT g FROM generate_series(1, 1000) g")
+    try:
+        with contextlib.suppress(psycopg.OperationalError), \
+                psycopg.connect(standby.admin) as reader:
+            wait_for(lambda: reader.execute("SELECT count(*) FROM conflicted").fetchone(),
+                     "the table to reach the standby", retry_on=(psycopg.errors.UndefinedTable,),
+                     timeout=30)
+            reader.rollback()
+            reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            reader.execute("SELECT count(*) FROM conflicted")  # a snapshot that sees the rows
+            admin(sick, "DELETE FROM conflicted", "VACUUM conflicted")
+            result = wait_for(lambda: (r := check(standby, "recovery_conflicts"))["total"] and r,
+                              "the standby to cancel the reader")
+    finally:
+        admin(sick, "DROP TABLE conflicted")
+    runbook = row_of(result, "databases", "database", "runbook")
+    assert runbook["snapshot"] >= 1 and result["in_recovery"]
+    assert result["level"] == "warning"
+    assert "mostly snapshot" in result["summary"] and "hot_standby_feedback" in result["summary"]
