@@ -196,3 +196,35 @@ def unused_bridge_ip(nth: int = 1) -> str:
     network = _docker().networks.get("bridge")
     subnet = ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])
     return str(subnet.broadcast_address - nth)
+
+
+HOST_CERTIFICATE = "/etc/ssh/ssh_host_ed25519_key-cert.pub"
+
+
+def install_host_certificate(host: SshdHost, certificate: str, timeout: float = 20.0) -> None:
+    """Serve `certificate` (ssh-keygen -s CA -h, of the host's Ed25519 key) as the host's
+    HostCertificate: written into the container, then sshd re-reads its config on SIGHUP
+    (it re-executes itself; PID 1 stays). Returns once it listens again."""
+    import io
+    import tarfile
+
+    container = _docker().containers.get(host.name)
+    listening = b"Server listening on 0.0.0.0 port"
+    before = container.logs().count(listening)
+    data = certificate.encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo(HOST_CERTIFICATE.rsplit("/", 1)[1])
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    container.put_archive("/etc/ssh", archive.getvalue())
+    code, out = container.exec_run(["sh", "-c", f"echo 'HostCertificate {HOST_CERTIFICATE}' "
+                                    ">/etc/ssh/sshd_config.d/cert.conf && kill -HUP 1"])
+    if code:
+        raise RuntimeError(f"{host.name}: cannot install the host certificate: {out.decode()}")
+    deadline = time.monotonic() + timeout
+    while container.logs().count(listening) <= before or not _banner(host.ip, host.port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{host.name}: sshd did not listen again after SIGHUP: "
+                               f"{container.logs().decode(errors='replace')[-500:]}")
+        time.sleep(0.1)
