@@ -38,7 +38,10 @@ class Connector(Protocol):
 
     `probe` must return a handle that cannot change anything (the safety model's first rule:
     enforced by the backend, not promised by the step). `action` returns a handle that may.
-    A handle may offer `cancel()`, which the engine calls from another thread on timeout.
+    A probe handle may offer `cancel()`, which the engine calls from another thread on
+    timeout. An action handle is never cancelled: past the remedy's deadline the engine calls
+    its `interrupt()`, if it offers one, and waits for the action to end; an action that
+    sees it stops at the next point where it can finish or undo its half-done work.
     A connector may offer `prepare()`, called once before a run's steps start: the place to
     import its client library, so that no step's time includes it.
     A connector should offer `identity(target, timeout) -> dict[str, str]`: the non-secret
