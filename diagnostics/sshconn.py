@@ -446,7 +446,7 @@ class _Hosts:
                         auth_timeout=timeout, channel_timeout=timeout, sock=sock,
                         transport_factory=transport_factory(file, endpoint.known_hosts_name))
                 except paramiko.SSHException:
-                    _refuse_unknown_key(client, known, endpoint, known_hosts)
+                    _refuse_unknown_key(client, known, endpoint, known_hosts, file.skipped)
                     raise
         except BaseException:
             with self._lock:
@@ -601,7 +601,8 @@ def _known_hosts(target: str, path: Path) -> KnownHosts:
                              f"{exc.strerror or exc}") from None
 
 
-def _refuse_unknown_key(client: Any, known: Any, endpoint: Endpoint, known_hosts: Path) -> None:
+def _refuse_unknown_key(client: Any, known: Any, endpoint: Endpoint, known_hosts: Path,
+                        skipped: Sequence[str] = ()) -> None:
     """After a failed connect: when RejectPolicy refused a host missing from known_hosts,
     say which key it presented and how to record it once checked."""
     import paramiko
@@ -617,7 +618,8 @@ def _refuse_unknown_key(client: Any, known: Any, endpoint: Endpoint, known_hosts
         f"{key.get_name()} {key.fingerprint}, and {known_hosts} has no key for "
         f"{endpoint.known_hosts_name}; refusing to connect. Check that fingerprint with "
         f"the host's owner, then add it: ssh-keyscan -p {endpoint.port} {endpoint.hostname} "
-        f">> {known_hosts}")
+        f">> {known_hosts}" + (f" ({len(skipped)} line(s) of {known_hosts} could not be read: "
+                               f"{'; '.join(skipped[:3])})" if skipped else ""))
 
 
 def _changed_key(endpoint: Endpoint, known_hosts: Path, got: Any, expected: Any) -> str:

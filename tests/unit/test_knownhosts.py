@@ -169,3 +169,13 @@ def test_certificates_are_asked_for_only_where_a_ca_covers_a_host_without_a_plai
     assert knownhosts.transport_factory(known, HOST_IP) is not None
     assert knownhosts.transport_factory(known, "10.1.2.4") is None  # its plain key decides
     assert knownhosts.transport_factory(known, "10.9.9.9") is None
+
+
+def test_hashed_host_names_are_read_as_before(tmp_path: Path, keys: dict[str, str]) -> None:
+    import paramiko
+
+    known = write(tmp_path, f"{paramiko.HostKeys.hash_host(HOST_IP)} {keys['host']}",
+                  f"[{HOST_IP}]:2222 {keys['old']}")
+    assert known.host_keys().lookup(HOST_IP) is not None
+    assert known.host_keys().lookup(f"[{HOST_IP}]:2222") is not None
+    assert known.host_keys().lookup("10.1.2.4") is None
