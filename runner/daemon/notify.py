@@ -70,7 +70,7 @@ def notes(alerts: list[Alert]) -> list[str]:
         return []
     sender = "Grafana" if any(a.source == "grafana" for a in alerts) else "Alertmanager"
     return [f"{truncated} more alert(s) were truncated by {sender} (its max_alerts): this run "
-            "saw only the alerts above; the sender's UI lists them all"]
+            "saw only the alerts it was sent; the sender's UI lists them all"]
 
 
 def incident(state: RunState, alerts: list[Alert]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pytest
 from runner.daemon.alerts import from_alertmanager
 from runner.daemon.config import Notify
 from runner.daemon.notify import Notifier, slack_blocks
-from tests.daemonkit import RunningDaemon, daemon_in_thread, write_world
+from tests.daemonkit import RunningDaemon, daemon_in_thread, receiver, write_world
 from tests.slackhook import SlackStandIn, slack_stand_in
 
 # matchers as copied from an alertmanager.yml: unquoted, and the brace form
@@ -172,3 +172,23 @@ def test_a_link_cannot_break_out_of_its_markup(slack: SlackStandIn) -> None:
     [control] = slack.controls
     assert control == ("<http://a.example/?q=x%7C&lt;!channel&gt;&amp;b=&gt;"
                        "|Source of &lt;!here&gt;/x>")
+
+
+def test_a_generic_webhook_gets_the_links_and_the_truncation_as_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runbook_home: Path) -> None:
+    monkeypatch.setenv("TEST_INTAKE_TOKEN", "intake-tok-123")
+    config = CONFIG.replace("{{kind: slack, url_env: TEST_SLACK_URL, retries: 0}}",
+                            "{{kind: webhook, url_env: TEST_HOOK_URL, retries: 0}}")
+    with receiver() as hook:
+        monkeypatch.setenv("TEST_HOOK_URL", hook.url)
+        with daemon_in_thread(write_world(tmp_path, config), runbook_home,
+                              "intake-tok-123") as d:
+            d.post("/v1/alerts/alertmanager", payload(truncated=2))
+            hook.wait_for(lambda got: len(got) >= 1)
+    [message] = hook.got[:1]
+    assert message["kind"] == "incident"
+    assert [link["text"] for link in message["links"]] == [
+        "Open in Alertmanager", "Silence BoxTooHigh", "Source of BoxTooHigh"]
+    assert message["notes"] == ["2 more alert(s) were truncated by Alertmanager (its "
+                                "max_alerts): this run saw only the alerts it was sent; the "
+                                "sender's UI lists them all"]
