@@ -10,10 +10,13 @@
         jump: ops@bastion                     # optional; else ~/.ssh/config's ProxyJump
 
 What is enforced:
-* Host keys are checked against `known_hosts` with paramiko's RejectPolicy: an unknown key
-  or a changed one is refused with a message saying which key and how to record it once
-  checked. Nothing is ever added to known_hosts. Through jump hosts (ProxyJump) every hop's
-  key is checked the same way.
+* Host keys are checked against `known_hosts` as OpenSSH reads it (`knownhosts`): an
+  unknown key or a changed one is refused with a message saying which key and how to record
+  it once checked; a key on a `@revoked` line is refused; a host certificate is accepted
+  only from a `@cert-authority` line's CA for that host (principal, validity, signature).
+  Nothing is ever added to known_hosts. Through jump hosts (ProxyJump) every hop's key is
+  checked the same way.
+* The ssh config is read with its `Include`s in place and `Match host` blocks (`sshconfig`).
 * No command runs on this machine: an ssh config (or a file it Includes) with `Match exec`,
   `ProxyCommand`, `KnownHostsCommand` or a permitted `LocalCommand` is refused as a whole
   before paramiko looks anything up in it (its lookup runs `Match exec`): `sshconfig`.
