@@ -175,7 +175,7 @@ class Alertmanager(Peer):
 
 def alertmanager_config(webhook_url: str, token: str, *, group_by: Sequence[str],
                         group_wait: str, group_interval: str, repeat_interval: str,
-                        resolve_timeout: str = "5m") -> dict[str, Any]:
+                        resolve_timeout: str = "5m", max_alerts: int = 0) -> dict[str, Any]:
     """One route to one webhook receiver that authenticates with a bearer token."""
     return {
         "global": {"resolve_timeout": resolve_timeout},
@@ -183,7 +183,7 @@ def alertmanager_config(webhook_url: str, token: str, *, group_by: Sequence[str]
                   "group_wait": group_wait, "group_interval": group_interval,
                   "repeat_interval": repeat_interval},
         "receivers": [{"name": "runbook", "webhook_configs": [{
-            "url": webhook_url, "send_resolved": True, "max_alerts": 0,
+            "url": webhook_url, "send_resolved": True, "max_alerts": max_alerts,
             "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
         }]}],
     }
@@ -192,7 +192,8 @@ def alertmanager_config(webhook_url: str, token: str, *, group_by: Sequence[str]
 @contextlib.contextmanager
 def alertmanager(workdir: Path, *, daemon_url: str, token: str, path: str = WEBHOOK_PATH,
                  group_by: Sequence[str] = ("alertname", "instance"), group_wait: str = "1s",
-                 group_interval: str = "1s", repeat_interval: str = "5s") -> Iterator[Alertmanager]:
+                 group_interval: str = "1s", repeat_interval: str = "5s",
+                 max_alerts: int = 0) -> Iterator[Alertmanager]:
     """A real Alertmanager whose one receiver is a webhook to `daemon_url` + `path` with
     `Authorization: Bearer <token>`; short group timings, so tests see notifications in
     about a second. JSON is YAML, so the config is written as JSON."""
@@ -203,7 +204,8 @@ def alertmanager(workdir: Path, *, daemon_url: str, token: str, path: str = WEBH
     config = home / "alertmanager.yml"
     config.write_text(json.dumps(alertmanager_config(
         webhook_url, token, group_by=group_by, group_wait=group_wait,
-        group_interval=group_interval, repeat_interval=repeat_interval), indent=2))
+        group_interval=group_interval, repeat_interval=repeat_interval,
+        max_alerts=max_alerts), indent=2))
     port = free_port()
     argv = [str(binary), f"--config.file={config}", f"--storage.path={home / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
