@@ -13,10 +13,21 @@ from typing import Any
 
 from runner.registry import Registry, StepKind
 
-from . import bloat, counters, prepared, replication, schema, settings, sizes, vacuum, wraparound
+from . import (
+    bloat,
+    counters,
+    prepared,
+    replication,
+    schema,
+    settings,
+    sizes,
+    vacuum,
+    wal,
+    wraparound,
+)
 
 FAMILIES: tuple[Any, ...] = (wraparound, vacuum, prepared, schema, sizes, counters, settings,
-                             replication, bloat)
+                             replication, wal, bloat)
 
 
 def register(registry: Registry) -> None:

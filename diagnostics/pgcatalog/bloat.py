@@ -15,7 +15,7 @@ from pydantic import Field
 
 from diagnostics.postgres import ReadOnlySession
 
-from .grading import Size, Thresholds, above, by_level, format_size, verdict, worst
+from .grading import KindSpec, Size, Thresholds, above, by_level, format_size, verdict, worst
 
 _TUPLE_HEADER = 24  # 23 bytes of header plus the null bitmap, MAXALIGNed (8)
 _ITEM_POINTER = 4
@@ -97,7 +97,7 @@ def table_bloat(db: ReadOnlySession, params: BloatParams) -> dict[str, Any]:
                    not_estimated=unestimated)
 
 
-KINDS = [
+KINDS: list[KindSpec] = [
     ("table_bloat", table_bloat, BloatParams,
      "estimated wasted space per table from pg_stats (needs ANALYZE)",
      {"ok / level / summary": "the most bloated table and why",

@@ -16,7 +16,7 @@ from pydantic import Field
 from diagnostics.postgres import ReadOnlySession
 from runner.model import Duration
 
-from .grading import Size, Thresholds, above, below, by_level, format_size, verdict, worst
+from .grading import KindSpec, Size, Thresholds, above, below, by_level, format_size, verdict, worst
 
 _MAX_WINDOW = 20.0  # a probe step has 30s by default
 
@@ -28,10 +28,11 @@ class Windowed(Thresholds):
 
 _DATABASE_SQL = """
 SELECT datname AS database, blks_hit, blks_read, deadlocks, temp_files, temp_bytes,
-       conflicts, stats_reset::text AS stats_reset
+       conflicts, xact_commit, xact_rollback, stats_reset::text AS stats_reset
 FROM pg_stat_database WHERE datname IS NOT NULL ORDER BY datname
 """
-_COUNTERS = ("blks_hit", "blks_read", "deadlocks", "temp_files", "temp_bytes", "conflicts")
+_COUNTERS = ("blks_hit", "blks_read", "deadlocks", "temp_files", "temp_bytes", "conflicts",
+             "xact_commit", "xact_rollback")
 
 
 def sample_databases(db: ReadOnlySession, window: float) -> list[dict[str, Any]]:
@@ -188,7 +189,46 @@ def temp_files(db: ReadOnlySession, params: TempFileParams) -> dict[str, Any]:
     return verdict(level, summary, work_mem=work_mem, databases=databases)
 
 
-KINDS = [
+class RollbackParams(Windowed):
+    rollback_pct_warning: float | None = Field(10.0, ge=0, le=100, description="share of "
+                                               "transactions rolled back (%)")
+    rollback_pct_critical: float | None = Field(30.0, ge=0, le=100)
+    min_transactions: int = Field(1000, ge=0, description="databases with fewer "
+                                  "transactions are not judged")
+
+
+def rollback_ratio(db: ReadOnlySession, params: RollbackParams) -> dict[str, Any]:
+    rows = sample_databases(db, params.window)
+    databases = []
+    for row in rows:
+        total = row["xact_commit"] + row["xact_rollback"]
+        pct = round(100.0 * row["xact_rollback"] / total, 1) if total else 0.0
+        judged = total >= params.min_transactions
+        databases.append({"database": row["database"], "commits": row["xact_commit"],
+                          "rollbacks": row["xact_rollback"], "rollback_pct": pct,
+                          "judged": judged,
+                          "level": above(pct, params.rollback_pct_warning,
+                                         params.rollback_pct_critical) if judged else "ok"})
+    databases = by_level(sorted(databases, key=lambda d: -d["rollback_pct"]))
+    level = worst(d["level"] for d in databases)
+    since = _since(params, rows)
+    if level != "ok":
+        d = databases[0]
+        summary = (f"{d['database']}: {d['rollback_pct']}% of transactions rolled back "
+                   f"{since} ({d['rollbacks']:,} of {d['commits'] + d['rollbacks']:,}): "
+                   "errors abort them (constraint violations, serialization failures, "
+                   "timeouts) or the application rolls back by design; the server log's "
+                   "ERROR lines say which")
+    else:
+        summary = f"rollback share under the thresholds {since}"
+    return verdict(level, summary, databases=databases)
+
+
+KINDS: list[KindSpec] = [
+    ("rollback_ratio", rollback_ratio, RollbackParams,
+     "share of transactions rolled back per database (check_postgres commitratio)",
+     {"ok / level / summary": "the worst database and the usual causes",
+      "databases": "[{database, commits, rollbacks, rollback_pct, judged, level}]"}),
     ("cache_hit_ratio", cache_hit_ratio, HitRatioParams,
      "share of block reads served from shared_buffers, per database",
      {"ok / level / summary": "the lowest ratio and what it means",

@@ -7,12 +7,14 @@ values it measured; these helpers keep the grading the same everywhere.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 Level = Literal["ok", "warning", "critical"]
+# What a family module lists in KINDS: (name, function, params model, summary, result docs).
+KindSpec = tuple[str, Callable[..., dict[str, Any]], type[BaseModel], str, dict[str, str]]
 _RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,

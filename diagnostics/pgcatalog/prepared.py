@@ -15,7 +15,7 @@ from pydantic import Field
 from diagnostics.postgres import ReadOnlySession
 from runner.model import Duration
 
-from .grading import Thresholds, above, by_level, verdict, worst
+from .grading import KindSpec, Thresholds, above, by_level, verdict, worst
 
 
 class PreparedParams(Thresholds):
@@ -73,7 +73,7 @@ def prepared_transactions(db: ReadOnlySession, params: PreparedParams) -> dict[s
                    max_prepared_transactions=limit, transactions=rows)
 
 
-KINDS = [
+KINDS: list[KindSpec] = [
     ("prepared_transactions", prepared_transactions, PreparedParams,
      "prepared transactions (two-phase commit) left uncommitted, with their locks and age",
      {"ok / level / summary": "the oldest and what it holds",

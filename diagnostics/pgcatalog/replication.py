@@ -16,7 +16,7 @@ from pydantic import Field
 from diagnostics.postgres import ReadOnlySession
 from runner.model import Duration
 
-from .grading import Size, Thresholds, above, by_level, format_size, verdict, worst
+from .grading import KindSpec, Size, Thresholds, above, by_level, format_size, verdict, worst
 
 
 class SlotParams(Thresholds):
@@ -198,7 +198,7 @@ def recovery_conflicts(db: ReadOnlySession, params: ConflictParams) -> dict[str,
                    total=sum(d["total"] for d in databases), databases=databases)
 
 
-KINDS = [
+KINDS: list[KindSpec] = [
     ("replication_slots", replication_slots, SlotParams,
      "replication slots that are inactive or retain too much WAL",
      {"ok / level / summary": "the worst slot and what it costs",

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diagnostics.postgres import ReadOnlySession
 
-from .grading import Thresholds, above, by_level, verdict, worst
+from .grading import KindSpec, Size, Thresholds, above, by_level, format_size, verdict, worst
 
 _COLUMN_MAX = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
 
@@ -127,7 +127,7 @@ def invalid_indexes(db: ReadOnlySession, params: IndexParams) -> dict[str, Any]:
     return verdict(level, summary, count=len(invalid), indexes=invalid, being_built=building)
 
 
-KINDS = [
+KINDS: list[KindSpec] = [
     ("sequence_exhaustion", sequence_exhaustion, SequenceParams,
      "sequences near the end of their range, or of the column type they feed",
      {"ok / level / summary": "the most used sequence and how many values are left",
@@ -141,4 +141,119 @@ KINDS = [
       "count": "invalid indexes (builds in progress excluded)",
       "indexes": "[{index, table, unique, ready, bytes, level}]",
       "being_built": "indexes invalid only because their build is running"}),
+]
+
+
+class TriggerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(50, ge=1, le=500)
+
+
+_TRIGGERS_SQL = """
+SELECT n.nspname || '.' || c.relname AS table, t.tgname AS trigger, t.tgisinternal AS internal,
+       CASE t.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica only'
+            ELSE 'always' END AS enabled,
+       coalesce(k.contype = 'f', false) AS foreign_key,
+       coalesce(k.conname, '') AS constraint_name
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_constraint k ON k.oid = t.tgconstraint
+WHERE t.tgenabled = 'D' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY 1, 2 LIMIT %(limit)s
+"""
+
+
+def disabled_triggers(db: ReadOnlySession, params: TriggerParams) -> dict[str, Any]:
+    rows = db.query(_TRIGGERS_SQL, {"limit": params.limit})
+    # A disabled foreign-key trigger means the constraint is not enforced: data can break.
+    triggers = by_level([{**r, "level": "critical" if r["foreign_key"] else "warning"}
+                         for r in rows])
+    level = worst(t["level"] for t in triggers)
+    if triggers:
+        t = triggers[0]
+        what = (f"foreign key {t['constraint_name']} is not enforced" if t["foreign_key"]
+                else f"trigger {t['trigger']} does not fire")
+        summary = (f"{len(triggers)} disabled trigger(s); on {t['table']} {what}: "
+                   "ALTER TABLE ... DISABLE TRIGGER (a bulk load, a migration) was never undone; "
+                   "ENABLE TRIGGER it" + (" and check the rows written meanwhile"
+                                          if t["foreign_key"] else ""))
+    else:
+        summary = "no disabled trigger"
+    return verdict(level, summary, count=len(triggers), triggers=triggers)
+
+
+_NOT_VALID_SQL = """
+SELECT n.nspname || '.' || c.relname AS table, k.conname AS constraint_name,
+       CASE k.contype WHEN 'f' THEN 'foreign key' WHEN 'c' THEN 'check' ELSE k.contype::text
+       END AS type
+FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT k.convalidated AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY 1, 2 LIMIT %(limit)s
+"""
+
+
+def unvalidated_constraints(db: ReadOnlySession, params: TriggerParams) -> dict[str, Any]:
+    rows = [{**r, "level": "warning"} for r in db.query(_NOT_VALID_SQL,
+                                                           {"limit": params.limit})]
+    level = worst(r["level"] for r in rows)
+    if rows:
+        r = rows[0]
+        summary = (f"{len(rows)} constraint(s) added NOT VALID and never validated; "
+                   f"{r['type']} {r['constraint_name']} on {r['table']}: new rows are checked "
+                   "but rows from before were never: ALTER TABLE ... VALIDATE CONSTRAINT")
+    else:
+        summary = "every constraint is validated"
+    return verdict(level, summary, count=len(rows), constraints=rows)
+
+
+class UnusedIndexParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_size: Size = Field(100 * 1024**2, description="smaller unused indexes are not reported")
+    limit: int = Field(20, ge=1, le=200)
+
+
+_UNUSED_SQL = """
+SELECT s.schemaname || '.' || s.indexrelname AS index, s.schemaname || '.' || s.relname AS table,
+       pg_relation_size(s.indexrelid) AS bytes, s.idx_scan AS scans,
+       d.stats_reset::text AS stats_reset
+FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+LEFT JOIN pg_stat_database d ON d.datname = current_database()
+WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary AND i.indisvalid
+  AND pg_relation_size(s.indexrelid) >= %(min_size)s
+  AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = s.indexrelid)
+ORDER BY 3 DESC LIMIT %(limit)s
+"""
+
+
+def unused_indexes(db: ReadOnlySession, params: UnusedIndexParams) -> dict[str, Any]:
+    rows = [{**r, "size": format_size(r["bytes"]), "level": "warning"}
+            for r in db.query(_UNUSED_SQL, {"min_size": params.min_size, "limit": params.limit})]
+    level = worst(r["level"] for r in rows)
+    if rows:
+        r = rows[0]
+        since = f"since {r['stats_reset']}" if r["stats_reset"] else "since the server started"
+        summary = (f"{len(rows)} index(es) of {format_size(params.min_size)}+ never scanned "
+                   f"{since}; {r['index']} on {r['table']} ({r['size']}) slows every write "
+                   "and is read by no query (check the standbys before dropping it)")
+    else:
+        summary = f"no unused index of {format_size(params.min_size)} or more"
+    return verdict(level, summary, count=len(rows), indexes=rows)
+
+
+KINDS += [
+    ("disabled_triggers", disabled_triggers, TriggerParams,
+     "disabled triggers; a disabled foreign-key trigger (constraint not enforced) is critical",
+     {"ok / level / summary": "the worst and what it stops enforcing",
+      "count": "disabled triggers",
+      "triggers": "[{table, trigger, internal, foreign_key, constraint_name, level}]"}),
+    ("unvalidated_constraints", unvalidated_constraints, TriggerParams,
+     "constraints added NOT VALID and never validated",
+     {"ok / level / summary": "the first and what it means", "count": "how many",
+      "constraints": "[{table, constraint_name, type, level}]"}),
+    ("unused_indexes", unused_indexes, UnusedIndexParams,
+     "indexes never scanned since the stats reset (unique, primary and constraint indexes "
+     "left out)",
+     {"ok / level / summary": "the largest and what it costs", "count": "how many",
+      "indexes": "[{index, table, bytes, size, scans, stats_reset, level}]"}),
 ]

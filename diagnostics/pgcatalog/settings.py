@@ -13,7 +13,7 @@ from pydantic import Field
 
 from diagnostics.postgres import ReadOnlySession
 
-from .grading import Level, Thresholds, above, by_level, verdict, worst
+from .grading import KindSpec, Level, Thresholds, above, by_level, verdict, worst
 
 
 class SettingsParams(Thresholds):
@@ -92,7 +92,7 @@ def settings_review(db: ReadOnlySession, params: SettingsParams) -> dict[str, An
                    settings=values, statement_timeout_overrides=overrides)
 
 
-KINDS = [
+KINDS: list[KindSpec] = [
     ("settings_review", settings_review, SettingsParams,
      "settings worth flagging: max_connections vs clients, idle_in_transaction_session_timeout "
      "unset, autovacuum/track_counts/fsync/full_page_writes off, statement_timeout",

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from diagnostics.postgres import ReadOnlySession
 
-from .grading import Size, Thresholds, above, by_level, format_size, verdict, worst
+from .grading import KindSpec, Size, Thresholds, above, by_level, format_size, verdict, worst
 
 
 class DatabaseSizeParams(Thresholds):
@@ -89,7 +89,7 @@ def largest_relations(db: ReadOnlySession, params: RelationSizeParams) -> dict[s
     return verdict(level, summary, database=database, tables=tables, indexes=indexes)
 
 
-KINDS = [
+KINDS: list[KindSpec] = [
     ("database_sizes", database_sizes, DatabaseSizeParams,
      "size of every database (thresholds off unless set)",
      {"ok / level / summary": "the largest database, or the one over a threshold",

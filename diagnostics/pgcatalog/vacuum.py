@@ -17,7 +17,7 @@ from pydantic import Field
 from diagnostics.postgres import ReadOnlySession
 from runner.model import Duration
 
-from .grading import Thresholds, above, by_level, verdict, worst
+from .grading import KindSpec, Thresholds, above, by_level, verdict, worst
 
 
 class AutovacuumParams(Thresholds):
@@ -148,7 +148,7 @@ def autovacuum_workers(db: ReadOnlySession, params: WorkerParams) -> dict[str, A
                    all_busy=len(workers) >= limits["max_workers"], workers=workers)
 
 
-KINDS = [
+KINDS: list[KindSpec] = [
     ("autovacuum_lag", autovacuum_lag, AutovacuumParams,
      "tables where autovacuum is not keeping up: dead rows, last vacuum/analyze age, and why",
      {"ok / level / summary": "worst table and why (disabled, held snapshot, busy workers)",

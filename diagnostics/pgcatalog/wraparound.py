@@ -16,7 +16,7 @@ from pydantic import Field
 
 from diagnostics.postgres import ReadOnlySession
 
-from .grading import Thresholds, above, by_level, verdict, worst
+from .grading import KindSpec, Thresholds, above, by_level, verdict, worst
 
 WRAP_LIMIT = 2**31  # where the server stops: age is measured against this
 
@@ -95,7 +95,7 @@ RESULT = {"ok / level / summary": "worst database's level and why",
           "databases": "[{database, age, pct_to_wraparound, pct_of_freeze_max_age, level}]",
           "horizon_holders": "when not ok: the 3 oldest xmin holders (sessions, prepared "
                              "transactions, slots)"}
-KINDS = [
+KINDS: list[KindSpec] = [
     ("txid_wraparound", txid_wraparound, WraparoundParams,
      "transaction ID age of each database against wraparound (datfrozenxid)", RESULT),
     ("multixact_wraparound", multixact_wraparound, WraparoundParams,

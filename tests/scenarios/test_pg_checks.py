@@ -2,7 +2,8 @@
 
 Two containers of the lab image of their own, so that nothing here disturbs the shared lab
 database: `sick` is where faults are induced (it allows prepared transactions, runs
-autovacuum every second and checkpoints after 32MB of WAL), `healthy` is configured as a
+autovacuum every second, checkpoints after 32MB of WAL and archives WAL with a command that
+always fails), `healthy` is configured as a
 careful operator would and is left alone. Every check runs through the registry and the
 backend's read-only probe handle, as the role runbook_ro (pg_monitor), as in production.
 """
@@ -30,14 +31,16 @@ pytestmark = pytest.mark.lab
 
 _SICK = ["-c", "max_connections=30", "-c", "max_prepared_transactions=4",
          "-c", "autovacuum_naptime=1", "-c", "max_wal_size=32MB", "-c", "min_wal_size=32MB",
-         "-c", "shared_buffers=128kB"]
+         "-c", "shared_buffers=128kB", "-c", "archive_mode=on", "-c", "archive_command=false"]
 _HEALTHY = ["-c", "max_connections=30", "-c", "idle_in_transaction_session_timeout=10min"]
 REGISTRY = Registry.from_entry_points()
 CATALOGUE = ["txid_wraparound", "multixact_wraparound", "autovacuum_lag", "autovacuum_workers",
              "prepared_transactions", "sequence_exhaustion", "invalid_indexes",
              "database_sizes", "largest_relations", "cache_hit_ratio", "checkpoints",
              "deadlocks", "temp_files", "settings_review", "replication_slots",
-             "replication_lag", "recovery_conflicts", "table_bloat"]
+             "replication_lag", "recovery_conflicts", "table_bloat", "disabled_triggers",
+             "unvalidated_constraints", "unused_indexes", "rollback_ratio", "wal_archiving",
+             "wal_size"]
 
 
 def _server(command: list[str]) -> Iterator[tuple[Any, LabDatabase]]:
@@ -352,6 +355,81 @@ def test_a_long_running_autovacuum_worker(sick: LabDatabase) -> None:
         admin(sick, "DROP TABLE av_slow")  # cancels the worker (it yields to the lock)
     assert result["level"] == "warning"
     assert "av_slow" in result["summary"] and "autovacuum worker" in result["summary"]
+
+
+def test_disabled_triggers_and_the_foreign_key_they_stop_enforcing(sick: LabDatabase) -> None:
+    admin(sick, "CREATE TABLE parent (id int PRIMARY KEY)",
+          "CREATE TABLE child (pid int REFERENCES parent)",
+          "CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
+          "CREATE TRIGGER audit BEFORE INSERT ON child FOR EACH ROW EXECUTE FUNCTION noop()",
+          "ALTER TABLE child DISABLE TRIGGER ALL",
+          "INSERT INTO child VALUES (42)")  # no parent 42: nothing checks it now
+    try:
+        result = check(sick, "disabled_triggers")
+    finally:
+        admin(sick, "DROP TABLE child", "DROP TABLE parent", "DROP FUNCTION noop()")
+    levels = {(t["trigger"] if not t["foreign_key"] else "fk", t["level"])
+              for t in result["triggers"]}
+    assert levels == {("audit", "warning"), ("fk", "critical")}
+    assert result["level"] == "critical"
+    assert "foreign key child_pid_fkey is not enforced" in result["summary"]
+
+
+def test_a_constraint_added_not_valid(sick: LabDatabase) -> None:
+    admin(sick, "CREATE TABLE loose (v int)", "INSERT INTO loose VALUES (-1)",
+          "ALTER TABLE loose ADD CONSTRAINT positive CHECK (v > 0) NOT VALID")
+    try:
+        result = check(sick, "unvalidated_constraints")
+    finally:
+        admin(sick, "DROP TABLE loose")
+    assert [(c["constraint_name"], c["type"]) for c in result["constraints"]] == [
+        ("positive", "check")]
+    assert result["level"] == "warning" and "VALIDATE CONSTRAINT" in result["summary"]
+
+
+def test_an_index_no_query_uses(sick: LabDatabase) -> None:
+    admin(sick, "CREATE TABLE idle_idx (id int, v int)",
+          "INSERT INTO idle_idx SELECT g, g FROM generate_series(1, 5000) g",
+          "CREATE INDEX unused_v ON idle_idx (v)")
+    try:
+        result = check(sick, "unused_indexes", min_size="8kB")
+    finally:
+        admin(sick, "DROP TABLE idle_idx")
+    names = [i["index"] for i in result["indexes"]]
+    assert "public.unused_v" in names and "public.accounts_pkey" not in names
+    assert result["level"] == "warning" and "read by no query" in result["summary"]
+
+
+def test_a_database_that_mostly_rolls_back(sick: LabDatabase) -> None:
+    admin(sick, "CREATE DATABASE rollbacks")
+    dsn = sick.admin.rsplit("/", 1)[0] + "/rollbacks"
+    try:
+        with psycopg.connect(dsn) as conn:
+            for _ in range(1200):
+                conn.execute("SELECT 1")
+                conn.rollback()
+        result = wait_for(lambda: (r := check(sick, "rollback_ratio"))["level"] != "ok" and r,
+                          "the rollbacks to show in pg_stat_database")
+    finally:
+        admin(sick, "DROP DATABASE rollbacks")
+    rolled = row_of(result, "databases", "database", "rollbacks")
+    assert rolled["rollbacks"] >= 1200 and rolled["level"] == "critical"
+    assert "rolled back" in result["summary"]
+
+
+def test_a_failing_archive_command_and_the_wal_it_keeps(sick: LabDatabase) -> None:
+    admin(sick, "CREATE TABLE walfill AS SELECT g, repeat('f', 300) AS pad "
+                "FROM generate_series(1, 150000) g", "SELECT pg_switch_wal()")
+    try:
+        archiving = wait_for(lambda: (r := check(sick, "wal_archiving"))["failing"] and r,
+                             "archive_command to fail")
+        size = check(sick, "wal_size")
+    finally:
+        admin(sick, "DROP TABLE walfill")
+    assert archiving["level"] == "critical" and archiving["failed_count"] >= 1
+    assert "archive_command fails" in archiving["summary"]
+    assert size["level"] != "ok" and size["pct_of_max"] >= 150
+    assert "archive_command is failing" in size["summary"]
 
 
 # A healthy server raises nothing

@@ -133,6 +133,6 @@ def test_the_catalogue_registers_read_only_postgres_kinds() -> None:
 
     register(registry)
     kinds = list(registry)
-    assert len(kinds) == 18
+    assert len(kinds) == 24
     assert all(k.name.startswith("postgres.") and k.target_kind == "postgres"
                and not k.mutating and k.result for k in kinds)
