@@ -55,7 +55,7 @@ ALLOWED_FUNCTIONS = frozenset({
     "pg_current_wal_lsn", "pg_wal_lsn_diff", "pg_database_size", "pg_relation_size",
     "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_size_pretty",
     "pg_get_userbyid", "pg_has_role", "has_database_privilege", "has_table_privilege",
-    "mxid_age", "pg_size_bytes",  # read-only, for the PostgreSQL catalogue (pgcatalog)
+    "mxid_age", "pg_size_bytes", "has_sequence_privilege",  # read-only, for pgcatalog
     "pg_ls_waldir", "pg_ls_archive_statusdir",  # list files (pg_monitor); write nothing
 })
 

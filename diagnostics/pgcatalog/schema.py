@@ -29,6 +29,8 @@ class SequenceParams(Thresholds):
 _SEQUENCES_SQL = """
 SELECT s.schemaname || '.' || s.sequencename AS sequence, s.data_type::text AS data_type,
        s.last_value, s.min_value, s.max_value, s.increment_by, s.cycle,
+       has_sequence_privilege(quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename),
+                              'SELECT') AS readable,
        owner.table_name, owner.column_name, owner.column_type
 FROM pg_sequences s
 LEFT JOIN (SELECT d.objid, a.attrelid::regclass::text AS table_name, a.attname AS column_name,
@@ -58,10 +60,13 @@ def sequence_usage(row: dict[str, Any]) -> tuple[int, float]:
 
 
 def sequence_exhaustion(db: ReadOnlySession, params: SequenceParams) -> dict[str, Any]:
-    sequences, unreadable = [], []
+    sequences, unreadable, unused = [], [], []
     for row in db.query(_SEQUENCES_SQL):
-        if row["last_value"] is None:  # never used, or the probe role may not read it
+        if not row["readable"]:  # pg_sequences hides last_value from a role without SELECT
             unreadable.append(row["sequence"])
+            continue
+        if row["last_value"] is None:  # never used: nothing consumed yet
+            unused.append(row["sequence"])
             continue
         limit, used = sequence_usage(row)
         level = "ok" if row["cycle"] else above(used, params.used_pct_warning,
@@ -84,10 +89,10 @@ def sequence_exhaustion(db: ReadOnlySession, params: SequenceParams) -> dict[str
         summary = "no sequence near its limit" + (
             f" (most used: {top['sequence']} at {top['used_pct']}%)" if top else "")
     if unreadable:
-        summary += (f"; {len(unreadable)} sequence(s) not read: never used or no SELECT "
-                    "privilege for the probe role")
+        summary += (f"; {len(unreadable)} sequence(s) NOT CHECKED: the probe role may not "
+                    "read them (GRANT SELECT ON ALL SEQUENCES, or pg_read_all_data)")
     return verdict(level, summary, count=len(bad), sequences=sequences,
-                   not_read=unreadable)
+                   not_read=unreadable, never_used=unused)
 
 
 class IndexParams(BaseModel):
@@ -134,7 +139,8 @@ KINDS: list[KindSpec] = [
       "count": "over a threshold",
       "sequences": "[{sequence, last_value, limit, used_pct, left, table_name, column_name, "
                    "column_type, level}]",
-      "not_read": "sequences never used or not readable by the probe role"}),
+      "not_read": "sequences the probe role may not read: not checked",
+      "never_used": "sequences nothing has taken a value from yet"}),
     ("invalid_indexes", invalid_indexes, IndexParams,
      "INVALID indexes left by a failed CREATE INDEX CONCURRENTLY / REINDEX CONCURRENTLY",
      {"ok / level / summary": "the first invalid index and why it is there",

@@ -153,6 +153,27 @@ def test_autovacuum_lag_finds_dead_rows_and_says_autovacuum_is_off_there(
     assert "autovacuum is disabled on this table" in result["summary"]
 
 
+def test_autovacuum_lag_names_the_snapshot_that_keeps_dead_rows(sick: LabDatabase) -> None:
+    admin(sick, "CREATE TABLE av_held (id int, pad text) WITH (autovacuum_vacuum_threshold = 0,"
+                " autovacuum_vacuum_scale_factor = 0)",
+          "INSERT INTO av_held SELECT g, 'x' FROM generate_series(1, 4000) g")
+    try:
+        with psycopg.connect(sick.admin) as holder:
+            holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            holder.execute("SELECT count(*) FROM av_held")  # sees every row: vacuum must keep them
+            admin(sick, "DELETE FROM av_held")
+            result = wait_for(lambda: (r := check(sick, "autovacuum_lag"))["count"] and
+                              "holds a snapshot" in r["summary"] and r,
+                              "autovacuum to run on av_held and leave its dead rows", timeout=90)
+            pid = holder.info.backend_pid
+    finally:
+        admin(sick, "DROP TABLE av_held")
+    table = row_of(result, "tables", "table", "public.av_held")
+    assert table["dead"] == 4000 and table["vacuum_age_s"] is not None
+    assert f"session pid {pid}" in table["why"]
+    assert result["oldest_snapshot"]["pid"] == pid
+
+
 def test_prepared_transaction_left_behind_is_found_with_its_locks(sick: LabDatabase) -> None:
     with psycopg.connect(sick.admin, autocommit=True) as conn:
         conn.execute("BEGIN")
@@ -178,11 +199,14 @@ def test_sequences_near_their_end_and_one_capped_by_its_integer_column(
           "CREATE TABLE capped (id integer DEFAULT nextval('big_seq'))",
           "ALTER SEQUENCE big_seq OWNED BY capped.id",
           "SELECT setval('big_seq', 2147483000)",
-          "GRANT SELECT ON small_seq, big_seq TO runbook_ro")
+          "GRANT SELECT ON small_seq, big_seq TO runbook_ro",
+          "CREATE SEQUENCE hidden_seq", "SELECT nextval('hidden_seq')")  # not granted
     try:
         result = check(sick, "sequence_exhaustion")
     finally:
-        admin(sick, "DROP TABLE capped", "DROP SEQUENCE small_seq")
+        admin(sick, "DROP TABLE capped", "DROP SEQUENCE small_seq, hidden_seq")
+    assert result["not_read"] == ["public.hidden_seq"]  # said, never taken as healthy
+    assert "1 sequence(s) NOT CHECKED" in result["summary"]
     small = row_of(result, "sequences", "sequence", "public.small_seq")
     big = row_of(result, "sequences", "sequence", "public.big_seq")
     assert (small["used_pct"], small["level"]) == (89.9, "warning")  # 89 of 99 steps
