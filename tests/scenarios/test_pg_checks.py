@@ -243,6 +243,29 @@ def test_sizes_over_thresholds(sick: LabDatabase) -> None:
     assert relations["level"] == "warning" and relations["tables"][0]["bytes"] > 512 * 1024
 
 
+def test_database_growth_over_a_window(sick: LabDatabase) -> None:
+    admin(sick, "CREATE TABLE growing (id int, pad text)")
+    stop = threading.Event()
+
+    def write() -> None:
+        with psycopg.connect(sick.admin, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute("INSERT INTO growing SELECT g, repeat('g', 200) "
+                             "FROM generate_series(1, 2000) g")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        result = check(sick, "database_sizes", window=2, growth_per_hour_warning="1MB")
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+        admin(sick, "DROP TABLE growing")
+    grown = row_of(result, "databases", "database", "runbook")
+    assert grown["growth_bytes"] > 0 and grown["level"] == "warning"
+    assert "grows" in result["summary"] and "an hour" in result["summary"]
+
+
 def test_cache_hit_ratio_of_a_database_that_reads_from_disk(sick: LabDatabase) -> None:
     admin(sick, "CREATE DATABASE cold")
     cold = sick.admin.rsplit("/", 1)[0] + "/cold"
