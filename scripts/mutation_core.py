@@ -154,6 +154,17 @@ def pending(modules: list[str]) -> list[str]:
     return [mutant for _, mutant, status, _ in core_mutants(modules) if status not in KILLED]
 
 
+def deselect(pyproject: Path, tests: list[str]) -> None:
+    """Leave `tests` out (a test failing for reasons of its own would stop mutmut before it
+    starts); the report then says the score is not the whole unit stage's."""
+    text = pyproject.read_text()
+    extra = "".join(f', "--deselect", {json.dumps(t)}' for t in tests)
+    new, count = re.subn(r"(?m)^(pytest_add_cli_args = \[.*)\]$", lambda m: m[1] + extra + "]",
+                         text)
+    assert count == 1, f"no pytest_add_cli_args in {pyproject}"
+    pyproject.write_text(new)
+
+
 def report(modules: list[str]) -> int:
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
@@ -211,6 +222,9 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "tests" and len(modules) > 1:
         tests(Path(modules[0]), modules[1:])
+        return 0
+    if command == "deselect" and len(modules) > 1:
+        deselect(Path(modules[0]), modules[1:])
         return 0
     sys.exit(f"usage: {Path(__file__).name} names|report [MODULE...] | "
              "restrict PYPROJECT MODULE... | tests PYPROJECT TEST...")
