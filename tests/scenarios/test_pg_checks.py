@@ -344,6 +344,30 @@ def test_temp_files_from_a_sort_over_work_mem(sick: LabDatabase) -> None:
     assert "work_mem" in result["summary"]
 
 
+def test_temp_files_over_a_window_count_only_what_spills_now(sick: LabDatabase) -> None:
+    before = check(sick, "temp_files", window=1, temp_bytes_warning="1MB")
+    stop = threading.Event()
+
+    def spill() -> None:
+        with psycopg.connect(sick.admin, autocommit=True) as conn:
+            conn.execute("SET work_mem = '64kB'")
+            while not stop.is_set():
+                conn.execute("SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC "
+                             "LIMIT 1 OFFSET 5")
+
+    spiller = threading.Thread(target=spill)
+    spiller.start()
+    try:
+        during = check(sick, "temp_files", window=3, temp_bytes_warning="1MB")
+    finally:
+        stop.set()
+        spiller.join(timeout=30)
+    assert before["ok"]  # the totals of earlier tests are not counted in a window
+    runbook = row_of(during, "databases", "database", "runbook")
+    assert runbook["temp_files"] >= 1 and runbook["level"] == "warning"
+    assert "in the last 3s" in during["summary"]
+
+
 def test_settings_flag_no_idle_timeout_and_too_few_slots_for_the_pools(
         sick: LabDatabase) -> None:
     result = check(sick, "settings_review", expected_clients=100)
