@@ -162,9 +162,13 @@ def test_autovacuum_lag_names_the_snapshot_that_keeps_dead_rows(sick: LabDatabas
             holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             holder.execute("SELECT count(*) FROM av_held")  # sees every row: vacuum must keep them
             admin(sick, "DELETE FROM av_held")
-            result = wait_for(lambda: (r := check(sick, "autovacuum_lag"))["count"] and
-                              "holds a snapshot" in r["summary"] and r,
-                              "autovacuum to run on av_held and leave its dead rows", timeout=90)
+
+            def held() -> dict[str, Any]:
+                found = check(sick, "autovacuum_lag")
+                return found if "holds a snapshot" in found["summary"] else {}
+
+            result = wait_for(held, "autovacuum to run on av_held and leave its dead rows",
+                              timeout=90)
             pid = holder.info.backend_pid
     finally:
         admin(sick, "DROP TABLE av_held")
