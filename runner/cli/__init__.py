@@ -3,7 +3,8 @@ a command (playbooks.py, runs.py) and turns errors into exit codes.
 
 Exit codes: 0 nothing found, 1 findings, 2 usage or validation error, 3 the run could not
 diagnose (a step failed or timed out and nothing was found), 4 the journal could not be
-written (locked by another process, disk full, RUNBOOK_HOME unwritable; resume the run later).
+written (locked by another process, disk full, RUNBOOK_HOME unwritable; resume the run later),
+5 an unexpected error (one line on stderr; the traceback with --debug).
 Heavy modules are imported inside the commands, never at a module's top in this package,
 so `runbook --help` and `runbook list` start at once.
 """
@@ -15,8 +16,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from . import parsing, playbooks, runs
-from .exits import EXIT_JOURNAL, EXIT_OK, EXIT_UNDIAGNOSED, EXIT_USAGE
+from . import completion, parsing, playbooks, runs, scaffold
+from .exits import EXIT_INTERNAL, EXIT_JOURNAL, EXIT_OK, EXIT_UNDIAGNOSED, EXIT_USAGE
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": playbooks.cmd_list,
@@ -31,6 +32,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "daemon": runs.cmd_daemon,
     "kinds": playbooks.cmd_kinds,
     "schema": playbooks.cmd_schema,
+    "init": scaffold.cmd_init,
+    "completion": completion.cmd_completion,
 }
 
 
@@ -65,3 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `runbook show x | head`
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:  # a bug, or a failure nothing foresaw: not "findings" (1)
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        print(f"runbook: internal error: {type(exc).__name__}: {first_line} "
+              "(--debug shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL

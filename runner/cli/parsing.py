@@ -35,10 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run incident playbooks: read-only diagnostics at once, remedies only "
                     "after a recorded approval.")
     parser.add_argument("--version", action="version", version=version())
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="print the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_)
+        # accepted after the command too; SUPPRESS keeps the top level's value otherwise
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="print the traceback of an unexpected error")
+        return p
 
     def add_sources(p: argparse.ArgumentParser) -> None:
         p.add_argument("--playbooks", metavar="DIR", action="append",
@@ -54,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     def add_home(p: argparse.ArgumentParser) -> None:
         p.add_argument("--home", metavar="DIR", help="journal location (default $RUNBOOK_HOME)")
 
-    def add_format(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    def add_format(p: argparse.ArgumentParser, *, markdown: bool = False) -> None:
+        p.add_argument("-o", "--format", choices=["text", "json", *(["markdown"] if markdown
+                                                                    else [])],
+                       default="text", help="output format (json: one document on stdout, "
+                                            "its shape in the README)")
 
     def add_bindings(p: argparse.ArgumentParser) -> None:
         p.add_argument("--target", "-t", metavar="ROLE=NAME", action="append", default=[],
@@ -79,30 +88,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", "List the playbooks.")
     add_sources(p)
+    add_format(p)
     p = command("show", "Show a playbook: steps, findings, remedies (read-only or mutating).")
     p.add_argument("playbook")
     add_sources(p)
+    add_format(p)
     p = command("validate", "Validate playbooks and inventory; every problem as file:line:col.")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="playbook files (default: all)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="playbook files or folders of them (default: all)")
     add_sources(p)
+    add_format(p)
     p = command("plan", "Show what a run would do with these targets and params; runs nothing.")
     p.add_argument("playbook")
     add_sources(p)
     add_bindings(p)
+    add_format(p)
     p = command("run", "Run a playbook: diagnose, report, propose remedies (run if approved).")
     p.add_argument("playbook")
     add_sources(p)
     add_bindings(p)
     add_approver(p)
-    add_format(p)
+    add_format(p, markdown=True)
     add_home(p)
     p = command("history", "List recent runs.")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--status", help="only runs with this status, e.g. awaiting_approval")
+    add_format(p)
     add_home(p)
     p = command("report", "Show a run's report from the journal.")
     p.add_argument("run_id")
-    add_format(p)
+    add_format(p, markdown=True)
     add_home(p)
     p = command("approve", "Record an approval (or --decline) of a proposed remedy.")
     p.add_argument("run_id")
@@ -117,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     add_sources(p)
     add_approver(p)
-    add_format(p)
+    add_format(p, markdown=True)
     add_home(p)
     p = command("daemon", "Run the alert daemon: webhooks in, diagnostics at once, remedies "
                           "after approval.")
@@ -128,8 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="validate the config, print its warnings and exit")
     add_home(p)
-    command("kinds", "List the installed step kinds and what they need.")
+    p = command("kinds", "List the installed step kinds and what they need.")
+    add_format(p)
     command("schema", "Print the playbook JSON Schema (for editors).")
+    p = command("init", "Create an inventory and a playbooks folder with commented examples.")
+    p.add_argument("dir", nargs="?", default=".", type=Path, metavar="DIR",
+                   help="where (default: the working directory); nothing is overwritten")
+    p = command("completion", "Print a shell completion script: "
+                              "eval \"$(runbook completion bash)\".")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
     return parser
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import render, sources
-from .exits import EXIT_OK
+from .exits import EXIT_OK, EXIT_USAGE
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -22,19 +22,29 @@ def cmd_list(args: argparse.Namespace) -> int:
         data = doc.data if isinstance(doc.data, dict) else {}
         if problems:
             data = {"summary": "(does not parse: runbook validate)"}
-        rows.append((name, str(data.get("severity", "")), str(data.get("summary", ""))))
+        rows.append((name, str(data.get("severity", "")), str(data.get("summary", "")),
+                     str(path), not problems))
+    if args.format == "json":
+        render.emit({"playbooks": [
+            {"name": name, "severity": severity, "summary": summary, "path": path,
+             "parses": parses} for name, severity, summary, path, parses in rows]})
+        return EXIT_OK
     if not rows:
         print("no playbooks found (set RUNBOOK_PLAYBOOKS or --playbooks)", file=sys.stderr)
         return EXIT_OK
     width = max(len(r[0]) for r in rows)
-    for name, severity, summary in rows:
+    for name, severity, summary, _path, _parses in rows:
         print(f"{name:<{width}}  {severity:<2}  {summary}")
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     registry = sources.registry_of()
-    book = sources.load_playbook(args, registry).playbook
+    loaded = sources.load_playbook(args, registry)
+    book = loaded.playbook
+    if args.format == "json":
+        render.emit(playbook_document(registry, loaded))
+        return EXIT_OK
     print(f"{book.name} [{book.severity}]: {book.summary}")
     if book.description:
         print(f"\n{book.description.strip()}")
@@ -65,6 +75,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def playbook_document(registry: Any, loaded: Any) -> dict[str, Any]:
+    """`show -o json`: the playbook as its file says it (keys as written: `with`, `for`),
+    each step, remedy and verify check with its kind's `mutating` and
+    `read_only_by_author`, and each verify check's id."""
+    book = loaded.playbook
+    document: dict[str, Any] = {"path": str(loaded.path),
+                                **book.model_dump(mode="json", by_alias=True)}
+    for section in ("steps", "remedies", "verify"):
+        for entry in document[section]:
+            kind = registry.kind(entry["run"])
+            entry.update(mutating=kind.mutating, read_only_by_author=kind.read_only_by_author)
+    for i, check in enumerate(document["verify"]):
+        check["id"] = book.verify_id(i)
+    return document
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .. import inventory, loader
     from ..catalog import discover
@@ -72,7 +98,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from ..paths import inventory_paths
 
     registry = sources.registry_of()
-    paths = [Path(p) for p in args.paths] or list(discover(sources.playbook_dirs(args)).values())
+    named = [Path(p) for p in args.paths]
+    paths = playbook_files(named) if named \
+        else list(discover(sources.playbook_dirs(args)).values())
     problems: list[Problem] = []
     for path in paths:
         try:
@@ -85,20 +113,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
         loaded_inventory = inventory.load(inv_paths, registry)
     except PlaybookError as exc:
         problems += exc.problems
+    found = target_warnings(registry, list(loaded_inventory or []))
+    if args.format == "json":
+        render.emit({"ok": not problems, "playbooks": [str(p) for p in paths],
+                     "inventory": [str(p) for p in inv_paths],
+                     "problems": [p._asdict() for p in sorted(problems)],
+                     "warnings": found})
+        return EXIT_USAGE if problems else EXIT_OK
     if problems:
         raise PlaybookError(problems)
     print(f"ok: {len(paths)} playbook(s), inventory {', '.join(map(str, inv_paths)) or 'none'}")
-    print_target_warnings(registry, list(loaded_inventory or []))
+    print_warnings(found)
     return EXIT_OK
 
 
-def print_target_warnings(registry: Any, targets: list[Any]) -> None:
+def playbook_files(named: list[Path]) -> list[Path]:
+    """The files named, and the playbooks in the folders named (as `list` finds them)."""
+    from ..catalog import discover
+
+    files: list[Path] = []
+    for path in named:
+        files += discover([path]).values() if path.is_dir() else [path]
+    return files
+
+
+def target_warnings(registry: Any, targets: list[Any]) -> list[dict[str, str]]:
     """What a backend finds unsafe in a target's setup (a probe role that may signal other
-    sessions, probes without read-only credentials): said, not refused."""
+    sessions, probes without read-only credentials), and the variables its settings name
+    that are not set (each once): said, not refused."""
+    from ..envcheck import missing_variables
+
+    found: list[dict[str, str]] = []
     for target in targets:
         check = getattr(registry.backend(target.kind).connector, "warnings", None)
-        for message in check(target) if check else []:
-            print(f"WARNING {target.name}: {message}")
+        found += [{"target": target.name, "source": target.source, "message": message}
+                  for message in (check(target) if check else [])]
+    found += [{"target": m.target, "source": m.source, "message": str(m), "variable": m.variable}
+              for m in missing_variables(targets)]
+    return found
+
+
+def print_warnings(found: list[dict[str, str]]) -> None:
+    for warning in found:
+        text = warning["message"].removeprefix(f"target {warning['target']}: ")
+        where = f" ({warning['source']})" if "variable" in warning and warning["source"] else ""
+        print(f"WARNING {warning['target']}: {text}{where}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -109,42 +168,78 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = make_plan(loaded, sources.inventory_of(args, registry), registry,
                      parse_assignments(args.target, "target", bare_ok=True),
                      parse_assignments(args.param, "param"))
-    book = plan.playbook
-    print(f"plan for {book.name} [{book.severity}]: {book.summary}\n\ntargets")
-    for role, target in plan.targets.items():
-        print(f"  {role} = {target.name} ({target.kind}) {target.description}")
-    print_target_warnings(registry, list(plan.targets.values()))
-    if plan.params:
-        print("\nparams")
-        for name, value in plan.params.items():
-            print(f"  {name} = {value!r}")
-    print("\nsteps (read-only, concurrent where independent)")
+    document = plan_document(registry, plan)
+    if args.format == "json":
+        render.emit(document)
+    else:
+        print_plan(registry, document)
+    return EXIT_OK
+
+
+def plan_document(registry: Any, plan: Any) -> dict[str, Any]:
+    """What a run would do, as `plan -o json` prints it: each step, remedy and verify check
+    with its kind, role and bound target (null: an optional role left unbound)."""
     from ..validate import step_dependencies
 
-    def on(role: str | None, kind: Any) -> str:
-        target = plan.target_for(role, kind)
-        return target.name if target else f"(no target: optional role {plan.role_for(role, kind)})"
+    book = plan.playbook
 
+    def on(role: str | None, kind: Any) -> dict[str, Any]:
+        target = plan.target_for(role, kind)
+        return {"kind": kind.name, "role": plan.role_for(role, kind),
+                "target": target.name if target else None}
+
+    steps = []
     for step in book.steps:
         kind = registry.kind(step.run)
-        deps = step_dependencies(step)
-        after = f"  after {', '.join(sorted(deps))}" if deps else ""
-        timeout = step.timeout or kind.timeout
-        print(f"  {render.mark(kind)}  {step.id}: {kind.name} on {on(step.target, kind)}  "
-              f"timeout {timeout:g}s, retries {step.retries}{after}")
-        for note in plan_notes(registry, plan, step, kind):
+        steps.append({"id": step.id, **on(step.target, kind), "mutating": kind.mutating,
+                      "read_only_by_author": kind.read_only_by_author,
+                      "timeout": step.timeout or kind.timeout, "retries": step.retries,
+                      "after": sorted(step_dependencies(step)),
+                      "notes": plan_notes(registry, plan, step, kind)})
+    remedies = []
+    for remedy in book.remedies:
+        kind = registry.kind(remedy.run)
+        remedies.append({"id": remedy.id, **on(remedy.target, kind), "mutating": kind.mutating,
+                         "when": remedy.when, "approve": f"{remedy.id}={kind.name}"})
+    verify = [{"id": book.verify_id(i), **on(check.target, registry.kind(check.run))}
+              for i, check in enumerate(book.verify)]
+    return {
+        "playbook": book.name, "path": str(plan.loaded.path), "severity": book.severity,
+        "summary": book.summary,
+        "targets": {role: {"name": t.name, "kind": t.kind, "description": t.description,
+                           "source": t.source} for role, t in plan.targets.items()},
+        "params": plan.params, "steps": steps, "remedies": remedies, "verify": verify,
+        "warnings": target_warnings(registry, list(plan.targets.values())),
+    }
+
+
+def print_plan(registry: Any, plan: dict[str, Any]) -> None:
+    def on(entry: dict[str, Any]) -> str:
+        return entry["target"] or f"(no target: optional role {entry['role']})"
+
+    print(f"plan for {plan['playbook']} [{plan['severity']}]: {plan['summary']}\n\ntargets")
+    for role, target in plan["targets"].items():
+        print(f"  {role} = {target['name']} ({target['kind']}) {target['description']}")
+    print_warnings(plan["warnings"])
+    if plan["params"]:
+        print("\nparams")
+        for name, value in plan["params"].items():
+            print(f"  {name} = {value!r}")
+    print("\nsteps (read-only, concurrent where independent)")
+    for step in plan["steps"]:
+        after = f"  after {', '.join(step['after'])}" if step["after"] else ""
+        print(f"  {render.mark(registry.kind(step['kind']))}  {step['id']}: {step['kind']} on "
+              f"{on(step)}  timeout {step['timeout']:g}s, retries {step['retries']}{after}")
+        for note in step["notes"]:
             print(f"             {note}")
     print("\nremedies (MUTATING: each needs a recorded approval, run in this order; "
           "pre-approve one with --approve REMEDY=KIND)")
-    for remedy in book.remedies:
-        kind = registry.kind(remedy.run)
-        print(f"  MUTATING   {remedy.id}={kind.name} on {on(remedy.target, kind)}"
-              f"{'  when ' + remedy.when if remedy.when else ''}")
-    for i, check in enumerate(book.verify):
-        kind = registry.kind(check.run)
+    for remedy in plan["remedies"]:
+        print(f"  MUTATING   {remedy['approve']} on {on(remedy)}"
+              f"{'  when ' + remedy['when'] if remedy['when'] else ''}")
+    for i, check in enumerate(plan["verify"]):
         print(f"{'' if i else chr(10) + 'verify (after remedies)' + chr(10)}"
-              f"  read-only  {book.verify_id(i)}: {kind.name} on {on(check.target, kind)}")
-    return EXIT_OK
+              f"  read-only  {check['id']}: {check['kind']} on {on(check)}")
 
 
 def plan_notes(registry: Any, plan: Any, step: Any, kind: Any) -> list[str]:
@@ -166,6 +261,13 @@ def plan_notes(registry: Any, plan: Any, step: Any, kind: Any) -> list[str]:
 
 
 def cmd_kinds(args: argparse.Namespace) -> int:
+    if args.format == "json":
+        render.emit({"kinds": [
+            {"name": kind.name, "target_kind": kind.target_kind, "mutating": kind.mutating,
+             "read_only_by_author": kind.read_only_by_author, "summary": kind.summary,
+             "timeout": kind.timeout, "params": kind.params.model_json_schema()}
+            for kind in sources.registry_of()]})
+        return EXIT_OK
     for kind in sources.registry_of():
         mark = render.mark(kind)
         fields = ", ".join(kind.params.model_fields)

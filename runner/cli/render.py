@@ -18,6 +18,13 @@ def mark(kind: Any) -> str:
         else "read-only"
 
 
+def emit(document: Any) -> None:
+    """`--format json`: one JSON document on stdout (its shape is documented in the README)."""
+    import json
+
+    print(json.dumps(document, indent=2, default=str))
+
+
 def print_state(fmt: str, state: RunState) -> None:
     from .. import report
 

@@ -122,6 +122,13 @@ def finish(args: argparse.Namespace, state: RunState) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     rows = sources.journal().runs(limit=args.limit, status=args.status)
+    if args.format == "json":
+        render.emit({"runs": [
+            {"id": row.id, "playbook": row.playbook, "status": row.status,
+             "severity": row.severity, "created_at": row.created_at,
+             "updated_at": row.updated_at, "targets": row.source.get("targets", {})}
+            for row in rows]})
+        return EXIT_OK
     if not rows:
         print("no runs yet", file=sys.stderr)
     for row in rows:
