@@ -1,4 +1,4 @@
-"""Where runbook finds playbooks and inventory, and keeps its journal."""
+"""Where runbook finds playbooks, inventory and configuration, and keeps its journal."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ def home() -> Path:
     return Path(state) / "runbook"
 
 
-def _search(env_var: str, folder: str, *, cwd: bool) -> list[Path]:
+def _shipped(env_var: str, folder: str) -> list[Path]:
     if explicit := os.environ.get(env_var):
         return [Path(p).expanduser() for p in explicit.split(os.pathsep) if p]
     candidates = [
-        *([Path.cwd() / folder] if cwd else []),
         _PACKAGE.parent / folder,  # a source checkout (editable install)
         _PACKAGE / "_bundled" / folder,  # an installed wheel
     ]
@@ -37,13 +36,33 @@ def playbook_dirs() -> list[Path]:
     Never the working directory's ./playbooks unless asked (`--playbooks .` or the
     variable): a file planted where a cron job runs must not decide what it does.
     """
-    return _search("RUNBOOK_PLAYBOOKS", "playbooks", cwd=False)
+    return _shipped("RUNBOOK_PLAYBOOKS", "playbooks")
+
+
+def config_dirs() -> list[Path]:
+    """The user's config dir, $XDG_CONFIG_HOME/runbook (default ~/.config/runbook), then the
+    system's, /etc/runbook."""
+    user = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return [Path(user) / "runbook", SYSTEM_CONFIG]
+
+
+SYSTEM_CONFIG = Path("/etc/runbook")
+
+
+def inventory_candidates() -> list[Path]:
+    """Where an inventory is looked for, in order, when none is named: ./inventory, then
+    `inventory` in each config dir; each a folder of YAML files or an `inventory.yaml`."""
+    places = [Path.cwd(), *config_dirs()]
+    return [place / name for place in places for name in ("inventory", "inventory.yaml")]
 
 
 def inventory_paths() -> list[Path]:
-    """RUNBOOK_INVENTORY (files or dirs), else ./inventory or the shipped examples.
+    """RUNBOOK_INVENTORY (files or dirs, os.pathsep-separated), else the first of
+    `inventory_candidates()` that exists; else none.
 
-    Unlike playbooks, inventories do not stack: the first that exists is used, so a team's
-    own inventory never mixes with the shipped lab examples.
+    Inventories do not stack, and the lab's inventory shipped with runbook is never a
+    fallback: outside the repository, a command must not silently bind the lab's targets.
     """
-    return _search("RUNBOOK_INVENTORY", "inventory", cwd=True)[:1]
+    if explicit := os.environ.get("RUNBOOK_INVENTORY"):
+        return [Path(p).expanduser() for p in explicit.split(os.pathsep) if p]
+    return next(([path] for path in inventory_candidates() if path.exists()), [])

@@ -36,8 +36,16 @@ def inventory_paths_of(args: argparse.Namespace) -> list[Path]:
 def inventory_of(args: argparse.Namespace, registry: Registry,
                  paths: list[Path] | None = None) -> Inventory:
     from .. import inventory
+    from ..errors import UsageError
+    from ..paths import inventory_candidates
 
-    return inventory.load(paths if paths is not None else inventory_paths_of(args), registry)
+    paths = paths if paths is not None else inventory_paths_of(args)
+    if not paths:
+        looked = ", ".join(str(p) for p in inventory_candidates()[::2])
+        raise UsageError(f"no inventory: none named (--inventory, RUNBOOK_INVENTORY) and none "
+                         f"found in {looked} (a folder, or a file named inventory.yaml); "
+                         "`runbook init` creates one")
+    return inventory.load(paths, registry)
 
 
 def policy_of(args: argparse.Namespace, inventory_paths: list[Path]) -> Policy:

@@ -117,7 +117,9 @@ def write_env(db: LabDatabase) -> Path:
     env = ROOT / ".lab" / "env"
     env.parent.mkdir(exist_ok=True)
     env.write_text(f"export RUNBOOK_LAB_DSN={shlex.quote(db.ro)}\n"
-                   f"export RUNBOOK_LAB_OPS_DSN={shlex.quote(db.ops)}\n")
+                   f"export RUNBOOK_LAB_OPS_DSN={shlex.quote(db.ops)}\n"
+                   # the lab's inventory is used only when named: here, from any directory
+                   f"export RUNBOOK_INVENTORY={shlex.quote(str(ROOT / 'inventory'))}\n")
     env.chmod(0o600)
     return env
 
@@ -135,6 +137,7 @@ def main() -> int:
     db = prepare(ensure_demo_postgres(max_connections=25))
     env = write_env(db)
     os.environ["RUNBOOK_LAB_DSN"], os.environ["RUNBOOK_LAB_OPS_DSN"] = db.ro, db.ops
+    os.environ["RUNBOOK_INVENTORY"] = str(ROOT / "inventory")
     with Faults(db) as faults:
         banner(f"Incident: {scenario.fault}")
         scenario.induce(faults, db)
