@@ -19,8 +19,9 @@ from .errors import UsageError
 from .journal import Approval, Journal, now
 from .policy import Policy
 from .state import AWAITING, INTERRUPTED, RunState
+from .vocabulary import Decision, EventKind, RemedyStatus
 
-APPROVED, DECLINED, PENDING = "approved", "declined", "pending"
+APPROVED, DECLINED, PENDING = Decision.APPROVED, Decision.DECLINED, Decision.PENDING
 
 Clock = Callable[[], datetime]
 
@@ -57,7 +58,7 @@ def run_policy(journal: Journal, run_id: str, policy: Policy) -> Policy:
     has applied to it since, and `policy` (in force now)."""
     recorded = Policy.from_json(journal.get_run(run_id).source.get("policy"))
     for event in journal.events(run_id):
-        if event.type == "approval.policy":
+        if event.type == EventKind.APPROVAL_POLICY:
             recorded = recorded.stricter(Policy.from_json(event.data["policy"]))
     return recorded.stricter(policy)
 
@@ -68,7 +69,7 @@ def _adopt(journal: Journal, run_id: str, policy: Policy) -> Policy:
     before = run_policy(journal, run_id, Policy())
     after = before.stricter(policy)
     if after.rules() != before.rules():
-        journal.append(run_id, "approval.policy", {"policy": policy.to_json()})
+        journal.append(run_id, EventKind.APPROVAL_POLICY, {"policy": policy.to_json()})
     return after
 
 
@@ -92,8 +93,8 @@ def record(journal: Journal, run_id: str, remedy_id: str, *, decision: str, by: 
         raise ApprovalRefused(f"run {run_id} is {state.status}: only a run awaiting approval "
                               "(or interrupted) takes one")
     remedy = state.remedies.get(remedy_id)
-    if remedy is None or remedy.status != "proposed":
-        waiting = [r.id for r in state.remedies.values() if r.status == "proposed"]
+    if remedy is None or remedy.status != RemedyStatus.PROPOSED:
+        waiting = [r.id for r in state.remedies.values() if r.status == RemedyStatus.PROPOSED]
         now_ = f" (it is {remedy.status})" if remedy else ""
         raise ApprovalRefused(f"run {run_id} has no proposed remedy {remedy_id!r}{now_}; "
                               f"waiting: {', '.join(waiting) or 'none'}")

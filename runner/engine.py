@@ -31,11 +31,22 @@ from .registry import Registry, StepKind
 from .remedies import RemedyRunner, default_grace
 from .state import AWAITING, COMPLETED, FAILED, RUNNING, Event, RunState
 from .validate import step_dependencies
+from .vocabulary import (
+    REMEDY_BROKEN,
+    REMEDY_SETTLED,
+    STEP_DONE,
+    EventKind,
+    FindingStatus,
+    RemedyStatus,
+    RunStatus,
+    StepStatus,
+    VerifyStatus,
+)
 
-DONE = {"ok", "failed", "timeout", "skipped"}
-SETTLED_REMEDY = {"succeeded", "declined", "not_needed", "skipped"}
+DONE = STEP_DONE
+SETTLED_REMEDY = REMEDY_SETTLED
 # A remedy that ended so: the run fails and the remedy is never run again by itself.
-BROKEN_REMEDY = {"failed", "interrupted", "outcome_unknown"}
+BROKEN_REMEDY = REMEDY_BROKEN
 Progress = Callable[[Event], None]
 
 
@@ -70,7 +81,7 @@ class Engine:
             "playbook_path": plan.loaded.path, "playbook_text": plan.loaded.text,
             "targets": plan.bindings(), "params": plan.params, **plan.provenance})
         state = RunState(run_id)
-        self._emit(state, "run.started", {
+        self._emit(state, EventKind.RUN_STARTED, {
             "status": RUNNING, "playbook": book.name, "summary": book.summary,
             "severity": book.severity, "trigger": trigger, "requested_by": requested_by,
             "targets": {r: {"name": t.name, "kind": t.kind} for r, t in plan.targets.items()},
@@ -93,7 +104,7 @@ class Engine:
     def _drive_in_scope(self, plan: Plan, state: RunState) -> RunState:
         try:
             self._diagnose(plan, state)
-            if not any(e.type == "finding" for e in state.timeline):
+            if not any(e.type == EventKind.FINDING for e in state.timeline):
                 self._conclude(plan, state)
             outcome = self._remedy(plan, state)
             if outcome != FAILED and self._verify_due(state):
@@ -105,10 +116,11 @@ class Engine:
                                      f"shows it: `runbook resume {state.run_id}` once it is "
                                      "writable") from None
         except BaseException as exc:  # Ctrl-C included: say why and leave it resumable
-            self._emit(state, "run.finished", {"status": FAILED, "error": describe_error(exc)})
+            self._emit(state, EventKind.RUN_FINISHED, {"status": FAILED,
+                                                       "error": describe_error(exc)})
             self._write_outputs(state)
             raise
-        self._emit(state, "run.finished", {"status": outcome})
+        self._emit(state, EventKind.RUN_FINISHED, {"status": outcome})
         self._write_outputs(state)
         return state
 
@@ -168,13 +180,14 @@ class Engine:
         kind = self.registry.kind(step.run)
         target = plan.target_for(step.target, kind)
         base = {"step": step.id, "kind": kind.name, "target": target.name if target else "-"}
-        failed = sorted(d for d in deps if state.steps[d].status not in {"ok", "skipped"})
+        failed = sorted(d for d in deps if state.steps[d].status not in
+                        {StepStatus.OK, StepStatus.SKIPPED})
         # A skipped step's fields read as none in `when`; what `needs` it or takes arguments
         # from it is skipped too.
         inputs = set(step.needs) | {name for space, name in
                                     expressions.template_references(step.with_)
                                     if space == "steps"}
-        skipped = sorted(d for d in deps & inputs if state.steps[d].status == "skipped")
+        skipped = sorted(d for d in deps & inputs if state.steps[d].status == StepStatus.SKIPPED)
         context = _context(plan, state)
         try:
             reason = None
@@ -187,14 +200,15 @@ class Engine:
             elif step.when and not expressions.evaluate(step.when, context):
                 reason = f"condition is false: {step.when}"
             if reason:
-                self._emit(state, "step.finished", {**base, "status": "skipped", "error": reason})
+                self._emit(state, EventKind.STEP_FINISHED, {**base, "status": StepStatus.SKIPPED,
+                                                            "error": reason})
                 return None
             rendered = expressions.render(step.with_, context)
             refuse_templated_options(step.with_, rendered, allowed=step.allow_options)
             params = kind.params.model_validate(rendered)
         except (expressions.ExpressionError, ValidationError) as exc:
-            self._emit(state, "step.finished", {**base, "status": "failed",
-                                                "error": f"cannot run: {_short(exc)}"})
+            self._emit(state, EventKind.STEP_FINISHED, {**base, "status": StepStatus.FAILED,
+                                                        "error": f"cannot run: {_short(exc)}"})
             return None
         assert target is not None
         return _Attempt(step, kind, target, params, step.timeout or kind.timeout)
@@ -202,7 +216,7 @@ class Engine:
     def _launch(self, state: RunState, attempt: _Attempt,
                 finished: queue.Queue[_Attempt]) -> _Attempt:
         kind, target, params = attempt.kind, attempt.target, attempt.params
-        self._emit(state, "step.started", {"step": attempt.step.id, "kind": kind.name,
+        self._emit(state, EventKind.STEP_STARTED, {"step": attempt.step.id, "kind": kind.name,
                                            "target": target.name, "attempt": attempt.number})
         attempt.call = Call(lambda on_handle: self._probe(kind, target, params, on_handle,
                                                           attempt.timeout),
@@ -226,17 +240,18 @@ class Engine:
         base = {"step": step.id, "kind": attempt.kind.name, "target": attempt.target.name,
                 "duration_ms": call.elapsed_ms, "attempts": attempt.number}
         if call.error is None:
-            self._emit(state, "step.finished", {**base, "status": "ok", "result": call.result})
+            self._emit(state, EventKind.STEP_FINISHED, {**base, "status": StepStatus.OK,
+                                                        "result": call.result})
             self.journal.write_file(state.run_id, f"evidence/{step.id}.json", {
                 **base, "result": call.result})
             return None
         if isinstance(call.error, TemporaryError) and attempt.number <= step.retries:
-            self._emit(state, "step.retry", {**base, "error": describe_error(call.error)})
+            self._emit(state, EventKind.STEP_RETRY, {**base, "error": describe_error(call.error)})
             return _Attempt(step, attempt.kind, attempt.target, attempt.params,
                             attempt.timeout, attempt.number + 1)
-        status = "timeout" if isinstance(call.error, StepTimeout) else "failed"
-        self._emit(state, "step.finished", {**base, "status": status,
-                                            "error": describe_error(call.error)})
+        status = StepStatus.TIMEOUT if isinstance(call.error, StepTimeout) else StepStatus.FAILED
+        self._emit(state, EventKind.STEP_FINISHED, {**base, "status": status,
+                                                    "error": describe_error(call.error)})
         return None
 
     def _conclude(self, plan: Plan, state: RunState) -> None:
@@ -248,17 +263,19 @@ class Engine:
                       if space == "steps"}
             missing = sorted(n for n in needed if n not in context["steps"])
             if missing:
-                self._emit(state, "finding", {**base, "status": "unknown", "reason":
-                                              f"needs {', '.join(missing)}, which did not succeed"})
+                self._emit(state, EventKind.FINDING, {
+                    **base, "status": FindingStatus.UNKNOWN,
+                    "reason": f"needs {', '.join(missing)}, which did not succeed"})
                 continue
             try:
                 fired = bool(expressions.evaluate(finding.when, context))
                 message = str(expressions.render(finding.say, context)) if fired else None
             except expressions.ExpressionError as exc:
-                self._emit(state, "finding", {**base, "status": "unknown",
+                self._emit(state, EventKind.FINDING, {**base, "status": FindingStatus.UNKNOWN,
                                               "reason": f"could not evaluate: {exc}"})
                 continue
-            self._emit(state, "finding", {**base, "status": "fired" if fired else "clear",
+            status = FindingStatus.FIRED if fired else FindingStatus.CLEAR
+            self._emit(state, EventKind.FINDING, {**base, "status": status,
                                           "message": message})
 
     # Remedies
@@ -282,7 +299,7 @@ class Engine:
         return Proposal(state.run_id, remedy.id, kind.name, target.name,
                         params.model_dump(mode="json"), explain, identity)
 
-    def _remedy(self, plan: Plan, state: RunState) -> str:
+    def _remedy(self, plan: Plan, state: RunState) -> RunStatus:
         """Propose every applicable remedy, then run them in order through the gate."""
         context = _context(plan, state)
         for index, remedy in enumerate(plan.playbook.remedies):
@@ -292,22 +309,24 @@ class Engine:
             bound = plan.target_for(remedy.target, kind)
             base = {"remedy": remedy.id, "kind": remedy.run, "target": bound.name if bound else "-"}
             if bound is None:
-                self._emit(state, "remedy.skipped", {
-                    **base, "status": "not_needed", "reason": "no target for the optional "
+                self._emit(state, EventKind.REMEDY_SKIPPED, {
+                    **base, "status": RemedyStatus.NOT_NEEDED,
+                    "reason": "no target for the optional "
                     f"role {plan.role_for(remedy.target, kind)}"})
                 continue
             try:
                 if remedy.when and not expressions.evaluate(remedy.when, context):
-                    self._emit(state, "remedy.skipped", {
-                        **base, "status": "not_needed",
+                    self._emit(state, EventKind.REMEDY_SKIPPED, {
+                        **base, "status": RemedyStatus.NOT_NEEDED,
                         "reason": f"condition is false: {remedy.when}"})
                     continue
                 proposal = self._proposal(plan, state, index)
             except (expressions.ExpressionError, ValidationError, StepError) as exc:
-                self._emit(state, "remedy.skipped", {
-                    **base, "status": "skipped", "reason": f"cannot be resolved: {_short(exc)}"})
+                self._emit(state, EventKind.REMEDY_SKIPPED, {
+                    **base, "status": RemedyStatus.SKIPPED,
+                    "reason": f"cannot be resolved: {_short(exc)}"})
                 continue
-            self._emit(state, "remedy.proposed", {
+            self._emit(state, EventKind.REMEDY_PROPOSED, {
                 **base, "target": proposal.target, "args": proposal.args,
                 "explain": proposal.explain, "identity": dict(proposal.identity),
                 "fingerprint": proposal.fingerprint})
@@ -315,8 +334,9 @@ class Engine:
             current = state.remedies.get(remedy.id)
             if current is None or current.status in SETTLED_REMEDY:
                 continue
-            if current.status == "running":  # the process died mid-action: never re-run it
-                self._emit(state, "remedy.interrupted", {
+            # The process died mid-action: never re-run it.
+            if current.status == RemedyStatus.RUNNING:
+                self._emit(state, EventKind.REMEDY_INTERRUPTED, {
                     "remedy": remedy.id, "reason": "interrupted while it ran; its outcome is "
                     "unknown, so it is not run again: run the playbook again to re-diagnose"})
             if state.remedies[remedy.id].status in BROKEN_REMEDY:
@@ -326,12 +346,12 @@ class Engine:
                 return outcome
         return COMPLETED
 
-    def _run_remedy(self, plan: Plan, state: RunState, proposal: Proposal) -> str:
+    def _run_remedy(self, plan: Plan, state: RunState, proposal: Proposal) -> RunStatus:
         shown = state.remedies[proposal.remedy]
         if shown.fingerprint != proposal.fingerprint:
             # It resolves differently now (another container behind the name, another
             # inventory): what was shown, and any approval of it, no longer applies.
-            self._emit(state, "remedy.proposed", {
+            self._emit(state, EventKind.REMEDY_PROPOSED, {
                 "remedy": proposal.remedy, "kind": proposal.kind, "target": proposal.target,
                 "args": proposal.args, "explain": proposal.explain,
                 "identity": dict(proposal.identity), "fingerprint": proposal.fingerprint,
@@ -340,8 +360,9 @@ class Engine:
         decision = self.gate.decide(proposal)
         self._catch_up(state)  # the gate journals approvals itself
         if decision == DECLINED:
-            self._emit(state, "remedy.skipped", {"remedy": proposal.remedy, "status": "declined",
-                                                 "reason": "declined at the gate"})
+            self._emit(state, EventKind.REMEDY_SKIPPED, {"remedy": proposal.remedy,
+                                                         "status": RemedyStatus.DECLINED,
+                                                         "reason": "declined at the gate"})
             return COMPLETED
         if decision != APPROVED:
             return AWAITING
@@ -357,13 +378,13 @@ class Engine:
 
     def _verify_due(self, state: RunState) -> bool:
         """Verify after a remedy succeeded since the last verification (if any)."""
-        last_remedy = max((e.seq for e in state.timeline if e.type == "remedy.finished"
-                           and e.data["status"] == "succeeded"), default=0)
-        last_verify = max((e.seq for e in state.timeline if e.type == "verify.finished"),
+        last_remedy = max((e.seq for e in state.timeline if e.type == EventKind.REMEDY_FINISHED
+                           and e.data["status"] == RemedyStatus.SUCCEEDED), default=0)
+        last_verify = max((e.seq for e in state.timeline if e.type == EventKind.VERIFY_FINISHED),
                           default=0)
         return last_remedy > last_verify
 
-    def _verify(self, plan: Plan, state: RunState) -> str:
+    def _verify(self, plan: Plan, state: RunState) -> RunStatus:
         """Each check must come true within its settling time, then hold for its window."""
         outcome = COMPLETED
         for index, check in enumerate(plan.playbook.verify):
@@ -372,10 +393,11 @@ class Engine:
             base = {"verify": plan.playbook.verify_id(index), "kind": kind.name,
                     "target": target.name if target else "-"}
             if target is None:
-                self._emit(state, "verify.finished", {**base, "status": "skipped", "error":
+                self._emit(state, EventKind.VERIFY_FINISHED, {
+                    **base, "status": VerifyStatus.SKIPPED, "error":
                            f"no target for the optional role {plan.role_for(check.target, kind)}"})
                 continue
-            self._emit(state, "verify.started", base)
+            self._emit(state, EventKind.VERIFY_STARTED, base)
             checks, held_since = 0, None
             settle_end = time.monotonic() + check.within
             while True:
@@ -389,7 +411,8 @@ class Engine:
                 elif held_since is not None or now + check.interval > settle_end:
                     break  # it stopped holding, or it never came true in time
                 time.sleep(check.interval)
-            self._emit(state, "verify.finished", {**base, "status": "failed" if error else "passed",
+            status = VerifyStatus.FAILED if error else VerifyStatus.PASSED
+            self._emit(state, EventKind.VERIFY_FINISHED, {**base, "status": status,
                                                   "checks": checks, "result": result,
                                                   "error": error})
             if error:
@@ -420,7 +443,7 @@ class Engine:
 
     # Events and outputs
 
-    def _emit(self, state: RunState, type_: str, data: Mapping[str, Any]) -> Event:
+    def _emit(self, state: RunState, type_: EventKind, data: Mapping[str, Any]) -> Event:
         event = self.journal.append(state.run_id, type_, dict(data))
         self._apply(state, event)
         return event
@@ -456,17 +479,17 @@ def _context(plan: Plan, state: RunState) -> dict[str, Any]:
     """What expressions see now. `findings` (id: fired) fills in once the diagnosis is
     concluded; a finding that could not be evaluated is absent, so that a remedy's
     condition on it cannot be resolved and the remedy is not proposed."""
-    concluded = {f.id: f.status == "fired" for f in state.findings.values()
-                 if f.status != "unknown"}
+    concluded = {f.id: f.status == FindingStatus.FIRED for f in state.findings.values()
+                 if f.status != FindingStatus.UNKNOWN}
     return {**plan.context(_results(state)), "findings": concluded}
 
 
 def _results(state: RunState) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for step in state.steps.values():
-        if step.status == "ok":
+        if step.status == StepStatus.OK:
             results[step.id] = step.result
-        elif step.status == "skipped":
+        elif step.status == StepStatus.SKIPPED:
             results[step.id] = NotRun()
     return results
 

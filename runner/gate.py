@@ -35,6 +35,7 @@ from .inventory import Target
 from .journal import Approval, Journal, now
 from .policy import Policy
 from .registry import Registry, StepKind
+from .vocabulary import EventKind
 
 __all__ = ["APPROVED", "DECLINED", "PENDING", "Gate", "Proposal", "fingerprint"]
 
@@ -147,7 +148,7 @@ class Gate:
                    by=self.approver, how=how, policy=self.policy,
                    fingerprint=proposal.fingerprint, clock=self.clock, live=True)
         except ApprovalRefused as exc:
-            self.journal.append(proposal.run_id, "approval.refused", {
+            self.journal.append(proposal.run_id, EventKind.APPROVAL_REFUSED, {
                 "remedy": proposal.remedy, "by": self.approver, "reason": str(exc)})
             return PENDING
         return self._verdict(proposal).decision
@@ -163,11 +164,11 @@ class Gate:
             return
         latest = recorded[-1]
         if latest.fingerprint != proposal.fingerprint:
-            self.journal.append(proposal.run_id, "approval.void", {
+            self.journal.append(proposal.run_id, EventKind.APPROVAL_VOID, {
                 "remedy": proposal.remedy, "by": latest.by,
                 "reason": self.void_reason(proposal, latest.fingerprint)})
         elif found.expired:
-            self.journal.append(proposal.run_id, "approval.expired", {
+            self.journal.append(proposal.run_id, EventKind.APPROVAL_EXPIRED, {
                 "remedy": proposal.remedy, "by": latest.by, "approved_at": latest.at,
                 "reason": found.reason})
 
@@ -182,7 +183,7 @@ class Gate:
 
     def _proposed(self, run_id: str, remedy: str, fingerprint_: str) -> dict[str, Any] | None:
         for event in reversed(self.journal.events(run_id)):
-            if (event.type == "remedy.proposed" and event.data.get("remedy") == remedy
+            if (event.type == EventKind.REMEDY_PROPOSED and event.data.get("remedy") == remedy
                     and event.data.get("fingerprint") == fingerprint_):
                 return event.data
         return None
@@ -218,7 +219,7 @@ class Gate:
             moved = changes({"target": proposal.target, "identity": dict(proposal.identity)},
                             {"target": target.name, "identity": now_identity})
             reason = "the target resolves differently from the one approved: " + "; ".join(moved)
-            self.journal.append(proposal.run_id, "approval.void", {
+            self.journal.append(proposal.run_id, EventKind.APPROVAL_VOID, {
                 "remedy": proposal.remedy, "by": ", ".join(found.by), "reason": reason})
             raise NotApproved(f"approval of {proposal.remedy!r} void: {reason}")
         params = kind.params.model_validate(proposal.args)

@@ -35,6 +35,7 @@ from typing import Any
 from .errors import JournalError, JournalUnavailable
 from .redact import SECRETS
 from .state import INTERRUPTED, RUNNING, Event, RunState
+from .vocabulary import RUN_STATUS_EVENTS, EventKind
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -85,7 +86,7 @@ CREATE TABLE IF NOT EXISTS remedy_attempts (
 """
 
 # Events after which the run's status column changes.
-_STATUS_EVENTS = {"run.started", "run.finished", "run.interrupted", "run.resumed"}
+_STATUS_EVENTS = RUN_STATUS_EVENTS
 # Event fields the run's state is folded from (ids, names, fingerprints, resolved action):
 # stored as they are, never masked, so a weak password cannot rewrite them. Free text
 # (results, errors, messages, reasons) is scrubbed.
@@ -395,7 +396,7 @@ class Journal:
         row = db.execute("SELECT status, owner FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None or row[0] != RUNNING or owner_alive(row[1]):
             return False
-        self._insert_event(db, run_id, "run.interrupted", {
+        self._insert_event(db, run_id, EventKind.RUN_INTERRUPTED, {
             "status": INTERRUPTED, "reason": "the process running it stopped"})
         return True
 
@@ -410,7 +411,8 @@ class Journal:
             if row[0] == RUNNING and owner_alive(row[1]):
                 raise JournalError(f"run {run_id} is being driven by another process ({row[1]})")
             self._interrupt_if_dead(db, run_id)
-            return self._insert_event(db, run_id, "run.resumed", {"status": RUNNING, "by": by})
+            return self._insert_event(db, run_id, EventKind.RUN_RESUMED,
+                                      {"status": RUNNING, "by": by})
 
     def owner(self, run_id: str) -> str | None:
         rows = self.read("SELECT owner FROM runs WHERE id=?", (run_id,))
@@ -447,7 +449,7 @@ class Journal:
             if owner_alive(row[1]):
                 raise TargetBusy(f"target {target!r} is being remediated by run {row[0]}")
             if db.execute("SELECT 1 FROM runs WHERE id=?", (row[0],)).fetchone():
-                self._insert_event(db, row[0], "lock.broken", {
+                self._insert_event(db, row[0], EventKind.LOCK_BROKEN, {
                     "target": target, "owner": row[1],
                     "reason": f"its process is gone; run {run_id} took the lock"})
         db.execute("INSERT OR REPLACE INTO target_locks VALUES (?,?,?,?)",
@@ -486,7 +488,7 @@ class Journal:
                 earlier = self.attempt(run_id, remedy)
                 assert earlier is not None
                 raise AlreadyAttempted(earlier) from None
-            return self._insert_event(db, run_id, "remedy.started", {
+            return self._insert_event(db, run_id, EventKind.REMEDY_STARTED, {
                 "remedy": remedy, "fingerprint": fingerprint, "target": target})
 
     def attempt(self, run_id: str, remedy: str) -> RemedyAttempt | None:

@@ -29,13 +29,14 @@ from .gate import Gate, Proposal
 from .inventory import Target
 from .journal import AlreadyAttempted, Journal, TargetBusy
 from .state import AWAITING, COMPLETED, FAILED, Event
+from .vocabulary import EventKind, RemedyStatus, RunStatus
 
 log = logging.getLogger("runbook.remedies")
 
 GRACE_ENV = "RUNBOOK_REMEDY_GRACE"
 DEFAULT_GRACE = 120.0  # seconds past its deadline that the process waits for an action
 
-Emit = Callable[[str, Mapping[str, Any]], Event]
+Emit = Callable[[EventKind, Mapping[str, Any]], Event]
 
 
 def default_grace() -> float:
@@ -50,19 +51,20 @@ class RemedyRunner:
     apply: Callable[[Event], None]  # fold in an event the journal wrote itself
     grace: float
 
-    def run(self, proposal: Proposal, target: Target, timeout: float) -> str:
+    def run(self, proposal: Proposal, target: Target, timeout: float) -> RunStatus:
         """Run an approved remedy; COMPLETED, FAILED, or AWAITING (its target is busy)."""
         run_id, remedy = proposal.run_id, proposal.remedy
         try:
             started = self.journal.start_remedy(run_id, remedy, proposal.fingerprint,
                                                 target.name)
         except TargetBusy as exc:  # another run is changing this target right now
-            self.emit("remedy.skipped", {"remedy": remedy, "status": "proposed",
-                                         "reason": f"{exc}; resume this run later"})
+            self.emit(EventKind.REMEDY_SKIPPED, {"remedy": remedy, "status": RemedyStatus.PROPOSED,
+                                                 "reason": f"{exc}; resume this run later"})
             return AWAITING
         except AlreadyAttempted as exc:
-            self.emit("remedy.interrupted", {"remedy": remedy, "reason": f"{exc}: its outcome "
-                                             "is unknown, so it is not run again"})
+            self.emit(EventKind.REMEDY_INTERRUPTED, {
+                "remedy": remedy,
+                "reason": f"{exc}: its outcome is unknown, so it is not run again"})
             return FAILED
         self.apply(started)
 
@@ -94,8 +96,9 @@ class RemedyRunner:
         remedy = proposal.remedy
         call.interrupt()
         try:
-            self.emit("remedy.finished", {
-                "remedy": remedy, "status": "outcome_unknown", "duration_ms": call.elapsed_ms,
+            self.emit(EventKind.REMEDY_FINISHED, {
+                "remedy": remedy, "status": RemedyStatus.OUTCOME_UNKNOWN,
+                "duration_ms": call.elapsed_ms,
                 "error": f"no answer within {timeout:g}s: asked it to stop where it safely "
                          f"can; its outcome is unknown, and {target.name} stays locked until "
                          "it ends"})
@@ -108,22 +111,23 @@ class RemedyRunner:
                 late["result"] = call.result
             else:
                 late["error"] = describe_error(call.error)
-            self.emit("remedy.ended_late", late)
+            self.emit(EventKind.REMEDY_ENDED_LATE, late)
             return
         message = (f"remedy {remedy} of run {proposal.run_id} is still running "
                    f"{self.grace:g}s past its {timeout:g}s deadline; runbook stops waiting for "
                    f"it. If this process exits, {target.name} stays locked until a later run "
                    "finds this process gone")
         log.warning("%s", message)
-        self.emit("remedy.still_running", {"remedy": remedy, "reason": message})
+        self.emit(EventKind.REMEDY_STILL_RUNNING, {"remedy": remedy, "reason": message})
 
-    def _finished(self, proposal: Proposal, target: Target, call: Call) -> str:
+    def _finished(self, proposal: Proposal, target: Target, call: Call) -> RunStatus:
         base = {"remedy": proposal.remedy, "duration_ms": call.elapsed_ms}
         if call.error is not None:
-            self.emit("remedy.finished", {**base, "status": "failed",
-                                          "error": describe_error(call.error)})
+            self.emit(EventKind.REMEDY_FINISHED, {**base, "status": RemedyStatus.FAILED,
+                                                  "error": describe_error(call.error)})
             return FAILED
-        self.emit("remedy.finished", {**base, "status": "succeeded", "result": call.result})
+        self.emit(EventKind.REMEDY_FINISHED, {**base, "status": RemedyStatus.SUCCEEDED,
+                                              "result": call.result})
         self.journal.write_file(proposal.run_id, f"evidence/remedy-{proposal.remedy}.json", {
             "remedy": proposal.remedy, "kind": proposal.kind, "target": target.name,
             "args": proposal.args, "result": call.result})

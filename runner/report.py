@@ -8,9 +8,11 @@ from typing import Any
 
 from .durations import format_duration
 from .state import AWAITING, RunState
+from .vocabulary import EventKind, FindingStatus, RemedyStatus, RunStatus, StepStatus
 
-_STEP_MARK = {"ok": "ok", "failed": "FAILED", "timeout": "TIMEOUT", "skipped": "skipped",
-              "running": "running", "pending": "pending"}
+_STEP_MARK = {StepStatus.OK: "ok", StepStatus.FAILED: "FAILED", StepStatus.TIMEOUT: "TIMEOUT",
+              StepStatus.SKIPPED: "skipped", StepStatus.RUNNING: "running",
+              StepStatus.PENDING: "pending"}
 
 
 def as_json(state: RunState) -> str:
@@ -29,7 +31,7 @@ def _args(args: dict[str, Any], limit: int = 160) -> str:
 def _identity(state: RunState, remedy: str, fingerprint: str) -> dict[str, Any]:
     """What the proposal's target resolved to when proposed (shown to the approver)."""
     for event in reversed(state.timeline):
-        if event.type == "remedy.proposed" and event.data.get("remedy") == remedy \
+        if event.type == EventKind.REMEDY_PROPOSED and event.data.get("remedy") == remedy \
                 and event.data.get("fingerprint") == fingerprint:
             return dict(event.data.get("identity") or {})
     return {}
@@ -37,12 +39,12 @@ def _identity(state: RunState, remedy: str, fingerprint: str) -> dict[str, Any]:
 
 def _next_steps(state: RunState) -> list[str]:
     lines = []
-    waiting = [r for r in state.remedies.values() if r.status == "proposed"]
+    waiting = [r for r in state.remedies.values() if r.status == RemedyStatus.PROPOSED]
     if state.status == AWAITING and waiting:
         first = waiting[0]
         lines.append(f"runbook approve {state.run_id} {first.id} --as YOUR_NAME")
         lines.append(f"runbook resume {state.run_id}")
-    elif state.status == "interrupted":
+    elif state.status == RunStatus.INTERRUPTED:
         lines.append(f"runbook resume {state.run_id}")
     return lines
 
@@ -56,7 +58,7 @@ def text(state: RunState) -> str:
         out.append(f"targets: {targets}")
     out.append("")
     fired = state.fired()
-    unknown = [f for f in state.findings.values() if f.status == "unknown"]
+    unknown = [f for f in state.findings.values() if f.status == FindingStatus.UNKNOWN]
     if fired:
         out.append("FOUND")
         for finding in fired:
@@ -77,29 +79,29 @@ def text(state: RunState) -> str:
     width = max((len(s.id) for s in state.steps.values()), default=4)
     for step in state.steps.values():
         mark = _STEP_MARK.get(step.status, step.status)
-        extra = f"  ({step.error})" if step.status == "skipped" and step.error else ""
+        extra = f"  ({step.error})" if step.status == StepStatus.SKIPPED and step.error else ""
         note = step.result.get("note") if isinstance(step.result, dict) else None
         extra += f"  note: {note}" if note else ""
         out.append(f"  {mark:<8} {step.id:<{width}}  {step.kind}  {_ms(step.duration_ms)}{extra}")
     if state.remedies:
         out.append("")
         out.append("REMEDIES")
-        idle = [r.id for r in state.remedies.values() if r.status == "not_needed"]
+        idle = [r.id for r in state.remedies.values() if r.status == RemedyStatus.NOT_NEEDED]
         for remedy in state.remedies.values():
-            if remedy.status == "not_needed":
+            if remedy.status == RemedyStatus.NOT_NEEDED:
                 continue
             who = f" (approved by {remedy.approved_by})" if remedy.approved_by else ""
             out.append(f"  {remedy.status:<10} {remedy.id}: {remedy.kind} on {remedy.target}{who}")
             if remedy.explain:
                 out.append(f"             {remedy.explain}")
-            if remedy.status == "proposed":
+            if remedy.status == RemedyStatus.PROPOSED:
                 out.append(f"             args {_args(remedy.args)}")
                 if identity := _identity(state, remedy.id, remedy.fingerprint):
                     out.append(f"             acts on {_args(identity)}")
                 out.append(f"             fingerprint {remedy.fingerprint}")
             if remedy.result:
                 out.append(f"             result {_args(remedy.result)}")
-            if remedy.reason and remedy.status != "not_needed":
+            if remedy.reason and remedy.status != RemedyStatus.NOT_NEEDED:
                 out.append(f"             {remedy.reason}")
             if remedy.error:
                 out.append(f"             error: {remedy.error}")
@@ -136,7 +138,7 @@ def markdown(state: RunState) -> str:
         if finding.hint:
             out.append(f"  - hint: {finding.hint}")
     problems = state.not_checked()
-    unknown = [f for f in state.findings.values() if f.status == "unknown"]
+    unknown = [f for f in state.findings.values() if f.status == FindingStatus.UNKNOWN]
     if problems or unknown:
         out += ["", "## Could not check", ""]
         out += [f"- `{s.id}` ({s.kind} on {s.target}): {s.error}" for s in problems]

@@ -10,10 +10,21 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Run statuses. A run is `running` while a process owns it; `interrupted` when that
-# process died; `awaiting_approval` when a proposed remedy needs a person.
+from .vocabulary import (
+    STEP_NOT_CHECKED,
+    Decision,
+    EventKind,
+    FindingStatus,
+    RemedyStatus,
+    RunStatus,
+    StepStatus,
+    VerifyStatus,
+)
+
+# Short names of the run statuses, kept for the modules and tests that import them.
 RUNNING, AWAITING, COMPLETED, FAILED, INTERRUPTED = (
-    "running", "awaiting_approval", "completed", "failed", "interrupted")
+    RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL, RunStatus.COMPLETED, RunStatus.FAILED,
+    RunStatus.INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,7 @@ class StepState:
     kind: str
     target: str
     mutating: bool = False
-    status: str = "pending"  # pending, running, ok, failed, timeout, skipped
+    status: StepStatus = StepStatus.PENDING
     duration_ms: float | None = None
     attempts: int = 0
     result: Any = None
@@ -45,7 +56,7 @@ class StepState:
 @dataclass
 class FindingState:
     id: str
-    status: str  # fired, clear, unknown
+    status: FindingStatus
     severity: str
     message: str | None = None
     hint: str = ""
@@ -57,10 +68,7 @@ class RemedyState:
     id: str
     kind: str
     target: str
-    # proposed (waits for approval), declined, skipped, running, succeeded, failed,
-    # interrupted (the process died while it ran: never re-run by itself),
-    # outcome_unknown (still running at its deadline: asked to stop, never re-run by itself)
-    status: str = "proposed"
+    status: RemedyStatus = RemedyStatus.PROPOSED
     args: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
     explain: str = ""
@@ -77,7 +85,7 @@ class VerifyState:
     id: str
     kind: str
     target: str
-    status: str = "pending"  # pending, passed, failed, skipped
+    status: VerifyStatus = VerifyStatus.PENDING
     checks: int = 0
     result: Any = None
     error: str | None = None
@@ -89,7 +97,7 @@ class RunState:
     playbook: str = ""
     summary: str = ""
     severity: str = ""
-    status: str = RUNNING
+    status: RunStatus = RunStatus.RUNNING
     trigger: str = ""
     requested_by: str = ""
     started_at: str = ""
@@ -112,65 +120,66 @@ class RunState:
     def apply(self, event: Event) -> None:
         self.timeline.append(event)
         d, kind = event.data, event.type
-        if kind == "run.started":
+        if kind == EventKind.RUN_STARTED:
             self.playbook, self.summary = d["playbook"], d.get("summary", "")
             self.severity, self.trigger = d["severity"], d.get("trigger", "")
             self.requested_by, self.started_at = d.get("requested_by", ""), event.at
             self.targets, self.params = d.get("targets", {}), d.get("params", {})
-        elif kind in {"run.finished", "run.interrupted", "run.resumed"}:
-            self.status = d["status"]
-            self.finished_at = event.at if kind == "run.finished" else None
-        elif kind == "step.started":
+        elif kind in {EventKind.RUN_FINISHED, EventKind.RUN_INTERRUPTED, EventKind.RUN_RESUMED}:
+            self.status = RunStatus(d["status"])
+            self.finished_at = event.at if kind == EventKind.RUN_FINISHED else None
+        elif kind == EventKind.STEP_STARTED:
             step = self.steps.setdefault(d["step"], StepState(d["step"], d["kind"], d["target"]))
-            step.status, step.attempts = "running", d.get("attempt", 1)
-        elif kind == "step.finished":
+            step.status, step.attempts = StepStatus.RUNNING, d.get("attempt", 1)
+        elif kind == EventKind.STEP_FINISHED:
             step = self.steps.setdefault(d["step"], StepState(d["step"], d["kind"], d["target"]))
-            step.status, step.duration_ms = d["status"], d.get("duration_ms")
+            step.status, step.duration_ms = StepStatus(d["status"]), d.get("duration_ms")
             step.result, step.error = d.get("result"), d.get("error")
             step.attempts = d.get("attempts", step.attempts)
-        elif kind == "finding":
+        elif kind == EventKind.FINDING:
             self.findings[d["finding"]] = FindingState(
-                d["finding"], d["status"], d["severity"], d.get("message"), d.get("hint", ""),
-                d.get("reason"))
-        elif kind == "remedy.proposed":
+                d["finding"], FindingStatus(d["status"]), d["severity"], d.get("message"),
+                d.get("hint", ""), d.get("reason"))
+        elif kind == EventKind.REMEDY_PROPOSED:
             self.remedies[d["remedy"]] = RemedyState(
-                d["remedy"], d["kind"], d["target"], "proposed", d["args"], d["fingerprint"],
-                d.get("explain", ""), reason=d.get("reason"))
-        elif kind == "remedy.skipped":
+                d["remedy"], d["kind"], d["target"], RemedyStatus.PROPOSED, d["args"],
+                d["fingerprint"], d.get("explain", ""), reason=d.get("reason"))
+        elif kind == EventKind.REMEDY_SKIPPED:
             remedy = self.remedies.setdefault(
                 d["remedy"], RemedyState(d["remedy"], d.get("kind", ""), d.get("target", "")))
-            remedy.status, remedy.reason = d.get("status", "skipped"), d["reason"]
-        elif kind == "approval":
+            remedy.status = RemedyStatus(d.get("status", RemedyStatus.SKIPPED))
+            remedy.reason = d["reason"]
+        elif kind == EventKind.APPROVAL:
             approved = self.remedies.get(d["remedy"])
-            if approved and d["decision"] == "approved":
+            if approved and d["decision"] == Decision.APPROVED:
                 approved.approved_by, approved.approved_how = d["by"], d["how"]
-        elif kind == "remedy.started":
-            self.remedies[d["remedy"]].status = "running"
-        elif kind == "remedy.finished":
+        elif kind == EventKind.REMEDY_STARTED:
+            self.remedies[d["remedy"]].status = RemedyStatus.RUNNING
+        elif kind == EventKind.REMEDY_FINISHED:
             remedy = self.remedies[d["remedy"]]
-            remedy.status, remedy.duration_ms = d["status"], d.get("duration_ms")
+            remedy.status, remedy.duration_ms = RemedyStatus(d["status"]), d.get("duration_ms")
             remedy.result, remedy.error = d.get("result"), d.get("error")
-        elif kind == "remedy.ended_late":  # its status stays outcome_unknown: a person looks
+        elif kind == EventKind.REMEDY_ENDED_LATE:  # it stays outcome_unknown: a person looks
             remedy = self.remedies[d["remedy"]]
             remedy.duration_ms, remedy.result = d.get("duration_ms"), d.get("result")
             ended = f"failed: {d['error']}" if d.get("error") else "succeeded"
             remedy.reason = f"it ended after its deadline and {ended}"
-        elif kind == "remedy.still_running":
+        elif kind == EventKind.REMEDY_STILL_RUNNING:
             self.remedies[d["remedy"]].reason = d["reason"]
-        elif kind == "remedy.interrupted":
+        elif kind == EventKind.REMEDY_INTERRUPTED:
             remedy = self.remedies[d["remedy"]]
-            remedy.status, remedy.reason = "interrupted", d["reason"]
-        elif kind == "verify.finished":
+            remedy.status, remedy.reason = RemedyStatus.INTERRUPTED, d["reason"]
+        elif kind == EventKind.VERIFY_FINISHED:
             self.verify[d["verify"]] = VerifyState(
-                d["verify"], d["kind"], d["target"], d["status"], d.get("checks", 0),
+                d["verify"], d["kind"], d["target"], VerifyStatus(d["status"]), d.get("checks", 0),
                 d.get("result"), d.get("error"))
 
     # What the run learned, for reports and exit codes.
     def fired(self) -> list[FindingState]:
-        return [f for f in self.findings.values() if f.status == "fired"]
+        return [f for f in self.findings.values() if f.status == FindingStatus.FIRED]
 
     def not_checked(self) -> list[StepState]:
-        return [s for s in self.steps.values() if s.status in {"failed", "timeout"}]
+        return [s for s in self.steps.values() if s.status in STEP_NOT_CHECKED]
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of a run (`--format json`, the daemon's API)."""
@@ -186,7 +195,8 @@ class RunState:
             "finished_at": self.finished_at,
             "targets": self.targets,
             "params": self.params,
-            "findings": [asdict(f) for f in self.findings.values() if f.status != "clear"],
+            "findings": [asdict(f) for f in self.findings.values()
+                         if f.status != FindingStatus.CLEAR],
             "steps": [asdict(s) for s in self.steps.values()],
             "remedies": [asdict(r) for r in self.remedies.values()],
             "verify": [asdict(v) for v in self.verify.values()],

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..vocabulary import APPROVAL_NOTES, EventKind
+
 if TYPE_CHECKING:
     from ..state import Event, RunState
 
@@ -38,24 +40,24 @@ def print_state(fmt: str, state: RunState) -> None:
 
 def progress(event: Event) -> None:
     data = event.data
-    if event.type == "step.started":
+    if event.type == EventKind.STEP_STARTED:
         attempt = f" (attempt {data['attempt']})" if data.get("attempt", 1) > 1 else ""
         print(f"  ...     {data['step']}  {data['kind']} on {data['target']}{attempt}",
               file=sys.stderr)
-    elif event.type == "step.finished":
+    elif event.type == EventKind.STEP_FINISHED:
         from ..durations import format_duration
 
         took = data.get("duration_ms")
         took_text = format_duration(took / 1000) if took is not None else ""
         error = f"  {data['error']}" if data.get("error") else ""
         print(f"  {data['status']:<7} {data['step']}  {took_text}{error}", file=sys.stderr)
-    elif event.type == "remedy.started":
+    elif event.type == EventKind.REMEDY_STARTED:
         print(f"  ...     remedy {data['remedy']}", file=sys.stderr)
-    elif event.type == "remedy.finished":
+    elif event.type == EventKind.REMEDY_FINISHED:
         print(f"  {data['status']:<7} remedy {data['remedy']}", file=sys.stderr)
-    elif event.type == "verify.started":
+    elif event.type == EventKind.VERIFY_STARTED:
         print(f"  ...     verify {data['verify']}", file=sys.stderr)
-    elif event.type in {"approval.refused", "approval.void", "approval.expired"}:
+    elif event.type in APPROVAL_NOTES:
         print(f"  {event.type.split('.')[1]:<7} approval of {data['remedy']}: {data['reason']}",
               file=sys.stderr)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..vocabulary import EventKind
 from . import notify
 
 if TYPE_CHECKING:
@@ -27,5 +28,5 @@ class Announcer:
         if not self.inbox.claim_resolved_notice(run_id):
             return
         alerts = self.inbox.alerts_of(run_id)
-        self.journal.append(run_id, "alert.resolved", {"alerts": len(alerts)})
+        self.journal.append(run_id, EventKind.ALERT_RESOLVED, {"alerts": len(alerts)})
         self.send(run_id, notify.resolved(self.journal.state(run_id), alerts))

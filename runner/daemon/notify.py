@@ -27,6 +27,7 @@ from typing import Any
 from ..journal import Journal
 from ..redact import SECRETS
 from ..state import RunState
+from ..vocabulary import EventKind, RemedyStatus
 from .alerts import Alert
 from .config import Notify
 
@@ -92,7 +93,7 @@ def incident(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
         "found": [f"[{f.severity}] {f.message}" for f in fired] or ["nothing wrong found"],
         "not_checked": [f"{s.id}: {s.error}" for s in state.not_checked()],
         "waiting": [f"{r.id}: {r.explain or r.kind}" for r in state.remedies.values()
-                    if r.status == "proposed"],
+                    if r.status == RemedyStatus.PROPOSED],
         "next": (f"approve: POST /v1/runs/{state.run_id}/approvals or "
                  f"`runbook approve {state.run_id} REMEDY`"),
         "notes": notes(alerts),
@@ -104,9 +105,10 @@ def incident(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
 def update(state: RunState) -> dict[str, Any]:
     """UPDATE: status, what was found or done, next step."""
     done = [f"{r.id}: {r.status}" + (f" (approved by {r.approved_by})" if r.approved_by else "")
-            for r in state.remedies.values() if r.status not in {"not_needed", "proposed"}]
+            for r in state.remedies.values() if r.status not in {RemedyStatus.NOT_NEEDED,
+                                                                RemedyStatus.PROPOSED}]
     checks = [f"{v.id}: {v.status}" for v in state.verify.values()]
-    waiting = [r.id for r in state.remedies.values() if r.status == "proposed"]
+    waiting = [r.id for r in state.remedies.values() if r.status == RemedyStatus.PROPOSED]
     return {
         "kind": "update",
         "title": f"UPDATE [{state.severity}] {state.playbook}: {state.status}",
@@ -122,7 +124,7 @@ def resolved(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
     """RESOLVED: duration (from the first alert), summary, resolution."""
     starts = [a.starts_at for a in alerts if a.starts_at]
     remedies = [f"{r.id} ({r.approved_by})" for r in state.remedies.values()
-                if r.status == "succeeded"]
+                if r.status == RemedyStatus.SUCCEEDED]
     return {
         "kind": "resolved",
         "title": f"RESOLVED [{state.severity}] {state.playbook}",
@@ -242,9 +244,9 @@ class Notifier:
             event = {"channel": channel.kind, "message": message["kind"]}
             if error:
                 failures += 1
-                self.journal.append(run_id, "notify.failed", {**event, "error": error})
+                self.journal.append(run_id, EventKind.NOTIFY_FAILED, {**event, "error": error})
             else:
-                self.journal.append(run_id, "notify.sent", event)
+                self.journal.append(run_id, EventKind.NOTIFY_SENT, event)
         return failures
 
     @staticmethod

@@ -1,0 +1,116 @@
+"""The run's vocabulary, defined once: run, step, finding, remedy and verify statuses, the
+decisions on a remedy, and the kinds of journal event.
+
+Each is a `StrEnum`, so a member *is* its string: the journal's on-disk text is unchanged,
+old journals fold as before, and `status == "completed"` still holds. Code names a member
+(`RunStatus.COMPLETED`), never the bare string, so mypy catches a typo.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"  # a live process drives it
+    AWAITING_APPROVAL = "awaiting_approval"  # a proposed remedy needs a person
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the process driving it died; resumable
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    SKIPPED = "skipped"
+
+
+# A step that ended so has run its course; one that FAILED or TIMED OUT checked nothing.
+STEP_DONE = frozenset({StepStatus.OK, StepStatus.FAILED, StepStatus.TIMEOUT, StepStatus.SKIPPED})
+STEP_NOT_CHECKED = frozenset({StepStatus.FAILED, StepStatus.TIMEOUT})
+
+
+class FindingStatus(StrEnum):
+    FIRED = "fired"
+    CLEAR = "clear"
+    UNKNOWN = "unknown"  # its inputs failed or its expression could not be evaluated
+
+
+class RemedyStatus(StrEnum):
+    PROPOSED = "proposed"  # waits for approval
+    DECLINED = "declined"
+    NOT_NEEDED = "not_needed"  # its condition is false or its optional role is unbound
+    SKIPPED = "skipped"  # it cannot be resolved
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the process died while it ran: never re-run by itself
+    # Still running at its deadline: asked to stop, never re-run by itself.
+    OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+# A remedy settled so is not run again; one that ended BROKEN fails the run and is never
+# run again by itself.
+REMEDY_SETTLED = frozenset({RemedyStatus.SUCCEEDED, RemedyStatus.DECLINED,
+                            RemedyStatus.NOT_NEEDED, RemedyStatus.SKIPPED})
+REMEDY_BROKEN = frozenset({RemedyStatus.FAILED, RemedyStatus.INTERRUPTED,
+                           RemedyStatus.OUTCOME_UNKNOWN})
+
+
+class VerifyStatus(StrEnum):
+    PENDING = "pending"
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Decision(StrEnum):
+    """A person's decision on a proposed remedy, or (PENDING) the gate's verdict that none
+    lets it run yet."""
+
+    APPROVED = "approved"
+    DECLINED = "declined"
+    PENDING = "pending"
+
+
+class EventKind(StrEnum):
+    """The `type` of a journal event."""
+
+    RUN_STARTED = "run.started"
+    RUN_FINISHED = "run.finished"
+    RUN_INTERRUPTED = "run.interrupted"
+    RUN_RESUMED = "run.resumed"
+    STEP_STARTED = "step.started"
+    STEP_RETRY = "step.retry"
+    STEP_FINISHED = "step.finished"
+    FINDING = "finding"
+    REMEDY_PROPOSED = "remedy.proposed"
+    REMEDY_SKIPPED = "remedy.skipped"
+    REMEDY_STARTED = "remedy.started"
+    REMEDY_FINISHED = "remedy.finished"
+    REMEDY_ENDED_LATE = "remedy.ended_late"
+    REMEDY_STILL_RUNNING = "remedy.still_running"
+    REMEDY_INTERRUPTED = "remedy.interrupted"
+    VERIFY_STARTED = "verify.started"
+    VERIFY_FINISHED = "verify.finished"
+    APPROVAL = "approval"
+    APPROVAL_POLICY = "approval.policy"
+    APPROVAL_REFUSED = "approval.refused"
+    APPROVAL_VOID = "approval.void"
+    APPROVAL_EXPIRED = "approval.expired"
+    LOCK_BROKEN = "lock.broken"
+    # The daemon's notes on a run.
+    ALERT_RESOLVED = "alert.resolved"
+    NOTIFY_SENT = "notify.sent"
+    NOTIFY_FAILED = "notify.failed"
+
+
+# Events after which the run's status changes (they carry the new one).
+RUN_STATUS_EVENTS = frozenset({EventKind.RUN_STARTED, EventKind.RUN_FINISHED,
+                               EventKind.RUN_INTERRUPTED, EventKind.RUN_RESUMED})
+# The gate's notes on an approval that does not (or no longer) count.
+APPROVAL_NOTES = frozenset({EventKind.APPROVAL_REFUSED, EventKind.APPROVAL_VOID,
+                            EventKind.APPROVAL_EXPIRED})
