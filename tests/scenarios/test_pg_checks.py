@@ -80,13 +80,12 @@ def healthy() -> Iterator[LabDatabase]:
 
 def check(db: LabDatabase, name: str, **params: Any) -> dict[str, Any]:
     """Run postgres.<name> as the read-only role, through the registry and probe handle."""
-    import os
-
     kind = REGISTRY.kind(f"postgres.{name}")
-    os.environ["PG_CHECKS_DSN"] = db.ro
     target = Target("t", "postgres", PostgresSettings(dsn_env="PG_CHECKS_DSN"))
-    with PostgresConnector().probe(target, 30) as handle:
-        result: dict[str, Any] = kind.func(handle, kind.params(**params))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PG_CHECKS_DSN", db.ro)
+        with PostgresConnector().probe(target, 30) as handle:
+            result: dict[str, Any] = kind.func(handle, kind.params(**params))
     return result
 
 
@@ -380,6 +379,16 @@ def test_settings_flag_no_idle_timeout_and_too_few_slots_for_the_pools(
                        ("max_connections", "critical")}
     assert result["level"] == "critical"
     assert "100 clients expected but only 27 slots" in result["summary"]
+    unbounded = check(sick, "settings_review", require_statement_timeout=True)
+    assert "statement_timeout" in {f["setting"] for f in unbounded["flags"]}
+    admin(sick, "ALTER ROLE journey_app SET statement_timeout = '30s'")
+    try:
+        bounded = check(sick, "settings_review", require_statement_timeout=True)
+    finally:
+        admin(sick, "ALTER ROLE journey_app RESET statement_timeout")
+    assert "statement_timeout" not in {f["setting"] for f in bounded["flags"]}
+    assert bounded["statement_timeout_overrides"] == [
+        {"role": "journey_app", "database": "*", "setting": "statement_timeout=30s"}]
 
 
 def test_an_inactive_slot_retaining_wal(sick: LabDatabase) -> None:
