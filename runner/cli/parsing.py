@@ -13,6 +13,9 @@ examples:
   runbook run db-pool-exhausted --approve end-idle-transactions=postgres.terminate_backends
   runbook approve RUN_ID end-idle-transactions --as alice && runbook resume RUN_ID
 
+Exit codes: 0 nothing found, 1 findings, 2 usage or validation error, 3 could not
+diagnose, 4 journal unavailable, 5 unexpected error (--debug for the traceback).
+
 Remedies never run without a recorded approval: at a terminal runbook asks; elsewhere
 use --approve REMEDY=KIND (as `runbook plan` prints it) or --approve FINGERPRINT (as
 `runbook run` prints it), or `runbook approve` then `runbook resume`.
@@ -21,7 +24,9 @@ environment:
   RUNBOOK_HOME        journal and run directories (default ~/.local/state/runbook)
   RUNBOOK_PLAYBOOKS   playbook folders, ':'-separated (default: the shipped ones; never
                       ./playbooks unless named here or with --playbooks)
-  RUNBOOK_INVENTORY   inventory files or folders (default ./inventory)
+  RUNBOOK_INVENTORY   inventory files or folders (default: the first of ./inventory,
+                      $XDG_CONFIG_HOME/runbook/inventory, /etc/runbook/inventory; each a
+                      folder or an inventory.yaml)
   RUNBOOK_POLICY      approval policy file (default policy.yaml beside the inventory,
                       else ~/.config/runbook/policy.yaml)
   RUNBOOK_JOURNAL_BUSY_TIMEOUT  seconds to wait for another process's journal write (30)

@@ -109,6 +109,14 @@ class Notify(_Strict):
     timeout: Duration = 5.0
     retries: int = Field(3, ge=0, le=10)
 
+    @model_validator(mode="after")
+    def _has_url(self) -> Notify:
+        if bool(self.url) == bool(self.url_env):
+            raise ValueError("a notifier needs url or url_env (one of them)")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url {self.url!r}: expected http:// or https://")
+        return self
+
     def resolved_url(self) -> str:
         url = os.environ.get(self.url_env, "") if self.url_env else self.url or ""
         if not url:

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..errors import Problem
+    from ..registry import Registry
+    from .config import DaemonConfig
 
 log = logging.getLogger("runbook.daemon")
 
@@ -21,6 +27,8 @@ def serve(config_path: Path, host: str | None = None, port: int | None = None) -
     from .service import Daemon
 
     config = load(config_path)
+    registry = default_registry()
+    unknown = refuse_on_problems(config_path, config, registry)  # before listening
     from ..redact import ScrubbingFormatter
 
     handler = logging.StreamHandler()
@@ -28,7 +36,9 @@ def serve(config_path: Path, host: str | None = None, port: int | None = None) -
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     for warning in warnings(config):
         log.warning("config %s: %s", config_path, warning)
-    daemon = Daemon(config, Journal(home()), default_registry())
+    for problem in unknown:
+        log.warning("config %s", problem)
+    daemon = Daemon(config, Journal(home()), registry)
     server = uvicorn.Server(uvicorn.Config(
         build_app(daemon), host=host or config.listen.host, port=port or config.listen.port,
         log_level="warning", access_log=False, timeout_graceful_shutdown=30))
@@ -39,13 +49,29 @@ def serve(config_path: Path, host: str | None = None, port: int | None = None) -
 
 
 def check(config_path: Path) -> int:
-    """`runbook daemon --check`: validate the config (an invalid one raises, with
-    file:line), print what is unsafe in a valid one, and exit; 0 whenever it loads."""
+    """`runbook daemon --check`: validate the config and check it against the playbooks,
+    inventory and notifiers it names (problems raise, with file:line:col, as the daemon
+    itself refuses to start on them), print what is unsafe in a valid one, and exit."""
+    from ..registry import default_registry
     from .config import load, warnings
 
     config = load(config_path)
-    found = warnings(config)
+    unknown = refuse_on_problems(config_path, config, default_registry())
+    found = [*warnings(config), *map(str, unknown)]
     for warning in found:
         print(f"warning: {warning}")
     print(f"{config_path}: valid, {len(config.routes)} route(s), {len(found)} warning(s)")
     return 0
+
+
+def refuse_on_problems(config_path: Path, config: DaemonConfig, registry: Registry
+                       ) -> list[Problem]:
+    """Raise on the config's problems against its playbooks and inventory; return what
+    is only warned about (allow-listed names this inventory lacks)."""
+    from ..errors import PlaybookError
+    from .preflight import problems
+
+    found, unknown = problems(config_path, config, registry)
+    if found:
+        raise PlaybookError(found)
+    return unknown

@@ -218,8 +218,9 @@ def test_daemon_check_prints_warnings_and_exits(
     monkeypatch.setenv("CHECK_TOKEN", "t")
     path = tmp_path / "daemon.yaml"
     path.write_text("auth: {mode: bearer, token_env: CHECK_TOKEN}\nroutes:\n"
-                    "  - {name: loose, playbook: p, targets: {db: '{{ labels.instance }}'}}\n"
-                    "  - name: tight\n    playbook: p\n"
+                    "  - {name: loose, playbook: db-pool-exhausted, "
+                    "targets: {db: '{{ labels.instance }}'}}\n"
+                    "  - name: tight\n    playbook: db-pool-exhausted\n"
                     "    targets: {db: {from: '{{ labels.instance }}', allow: [lab-db]}}\n")
     assert main(["daemon", "--config", str(path), "--check"]) == 0
     out = capsys.readouterr().out
