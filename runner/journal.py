@@ -213,7 +213,10 @@ class Journal:
                                        timeout=busy_timeout)
             with self._lock:
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash
+                # FULL: each commit is on disk before it returns, so a power loss cannot
+                # forget a remedy attempt that was claimed (NORMAL survives a process crash
+                # only). Cost: benchmarks/README.md.
+                self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

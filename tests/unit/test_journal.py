@@ -393,3 +393,11 @@ def test_an_unwritable_home_is_a_clear_error_not_a_traceback(
         assert err.strip().splitlines() == [
             f"runbook: journal unavailable: cannot write {tmp_path / 'a-file' / 'home'}: "
             "Not a directory"]
+
+
+def test_each_commit_reaches_the_disk_before_it_returns(tmp_path: Path) -> None:
+    """synchronous=FULL (2), not NORMAL (1): in WAL mode, NORMAL survives a crash of the
+    process but may lose the last commits on power loss, such as a claimed remedy attempt."""
+    with Journal(tmp_path / "home") as journal:
+        assert journal._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert journal._db.execute("PRAGMA synchronous").fetchone() == (2,)
