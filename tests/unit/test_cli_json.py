@@ -191,3 +191,15 @@ def test_zsh_and_fish_scripts_name_every_command(shell: str) -> None:
     else:
         assert "complete -c runbook -n '__fish_seen_subcommand_from plan' -l target" \
             in done.stdout
+
+
+def test_one_version_a_license_and_type_marks() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["hatch"]["version"]["path"] == "runner/__init__.py"
+    assert project["project"]["license"] == "MIT"
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License") and "runbook authors" in license_text
+    assert all((ROOT / package / "py.typed").is_file() for package in ("runner", "diagnostics"))
