@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import render, sources
 from .exits import EXIT_FINDINGS, EXIT_OK, EXIT_UNDIAGNOSED
@@ -21,56 +21,49 @@ if TYPE_CHECKING:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from ..journal import new_run_id
-    from ..plan import make_plan, parse_assignments, provenance
+    from .. import lifecycle
+    from ..plan import parse_assignments
 
     registry = sources.registry_of()
-    loaded = sources.load_playbook(args, registry)
+    loaded = lifecycle.load_playbook(args.playbook, sources.playbook_dirs(args), registry)
     inventory_paths = sources.inventory_paths_of(args)
-    plan = make_plan(loaded, sources.inventory_of(args, registry, inventory_paths), registry,
-                     parse_assignments(args.target, "target", bare_ok=True),
-                     parse_assignments(args.param, "param"))
+    plan = lifecycle.plan_run(loaded, sources.inventory_of(args, registry, inventory_paths),
+                              registry, parse_assignments(args.target, "target", bare_ok=True),
+                              parse_assignments(args.param, "param"))
     check_approvals(args.approve, loaded)
     policy = sources.policy_of(args, inventory_paths)
-    plan = replace(plan, provenance=provenance(inventory_paths, plan, policy.to_json()))
-    journal = sources.journal()
-    run_id = new_run_id()
-    engine = engine_for(args, registry, journal, policy)
-    print(f"run {run_id}: {loaded.playbook.name}", file=sys.stderr)
-    state = engine.start(plan, run_id, trigger="cli", requested_by=sources.who(args))
+    engine = engine_for(args, registry, sources.journal(), policy)
+    state = lifecycle.start(
+        engine, plan, inventory_paths=inventory_paths, policy=policy, trigger="cli",
+        requested_by=sources.who(args),
+        on_run_id=lambda run_id: print(f"run {run_id}: {loaded.playbook.name}",
+                                       file=sys.stderr))
     return finish(args, state)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from ..plan import replan
+    from .. import lifecycle
 
     registry = sources.registry_of()
     journal = sources.journal()
-    source = journal.get_run(args.run_id).source
     # The inventory the run was planned with, unless told otherwise; whatever resolves
     # differently from what was approved voids the approval at the gate.
-    paths = sources.inventory_paths_of(args) if args.inventory else recorded_inventory(source)
-    plan = replan(source, sources.inventory_of(args, registry, paths), registry)
+    paths = (sources.inventory_paths_of(args) if args.inventory
+             else recorded_inventory(journal, args.run_id))
+    plan = lifecycle.replan_run(journal, args.run_id, sources.inventory_of(args, registry, paths),
+                                registry)
     check_approvals(args.approve, plan.loaded)
     engine = engine_for(args, registry, journal, sources.policy_of(args, paths))
-    state = engine.resume(plan, args.run_id, by=sources.who(args))
+    state = lifecycle.resume(engine, plan, args.run_id, by=sources.who(args))
     return finish(args, state)
 
 
-def recorded_inventory(source: dict[str, Any]) -> list[Path]:
-    from ..errors import UsageError
+def recorded_inventory(journal: Journal, run_id: str) -> list[Path]:
+    from ..lifecycle import recorded_inventory as recorded
     from ..paths import inventory_paths
 
-    recorded = (source.get("inventory") or {}).get("paths")
-    if recorded is None:  # a run journaled before runs recorded their inventory
-        return inventory_paths()
-    missing = [p for p in recorded if not Path(p).exists()]
-    if missing:
-        raise UsageError(f"the run was planned with inventory {', '.join(recorded)}; "
-                         f"{', '.join(missing)} no longer exists: pass --inventory")
-    return [Path(p) for p in recorded]
+    paths = recorded(journal, run_id)
+    return inventory_paths() if paths is None else paths  # None: journaled before runs said
 
 
 APPROVE_FORMS = ("--approve REMEDY=KIND (e.g. start-api=service.start, as `runbook plan` "
@@ -98,17 +91,16 @@ def check_approvals(approve: list[str], loaded: LoadedPlaybook) -> None:
 
 
 def engine_for(args: argparse.Namespace, registry: Registry, journal: Journal,
-            policy: Policy) -> Engine:
-    from ..engine import Engine
-    from ..gate import Gate
+               policy: Policy) -> Engine:
+    from .. import lifecycle
 
     interactive = not args.no_input and sys.stdin.isatty() and sys.stderr.isatty()
-    gate = Gate(journal, registry, approver=sources.who(args),
-                pre_approved=frozenset(args.approve),
-                prompter=render.ask if interactive else None, policy=policy,
-                os_user=sources.os_user())
     progress = render.progress if args.format == "text" or sys.stderr.isatty() else None
-    return Engine(registry, journal, gate, concurrency=args.concurrency, progress=progress)
+    return lifecycle.engine_for(registry, journal, approver=sources.who(args), policy=policy,
+                                pre_approved=frozenset(args.approve),
+                                prompter=render.ask if interactive else None,
+                                os_user=sources.os_user(), concurrency=args.concurrency,
+                                progress=progress)
 
 
 def finish(args: argparse.Namespace, state: RunState) -> int:
@@ -145,23 +137,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from ..approval import APPROVED, DECLINED, record, verdict
+    from ..approval import APPROVED, DECLINED
+    from ..lifecycle import decide
 
     journal = sources.journal()
     source = journal.get_run(args.run_id).source
     paths = [Path(p) for p in (source.get("inventory") or {}).get("paths", [])]
     decision = DECLINED if args.decline else APPROVED
-    policy = sources.policy_of(args, paths)
-    record(journal, args.run_id, args.remedy, decision=decision, by=sources.who(args),
-           how=sources.how("runbook approve"), policy=policy, fingerprint=args.fingerprint)
-    state = journal.state(args.run_id)
-    remedy = state.remedies[args.remedy]
+    decided = decide(journal, args.run_id, args.remedy, decision=decision,
+                     by=sources.who(args), how=sources.how("runbook approve"),
+                     policy=sources.policy_of(args, paths), fingerprint=args.fingerprint)
+    remedy, standing = decided.remedy, decided.standing
     print(f"{decision}: {remedy.id} ({remedy.kind} on {remedy.target}) by {sources.who(args)}")
-    if decision == APPROVED:
-        standing = verdict(journal, args.run_id, remedy.id, remedy.fingerprint,
-                           requested_by=state.requested_by, policy=policy)
-        if standing.decision != APPROVED:
-            print(f"  not yet runnable: {standing.reason}")
+    if standing is not None and standing.decision != APPROVED:
+        print(f"  not yet runnable: {standing.reason}")
     if remedy.explain:
         print(f"  {remedy.explain}")
     print(f"next: runbook resume {args.run_id}")

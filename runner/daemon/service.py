@@ -108,15 +108,16 @@ class Daemon:
 
     def approve(self, run_id: str, remedy_id: str, decision: str, approver: str,
                 fingerprint: str | None = None) -> Approval:
-        """Through the one approval path (runner.approval), as `runbook approve` is;
+        """Through the run lifecycle's one approval path, as `runbook approve` is;
         `fingerprint`, when given, must be the proposal's now."""
-        from ..approval import APPROVED, DECLINED, ApprovalRefused, record
+        from ..approval import APPROVED, DECLINED, ApprovalRefused
+        from ..lifecycle import decide
 
         try:
-            approval = record(self.journal, run_id, remedy_id,
+            approval = decide(self.journal, run_id, remedy_id,
                               decision=APPROVED if decision == "approve" else DECLINED,
                               by=approver, how=f"HTTP POST /v1/runs/{run_id}/approvals",
-                              policy=self.config.policy(), fingerprint=fingerprint)
+                              policy=self.config.policy(), fingerprint=fingerprint).approval
         except ApprovalRefused as exc:
             if exc.forbidden:
                 raise PermissionError(str(exc)) from None

@@ -1,6 +1,7 @@
-"""The daemon's workers: threads that claim queued work and run it through the engine, a
-new run for an alert or the resume of an approved one. No terminal: remedies wait for an
-approval, and the resume goes through the same gate under the same per-target lock."""
+"""The daemon's workers: threads that claim queued work and run it through the run lifecycle
+(`runner.lifecycle`, as `runbook run/resume` do), a new run for an alert or the resume of an
+approved one. No terminal: remedies wait for an approval, and the resume goes through the
+same gate under the same per-target lock."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JournalError
-from ..journal import Journal, new_run_id
+from ..journal import Journal
 from . import notify
 
 if TYPE_CHECKING:
@@ -60,47 +60,33 @@ class Workers:
             return self._run_in_scope(item)
 
     def _run_in_scope(self, item: Work) -> RunState:
-        from dataclasses import replace
+        from .. import lifecycle
 
-        from ..engine import Engine
-        from ..gate import Gate
-
-        gate = Gate(self.journal, self.registry, approver="daemon", prompter=None,
-                    policy=self.config.policy())
-        engine = Engine(self.registry, self.journal, gate)
+        policy = self.config.policy()
+        engine = lifecycle.engine_for(self.registry, self.journal, approver="daemon",
+                                      policy=policy)
         inventory = self._inventory()
         run_id = item.run_id
-        resuming = item.kind == "resume" or (run_id is not None and self._exists(run_id))
+        resuming = item.kind == "resume" or (
+            run_id is not None and lifecycle.exists(self.journal, run_id))
         if resuming and run_id is not None:
-            from ..plan import replan
-
-            plan = replan(self.journal.get_run(run_id).source, inventory, self.registry)
-            state = engine.resume(plan, run_id, by="daemon")
+            plan = lifecycle.replan_run(self.journal, run_id, inventory, self.registry)
+            state = lifecycle.resume(engine, plan, run_id, by="daemon")
             message = notify.update(state)
         else:
-            from ..catalog import resolve
-            from ..loader import load
-            from ..plan import make_plan, provenance
-
-            loaded = load(resolve(item.playbook, self.config.playbook_dirs()), self.registry)
-            plan = make_plan(loaded, inventory, self.registry, item.targets, item.params)
-            plan = replace(plan, provenance=provenance(self.config.inventory_paths(), plan,
-                                                       self.config.policy().to_json()))
-            run_id = new_run_id()
-            self.inbox.set_run(item.id, run_id)
-            state = engine.start(plan, run_id, trigger=f"alert route {item.route}",
-                                 requested_by=f"alert:{item.route}")
+            loaded = lifecycle.load_playbook(item.playbook, self.config.playbook_dirs(),
+                                             self.registry)
+            plan = lifecycle.plan_run(loaded, inventory, self.registry, item.targets,
+                                      item.params)
+            state = lifecycle.start(
+                engine, plan, inventory_paths=self.config.inventory_paths(), policy=policy,
+                trigger=f"alert route {item.route}", requested_by=f"alert:{item.route}",
+                on_run_id=lambda new_id: self.inbox.set_run(item.id, new_id))
+            run_id = state.run_id
             message = notify.incident(state, self.inbox.alerts_of(run_id))
         self.metrics.observe_run(state)
         self.announcer.send(run_id, message)
         return state
-
-    def _exists(self, run_id: str) -> bool:
-        try:
-            self.journal.get_run(run_id)
-        except JournalError:
-            return False
-        return True
 
     def _inventory(self) -> Any:
         from .. import inventory

@@ -1,0 +1,123 @@
+"""One run lifecycle for every caller: load -> plan -> start (through the gate) -> resume ->
+approve. `runbook run/resume/approve` and the daemon's workers and approvals are shells over
+these functions, so a run starts, resumes and takes an approval the same way from either.
+
+What differs between callers is given, never decided here: who approves and how (a terminal
+prompt and `--approve`, or nobody until an HTTP approval), the policy in force, and what to
+do with a new run's id before it starts (print it; link it to its alerts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .approval import APPROVED, Verdict, record, verdict
+from .catalog import resolve
+from .engine import Engine, Progress
+from .errors import JournalError, UsageError
+from .gate import Gate, Prompter
+from .inventory import Inventory
+from .journal import Approval, Journal, new_run_id
+from .loader import LoadedPlaybook, load
+from .plan import Plan, make_plan, provenance, replan
+from .policy import Policy
+from .registry import Registry
+from .state import RemedyState, RunState
+
+
+def load_playbook(name_or_path: str, playbook_dirs: Iterable[Path],
+                  registry: Registry) -> LoadedPlaybook:
+    """A playbook by catalogue name or path, parsed and validated."""
+    return load(resolve(name_or_path, playbook_dirs), registry)
+
+
+def plan_run(loaded: LoadedPlaybook, inventory: Inventory, registry: Registry,
+             targets: Mapping[str, str], params: Mapping[str, Any]) -> Plan:
+    """Bind the playbook to targets and parameter values; nothing runs."""
+    return make_plan(loaded, inventory, registry, targets, params)
+
+
+def engine_for(registry: Registry, journal: Journal, *, approver: str, policy: Policy,
+               pre_approved: frozenset[str] = frozenset(), prompter: Prompter | None = None,
+               os_user: str | None = None, concurrency: int = 8,
+               progress: Progress | None = None) -> Engine:
+    """The engine and its gate: every remedy of every run passes this one gate."""
+    gate = Gate(journal, registry, approver=approver, pre_approved=pre_approved,
+                prompter=prompter, policy=policy, os_user=os_user)
+    return Engine(registry, journal, gate, concurrency=concurrency, progress=progress)
+
+
+def start(engine: Engine, plan: Plan, *, inventory_paths: Iterable[Path], policy: Policy,
+          trigger: str, requested_by: str,
+          on_run_id: Callable[[str], None] | None = None) -> RunState:
+    """Start a new run of `plan` and drive it as far as it goes. It records where its
+    inventory came from and the policy it started under; `on_run_id` hears the new run's id
+    before anything of it runs."""
+    plan = replace(plan, provenance=provenance(list(inventory_paths), plan, policy.to_json()))
+    run_id = new_run_id()
+    if on_run_id is not None:
+        on_run_id(run_id)
+    return engine.start(plan, run_id, trigger=trigger, requested_by=requested_by)
+
+
+def exists(journal: Journal, run_id: str) -> bool:
+    try:
+        journal.get_run(run_id)
+    except JournalError:
+        return False
+    return True
+
+
+def recorded_inventory(journal: Journal, run_id: str) -> list[Path] | None:
+    """The inventory paths the run was planned with; None for a run journaled before runs
+    recorded them. Raises if one of them no longer exists."""
+    recorded = (journal.get_run(run_id).source.get("inventory") or {}).get("paths")
+    if recorded is None:
+        return None
+    missing = [p for p in recorded if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"the run was planned with inventory {', '.join(recorded)}; "
+                         f"{', '.join(missing)} no longer exists: pass --inventory")
+    return [Path(p) for p in recorded]
+
+
+def replan_run(journal: Journal, run_id: str, inventory: Inventory,
+               registry: Registry) -> Plan:
+    """The plan of a journaled run: the playbook text it started with, not today's file,
+    bound through `inventory` (whatever resolves differently from what was approved voids
+    the approval at the gate)."""
+    return replan(journal.get_run(run_id).source, inventory, registry)
+
+
+def resume(engine: Engine, plan: Plan, run_id: str, *, by: str) -> RunState:
+    """Carry on a journaled run (refused while a live process drives it)."""
+    return engine.resume(plan, run_id, by=by)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A recorded decision, the remedy it is about, and (for an approval) whether what is
+    recorded now lets the remedy run."""
+
+    approval: Approval
+    remedy: RemedyState
+    standing: Verdict | None
+
+
+def decide(journal: Journal, run_id: str, remedy_id: str, *, decision: str, by: str,
+           how: str, policy: Policy, fingerprint: str | None = None) -> Decided:
+    """Record a person's decision on a proposed remedy through the one approval path
+    (`runner.approval.record`: run status, proposal, fingerprint, policy, four-eyes), or
+    raise ApprovalRefused. The run's resume is the caller's next step."""
+    approval = record(journal, run_id, remedy_id, decision=decision, by=by, how=how,
+                      policy=policy, fingerprint=fingerprint)
+    state = journal.state(run_id)
+    remedy = state.remedies[remedy_id]
+    standing = None
+    if decision == APPROVED:
+        standing = verdict(journal, run_id, remedy_id, remedy.fingerprint,
+                           requested_by=state.requested_by, policy=policy)
+    return Decided(approval, remedy, standing)
