@@ -5,4 +5,4 @@ that is recorded with who gave it. The engine here knows step kinds only through
 registry; the backends (PostgreSQL, ...) live in the `diagnostics` package.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one source: pyproject.toml reads it (hatch dynamic version)
