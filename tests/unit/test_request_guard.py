@@ -76,6 +76,7 @@ def test_kubernetes_reads_pass(method: str, url: str) -> None:
     ("GET", f"{POD}/log/%252e%252e/attach"),
     ("GET", "/api/v1/namespaces/web/pods//web-1/exec"),
     ("GET", "/api/v1/namespaces/web/pods/web-1%2Fexec"),
+    ("GET", f"{POD}/log\\..\\exec"),  # a proxy that takes \\ for /
     # subresources not on the read list
     ("GET", "/apis/kubevirt.io/v1/namespaces/web/virtualmachineinstances/vm/console"),
     ("GET", "/apis/subresources.kubevirt.io/v1/namespaces/web/virtualmachineinstances/vm/vnc"),
@@ -128,6 +129,7 @@ def test_docker_reads_pass(method: str, url: str) -> None:
     ("GET", f"{CONTAINER}/json/../attach/ws"),
     ("GET", f"{CONTAINER}/json/%2e%2e/attach/ws"),
     ("GET", "/v1.41/containers//3f2a/json"),
+    ("GET", f"{CONTAINER}/json%5c..%5cattach%5cws"),
 ])
 def test_docker_refuses(method: str, url: str) -> None:
     with pytest.raises(ReadOnlyRefusal, match="Docker handle"):
