@@ -82,8 +82,11 @@ def docker_exec(host: SshdHost, *argv: str, user: str = "root") -> tuple[int, st
     return code, output.decode(errors="replace")
 
 
-def start_sshd(count: int, key: ClientKey, prefix: str = "rb-test-sshd") -> list[SshdHost]:
-    """Start `count` containers and wait until each answers with an SSH banner."""
+def start_sshd(count: int, key: ClientKey, prefix: str = "rb-test-sshd",
+               **run_options: Any) -> list[SshdHost]:
+    """Start `count` containers and wait until each answers with an SSH banner.
+    `run_options` go to docker's containers.run: e.g. mem_limit="64m",
+    tmpfs={"/small": "size=1m,nr_inodes=200"}, for a host with a fault to induce."""
     image = require_image("sshd")
     client = _docker()
     names = [f"{prefix}-{uuid.uuid4().hex[:6]}-{i}" for i in range(count)]
@@ -91,7 +94,8 @@ def start_sshd(count: int, key: ClientKey, prefix: str = "rb-test-sshd") -> list
     try:
         for name in names:
             client.containers.run(image, name=name, detach=True, labels={LABEL: "sshd"},
-                                  environment={"AUTHORIZED_KEYS": key.public_line})
+                                  environment={"AUTHORIZED_KEYS": key.public_line},
+                                  **run_options)
         for name in names:
             hosts.append(wait_for_sshd(client, name))
     except BaseException:
