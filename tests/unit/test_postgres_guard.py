@@ -139,6 +139,9 @@ def test_the_message_names_what_was_refused() -> None:
         check_read_only_sql("SELECT 1 FROM accounts FOR UPDATE")
     with pytest.raises(PermanentError, match="SELECT INTO creates a table"):
         check_read_only_sql("SELECT 1 INTO t")
+    with pytest.raises(PermanentError, match=r"a query \(SELECT, WITH, SHOW, EXPLAIN\), not "
+                                             "DELETE"):
+        check_read_only_sql("DELETE FROM accounts")
     with pytest.raises(PermanentError, match="one statement, not 2"):
         check_read_only_sql("SELECT 1; SELECT 2")
     with pytest.raises(PermanentError, match=r"function public\.now is outside pg_catalog"):
