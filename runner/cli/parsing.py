@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fingerprint", metavar="SHA256",
                    help="approve only if the proposal is still this one (as the report shows)")
     add_policy(p)
+    add_format(p)
     add_home(p)
     p = command("resume", "Carry on a run: unfinished diagnostics, then approved remedies.")
     p.add_argument("run_id")

@@ -148,6 +148,16 @@ def cmd_approve(args: argparse.Namespace) -> int:
                      by=sources.who(args), how=sources.how("runbook approve"),
                      policy=sources.policy_of(args, paths), fingerprint=args.fingerprint)
     remedy, standing = decided.remedy, decided.standing
+    if args.format == "json":
+        waiting = (standing.reason if standing is not None and standing.decision != APPROVED
+                   else None)
+        render.emit({"run_id": args.run_id, "remedy": remedy.id, "decision": decision,
+                     "kind": remedy.kind, "target": remedy.target, "by": sources.who(args),
+                     "fingerprint": remedy.fingerprint,
+                     "runnable": decision == APPROVED and waiting is None,
+                     "waiting_for": waiting, "explain": remedy.explain or None,
+                     "next": f"runbook resume {args.run_id}"})
+        return EXIT_OK
     print(f"{decision}: {remedy.id} ({remedy.kind} on {remedy.target}) by {sources.who(args)}")
     if standing is not None and standing.decision != APPROVED:
         print(f"  not yet runnable: {standing.reason}")

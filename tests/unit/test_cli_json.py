@@ -109,6 +109,26 @@ def test_run_and_history(as_json: Any, tmp_path: Path, monkeypatch: pytest.Monke
     assert run["targets"] == {"box": "box"}
 
 
+def test_approve(as_json: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNBOOK_BACKENDS", "tests.support.membackend:register")
+    (tmp_path / "inventory.yaml").write_text(
+        f"targets:\n  box:\n    kind: mem\n    path: {tmp_path / 'box'}\n")
+    (tmp_path / "pb.yaml").write_text(
+        "name: pb\nsummary: s\ntargets:\n  box: {kind: mem}\n"
+        "steps:\n  - {id: look, run: mem.sleep}\n"
+        "remedies:\n  - {id: fix, run: mem.act, with: {items: [1]}}\n")
+    report = as_json("run", str(tmp_path / "pb.yaml"), "--inventory",
+                     str(tmp_path / "inventory.yaml"), "--no-input")
+    assert report["status"] == "awaiting_approval"
+    decided = as_json("approve", report["run_id"], "fix", "--as", "alice")
+    assert decided == {
+        "run_id": report["run_id"], "remedy": "fix", "decision": "approved", "kind": "mem.act",
+        "target": "box", "by": "alice", "fingerprint": decided["fingerprint"],
+        "runnable": True, "waiting_for": None, "explain": "act on 1 item(s)",
+        "next": f"runbook resume {report['run_id']}"}
+    assert len(decided["fingerprint"]) == 64
+
+
 def test_dash_o_is_format(capsys: pytest.CaptureFixture[str]) -> None:
     main(["kinds", "--format", "json"])
     long, _ = capsys.readouterr()
