@@ -12,9 +12,10 @@ terminal prompt, the daemon's HTTP approvals). It is read from `policy.yaml`:
       bad-deploy/roll-back: [alice]     # one remedy
 
 Where: `--policy FILE`, else $RUNBOOK_POLICY, else `policy.yaml` beside the inventory, else
-in the config dir ($XDG_CONFIG_HOME/runbook, ~/.config/runbook). A run records the policy it
-started under; later approvals of it apply the stricter of that and the one in force then,
-so a run the daemon started with four-eyes keeps it when approved from the command line.
+in the config dirs ($XDG_CONFIG_HOME/runbook, default ~/.config/runbook; then /etc/runbook).
+A run records the policy it started under; later approvals of it apply the stricter of that
+and the one in force then, so a run the daemon started with four-eyes keeps it when
+approved from the command line.
 """
 
 from __future__ import annotations
@@ -113,9 +114,10 @@ def locate(explicit: Path | None, inventory_paths: Iterable[Path]) -> Path | Non
         if not explicit.is_file():
             raise UsageError(f"no policy file at {explicit}")
         return explicit
+    from .paths import config_dirs
+
     beside = [(p if p.is_dir() else p.parent) / FILE_NAME for p in inventory_paths]
-    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    for candidate in [*beside, Path(config) / "runbook" / FILE_NAME]:
+    for candidate in [*beside, *(folder / FILE_NAME for folder in config_dirs())]:
         if candidate.is_file():
             return candidate
     return None

@@ -128,3 +128,19 @@ def test_unset_variables_are_said_once_each(runbook: Any, tmp_path: Path,
              for w in json.loads(out)["warnings"] if "variable" in w]
     assert found == [("one", "SHARED_DSN", f"{inventory}:2"),
                      ("four", "SSH_KEY_UNSET", f"{inventory}:6")]
+
+
+def test_the_policy_is_looked_up_beside_the_inventory_then_in_the_config_dirs(
+        elsewhere: Path, tmp_path: Path) -> None:
+    from runner.policy import locate
+
+    inventory = elsewhere / "inventory"
+    inventory.mkdir()
+    user = tmp_path / "config" / "runbook"
+    user.mkdir(parents=True)
+    # none yet, unless this machine has its own in /etc/runbook
+    assert locate(None, [inventory]) in (None, Path("/etc/runbook/policy.yaml"))
+    (user / "policy.yaml").write_text("four_eyes: true\n")
+    assert locate(None, [inventory]) == user / "policy.yaml"
+    (inventory / "policy.yaml").write_text("four_eyes: false\n")
+    assert locate(None, [inventory]) == inventory / "policy.yaml"
