@@ -28,7 +28,7 @@ environment:
                       $XDG_CONFIG_HOME/runbook/inventory, /etc/runbook/inventory; each a
                       folder or an inventory.yaml)
   RUNBOOK_POLICY      approval policy file (default policy.yaml beside the inventory,
-                      else ~/.config/runbook/policy.yaml)
+                      else in $XDG_CONFIG_HOME/runbook, else in /etc/runbook)
   RUNBOOK_JOURNAL_BUSY_TIMEOUT  seconds to wait for another process's journal write (30)
   RUNBOOK_REMEDY_GRACE          seconds to wait for a remedy past its deadline (120)
 """
