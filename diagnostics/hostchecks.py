@@ -17,7 +17,7 @@ imported: a probe still runs only named, fixed commands.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -368,7 +368,7 @@ def _mb(kb_or_bytes: float, unit: int = 1024) -> str:
     return f"{kb_or_bytes * unit / 2**20:.0f} MB"
 
 
-def grade_memory(meminfo: dict[str, int], cgroup: dict[str, int | None],
+def grade_memory(meminfo: Mapping[str, int], cgroup: Mapping[str, int | None],
                  oom_source: str | None, oom_lines: list[str], params: MemoryParams
                  ) -> dict[str, Any]:
     total, available = meminfo.get("MemTotal", 0), meminfo.get("MemAvailable")
