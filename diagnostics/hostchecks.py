@@ -18,6 +18,7 @@ imported: a probe still runs only named, fixed commands.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from ipaddress import IPv6Address
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -84,6 +85,8 @@ HOST_COMMANDS: dict[str, Callable[..., list[str]]] = {
     "failed_units": lambda: ["systemctl", "list-units", "--state=failed", "--all",
                              "--no-legend", "--plain", "--no-pager"],
     "listening_tcp": lambda: ["cat", "/proc/net/tcp", "/proc/net/tcp6"],
+    # Which process holds which socket: the fd links of the processes the user may read.
+    "socket_links": lambda: ["sh", "-c", "ls -l /proc/[0-9]*/fd 2>/dev/null; exit 0"],
     "timedatectl": lambda: ["timedatectl", "show"],
     "chrony_tracking": lambda: ["chronyc", "-n", "tracking"],
 }
@@ -563,21 +566,45 @@ def _address(hex_address: str) -> str:
         return ".".join(str(b) for b in reversed(raw))
     # IPv6: four 32-bit words, each in host (little-endian) order
     words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
-    import ipaddress
-
-    return str(ipaddress.IPv6Address(b"".join(words)))
+    return str(IPv6Address(b"".join(words)))
 
 
 def parse_proc_net_tcp(text: str) -> list[dict[str, Any]]:
-    """The listening sockets of /proc/net/tcp and tcp6: [{address, port}], sorted."""
-    seen = set()
+    """The listening sockets of /proc/net/tcp and tcp6: [{address, port, inode}], sorted."""
+    seen = {}
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 4 or fields[0] == "sl" or fields[3] != _LISTEN:
             continue
         address, _, port = fields[1].partition(":")
-        seen.add((_address(address), int(port, 16)))
-    return [{"address": a, "port": p} for a, p in sorted(seen, key=lambda s: (s[1], s[0]))]
+        inode = int(fields[9]) if len(fields) > 9 and fields[9].isdigit() else None
+        seen[(_address(address), int(port, 16))] = inode
+    return [{"address": a, "port": p, "inode": seen[(a, p)]}
+            for a, p in sorted(seen, key=lambda s: (s[1], s[0]))]
+
+
+def parse_socket_links(text: str) -> dict[int, int]:
+    """{socket inode: pid} from `ls -l /proc/*/fd`: "/proc/PID/fd:" headers, then links
+    "... 3 -> socket:[INODE]"."""
+    owners: dict[int, int] = {}
+    pid = None
+    for line in text.splitlines():
+        if line.startswith("/proc/") and line.endswith("/fd:"):
+            number = line.split("/")[2]
+            pid = int(number) if number.isdigit() else None
+        elif pid is not None and "-> socket:[" in line:
+            inode = line.rsplit("socket:[", 1)[1].rstrip("]")
+            if inode.isdigit():
+                owners.setdefault(int(inode), pid)
+    return owners
+
+
+def name_owners(listening: list[dict[str, Any]], owners: dict[int, int],
+                commands: dict[int, str]) -> None:
+    """Each socket's `pid` and `command` where the login user could see its process."""
+    for socket in listening:
+        pid = owners.get(socket["inode"]) if socket["inode"] else None
+        socket["pid"], socket["command"] = pid, commands.get(pid) if pid else None
 
 
 def grade_ports(listening: list[dict[str, Any]], params: PortParams) -> dict[str, Any]:
@@ -592,8 +619,9 @@ def grade_ports(listening: list[dict[str, Any]], params: PortParams) -> dict[str
         said.append(f"nothing listens on expected port(s) {', '.join(map(str, missing))}: "
                     "the service is down or bound elsewhere")
     if unexpected and params.unexpected_level != "ok":
-        where = ", ".join(f"{s['address']}:{s['port']}" for s in listening
-                          if s["port"] in unexpected)
+        where = ", ".join(f"{s['address']}:{s['port']}" + (
+            f" (pid {s['pid']} {s['command']})" if s.get("pid") else "")
+            for s in listening if s["port"] in unexpected)
         said.append(f"unexpected listener(s) on {where}: a stray or unknown service")
     summary = "; ".join(said) if said else (
         f"ports ok: listening on {', '.join(map(str, ports)) or 'nothing'}")
@@ -606,7 +634,14 @@ def listening_ports(probe: SshProbe, params: PortParams) -> dict[str, Any]:
         out = host.run_fixed("listening_tcp")
         if not out.stdout.strip():  # no IPv6 makes cat exit 1: the IPv4 table still counts
             raise _failed(host, out)
-        return grade_ports(parse_proc_net_tcp(out.stdout), params)
+        listening = parse_proc_net_tcp(out.stdout)
+        ps = host.run_fixed("ps_states")
+        commands = {int(pid): comm for pid, _, _, comm in
+                    (line.split(None, 3) for line in ps.stdout.splitlines()
+                     if len(line.split(None, 3)) == 4) if pid.isdigit()}
+        name_owners(listening, parse_socket_links(host.run_fixed("socket_links").stdout),
+                    commands)
+        return grade_ports(listening, params)
     return _each(probe, params, on)
 
 
@@ -708,7 +743,8 @@ KINDS: tuple[tuple[str, Callable[..., dict[str, Any]], type[FanOut], str, dict[s
     ("listening_ports", listening_ports, PortParams,
      "TCP listeners (/proc/net/tcp, tcp6) against the expected ports: missing and unexpected",
      {"ports": "listening", "missing": "expected, not listening", "unexpected": "listening, "
-      "neither expected nor allowed", "listening": "[{address, port}]"}),
+      "neither expected nor allowed", "listening": "[{address, port, inode, pid, command}] "
+      "(pid: when the login user may read the process)"}),
     ("clock", clock, ClockParams,
      "NTP sync and offset (chronyc tracking, else timedatectl show); fails 'not checked' "
      "with neither", {"synchronised": "bool", "offset_ms": "+ fast (chrony only)",

@@ -195,13 +195,13 @@ def test_listening_ports_finds_the_stopped_and_the_stray_listener(
     healthy = check(on, "listening_ports", expected=[22, 8080])
     assert healthy["ok"] and healthy["ports"] == [22, 8080]
     docker_exec(host, "kill", str(service))
-    listen(host, 9999)
+    stray = listen(host, 9999)
     result = wait_for(lambda: (r := check(on, "listening_ports", expected=[22, 8080]))
                       ["missing"] and r, "8080 to stop listening")
     assert result["missing"] == [8080] and result["unexpected"] == [9999]
     assert result["level"] == "critical"
     assert "nothing listens on expected port(s) 8080" in result["summary"]
-    assert "unexpected listener(s) on 0.0.0.0:9999" in result["summary"]
+    assert f"unexpected listener(s) on 0.0.0.0:9999 (pid {stray} python3)" in result["summary"]
 
 
 def test_no_systemd_and_no_ntp_client_are_not_checked_never_all_clear(

@@ -134,26 +134,42 @@ def test_failed_units() -> None:
 
 
 TCP = """\
-  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
-   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
-   1: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000
-   2: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 495307 1
+   1: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 600001 1
+   2: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 600002 1
   sl  local_address                         remote_address                        st
-   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A
-   1: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A
+   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A \
+00000000:00000000 00:00000000 00000000     0        0 495308 1
+   1: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A \
+00000000:00000000 00:00000000 00000000     0        0 0 1
+"""
+
+LS_FD = """\
+/proc/1/fd:
+total 0
+lrwx------ 1 root root 64 Dec  2 02:54 3 -> socket:[495307]
+/proc/77/fd:
+lr-x------ 1 runbook runbook 64 Dec  2 02:55 0 -> /dev/null
+lrwx------ 1 runbook runbook 64 Dec  2 02:55 3 -> socket:[600001]
 """
 
 
 def test_listening_ports_missing_and_unexpected() -> None:
     listening = hc.parse_proc_net_tcp(TCP)
-    assert listening == [{"address": "0.0.0.0", "port": 22}, {"address": "::", "port": 22},
-                         {"address": "::1", "port": 80},
-                         {"address": "127.0.0.1", "port": 8080}]
+    assert [(s["address"], s["port"], s["inode"]) for s in listening] == [
+        ("0.0.0.0", 22, 495307), ("::", 22, 495308), ("::1", 80, 0),
+        ("127.0.0.1", 8080, 600001)]
+    owners = hc.parse_socket_links(LS_FD)
+    assert owners == {495307: 1, 600001: 77}
+    hc.name_owners(listening, owners, {1: "sshd", 77: "python3"})
+    assert (listening[3]["pid"], listening[3]["command"]) == (77, "python3")
+    assert listening[2]["pid"] is None  # inode 0: no process to name
     graded = hc.grade_ports(listening, hc.PortParams(expected=[22, 5432], allowed=[80]))
     assert graded["missing"] == [5432] and graded["unexpected"] == [8080]
     assert graded["level"] == "critical"
     assert "nothing listens on expected port(s) 5432" in graded["summary"]
-    assert "unexpected listener(s) on 127.0.0.1:8080" in graded["summary"]
+    assert "unexpected listener(s) on 127.0.0.1:8080 (pid 77 python3)" in graded["summary"]
     quiet = hc.grade_ports(listening, hc.PortParams(expected=[22], unexpected_level="ok"))
     assert quiet["ok"] and quiet["unexpected"] == [80, 8080]
     with pytest.raises(ValidationError):
