@@ -34,6 +34,7 @@ _RANK = {"ok": 0, "warning": 1, "critical": 2}
 # Per process: "PID FDS SOFT_LIMIT COMM", for the processes whose fd directory the login
 # user may read (its own; all of them as root). Pure sh: no program started per process.
 _FD_COUNTS = r"""
+set -- /proc/[0-9]*; echo "processes $#"
 for p in /proc/[0-9]*; do
   set -- "$p"/fd/*
   [ -L "$1" ] || continue
@@ -260,8 +261,15 @@ def parse_fd_counts(text: str) -> list[dict[str, Any]]:
     return sorted(procs, key=lambda p: (-(p["pct_of_limit"] or 0), -p["fds"]))
 
 
-def grade_fds(allocated: int, maximum: int, procs: list[dict[str, Any]], params: FdParams
-              ) -> dict[str, Any]:
+def parse_process_total(text: str) -> int | None:
+    """The fd script's first line, "processes N": every process, readable or not."""
+    first = text.split("\n", 1)[0].split()
+    return int(first[1]) if len(first) == 2 and first[0] == "processes" \
+        and first[1].isdigit() else None
+
+
+def grade_fds(allocated: int, maximum: int, procs: list[dict[str, Any]], params: FdParams,
+              processes_total: int | None = None) -> dict[str, Any]:
     system_pct = round(100.0 * allocated / maximum, 2) if maximum else None
     system_level = above(system_pct, params.system_pct_warning, params.system_pct_critical)
     for proc in procs:
@@ -279,10 +287,14 @@ def grade_fds(allocated: int, maximum: int, procs: list[dict[str, Any]], params:
     summary = "; ".join(said) if said else (
         f"fds ok: {allocated}/{maximum} system-wide, busiest "
         + (f"pid {procs[0]['pid']} ({procs[0]['command']}) at {procs[0]['fds']}"
-           if procs else "process unreadable"))
+           if procs else "process unreadable")
+        # A non-root login reads only its own processes' fds: say how much was looked at.
+        + (f"; per process: {len(procs)} of {processes_total} processes readable"
+           if processes_total is not None and len(procs) < processes_total else ""))
     return graded(level, summary, allocated=allocated, max=maximum, system_pct=system_pct,
                   top=sorted(procs, key=lambda p: -p["fds"])[:params.top],
-                  over_threshold=bad[:params.top], processes_read=len(procs))
+                  over_threshold=bad[:params.top], processes_read=len(procs),
+                  processes_total=processes_total)
 
 
 def fd_usage(probe: SshProbe, params: FdParams) -> dict[str, Any]:
@@ -292,7 +304,8 @@ def fd_usage(probe: SshProbe, params: FdParams) -> dict[str, Any]:
             raise _failed(host, file_nr)
         counts = host.run_fixed("fd_counts")
         allocated, maximum = parse_file_nr(file_nr.stdout)
-        return grade_fds(allocated, maximum, parse_fd_counts(counts.stdout), params)
+        return grade_fds(allocated, maximum, parse_fd_counts(counts.stdout), params,
+                         parse_process_total(counts.stdout))
     return _each(probe, params, on)
 
 
@@ -728,7 +741,8 @@ KINDS: tuple[tuple[str, Callable[..., dict[str, Any]], type[FanOut], str, dict[s
      "nofile limit (/proc/PID/fd, the processes the login user may read)",
      {"allocated / max / system_pct": "file handles", "top": "[{pid, fds, limit, "
       "pct_of_limit, command}] most fds first", "over_threshold": "processes near their limit",
-      "processes_read": "processes whose fds were counted"}),
+      "processes_read / processes_total": "processes whose fds were counted (a non-root login "
+      "reads only its own) / all"}),
     ("memory", memory, MemoryParams,
      "memory and swap (/proc/meminfo), the memory cgroup's limit and OOM kills, OOM-killer "
      "lines of the kernel log (dmesg, else journalctl -k, else /var/log/kern.log)",

@@ -54,7 +54,11 @@ def test_fd_usage_system_wide_and_per_process() -> None:
     assert "pid 700 (python3 -c x) holds 190 fds, 95% of its limit 200" in graded["summary"]
     system = hc.grade_fds(900, 1000, procs[1:], hc.FdParams())
     assert system["level"] == "critical" and "900 of 1000 file handles" in system["summary"]
-    assert hc.grade_fds(10, 1000, procs[1:], hc.FdParams())["ok"]
+    healthy = hc.grade_fds(10, 1000, procs[1:], hc.FdParams(),
+                           hc.parse_process_total("processes 40\n24 5 20000 sh\n"))
+    assert healthy["ok"] and healthy["processes_total"] == 40
+    assert healthy["summary"].endswith("; per process: 3 of 40 processes readable")
+    assert hc.parse_process_total("24 5 20000 sh\n") is None
 
 
 MEMINFO = "MemTotal:  1000000 kB\nMemFree: 10 kB\nMemAvailable:  40000 kB\n" \
