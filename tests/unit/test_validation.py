@@ -373,7 +373,11 @@ def test_a_step_cannot_depend_on_itself(registry: Registry, field: str) -> None:
 def test_shipped_playbooks_load(path: Path) -> None:
     loaded = loader.load(path, default_registry())
     assert loaded.playbook.name == path.stem
-    assert loaded.playbook.steps and loaded.playbook.remedies
+    assert loaded.playbook.steps and (loaded.playbook.remedies or path.stem in TRIAGE)
+
+
+# Triage playbooks only diagnose: each finding says what would fix it, for a person.
+TRIAGE = {"postgres-health", "host-health", "container-triage", "k8s-workload-triage"}
 
 
 def test_both_shipped_playbooks_are_there() -> None:
