@@ -426,7 +426,8 @@ def grade_memory(meminfo: Mapping[str, int], cgroup: Mapping[str, int | None],
     oom_log = oom_source or "not checked: no readable kernel log (dmesg, journalctl -k, " \
         "/var/log/kern.log)"
     if not said:
-        said.append(f"memory ok: {available_pct}% available"
+        said.append((f"memory ok: {available_pct:g}% available" if available_pct is not None
+                     else "memory not graded: no MemAvailable (kernel before 3.14)")
                     + (f", swap {swap_used_pct:g}% used" if swap_used_pct is not None
                        else ", no swap")
                     + (f", {cgroup['oom_kills']} OOM kills in its cgroup"
