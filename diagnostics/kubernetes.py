@@ -53,6 +53,15 @@ from typing import Any
 from runner.errors import PermanentError, StepError, TemporaryError
 
 from . import logclass, trend
+from .kubernetes_rollback import changes as revision_changes
+from .kubernetes_rollback import (
+    image_id_changes,
+    pin,
+    pod_image_id,
+    refuse,
+    target_revision,
+    template_sha256,
+)
 from .request_guard import ReadOnlyRefusal, check_kubernetes_request
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets
@@ -858,8 +867,9 @@ class KubernetesReader:
     # Revisions
 
     def _revisions(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
-        """The workload's revisions, oldest first: {revision, name, image, created, replicas,
-        current, template (deployments) or data (statefulsets)}."""
+        """The workload's revisions, oldest first: {revision, name, uid, hash (its pods'
+        pod-template-hash), sha256 (of its template), pods (the label its pods carry),
+        image, created, replicas, current, template (deployments) or data (statefulsets)}."""
         selector = self._selector(workload)
         uid = workload["metadata"]["uid"]
         container = self._container_name(workload["spec"]["template"])
@@ -883,6 +893,10 @@ class KubernetesReader:
                     continue
                 revisions.append({
                     "revision": int(revision), "name": rs["metadata"]["name"],
+                    "uid": rs["metadata"].get("uid"),
+                    "hash": (rs["metadata"].get("labels") or {}).get(HASH_LABEL),
+                    "sha256": template_sha256(rs["spec"]["template"]),
+                    "pods": (HASH_LABEL, (rs["metadata"].get("labels") or {}).get(HASH_LABEL)),
                     "image": image(rs["spec"]["template"]),
                     "created": _iso_of(rs["metadata"].get("creationTimestamp")),
                     "replicas": _int((rs.get("status") or {}).get("replicas")),
@@ -900,6 +914,10 @@ class KubernetesReader:
                 template = ((cr.get("data") or {}).get("spec") or {}).get("template") or {}
                 revisions.append({
                     "revision": _int(cr.get("revision")), "name": cr["metadata"]["name"],
+                    "uid": cr["metadata"].get("uid"),
+                    "hash": cr["metadata"]["name"].rsplit("-", 1)[-1],
+                    "sha256": template_sha256(cr.get("data")),
+                    "pods": ("controller-revision-hash", cr["metadata"]["name"]),
                     "image": image(template),
                     "created": _iso_of(cr["metadata"].get("creationTimestamp")),
                     "replicas": None, "change_cause": None, "reused": False,
@@ -907,6 +925,27 @@ class KubernetesReader:
                     "data": cr.get("data"),
                 })
         return sorted(revisions, key=lambda r: r["revision"])
+
+    def _revision_image_ids(self, workload: dict[str, Any], revision: dict[str, Any]
+                            ) -> list[str]:
+        """The image IDs that the running pods of `revision` report, oldest pod first."""
+        key, value = revision["pods"]
+        container = self._container_name(workload["spec"]["template"])
+        if value is None:
+            return []
+        ids = [pod_image_id([p], container) for p in self._pods(workload)
+               if (p["metadata"].get("labels") or {}).get(key) == value]
+        return [i for i in ids if i]
+
+    def pin_rollback(self, image: str) -> dict[str, Any]:
+        """The pins of the revision a rollback to `image` returns to (see
+        diagnostics.kubernetes_rollback): what the approval binds to."""
+        workload = self._workload()
+        if workload is None:
+            raise PermanentError(f"{self.label} names pods, not a workload: a rollback needs "
+                                 "`deployment:` or `statefulset:` in the inventory")
+        revision = target_revision(self._revisions(workload), image, self.label)
+        return pin(revision, next(iter(self._revision_image_ids(workload, revision)), None))
 
     def _reactivated_at(self, revision: dict[str, Any]) -> datetime | None:
         """When a ReplicaSet that a rollback brought back was scaled up again (its creation
@@ -1069,21 +1108,29 @@ class KubernetesOperator(KubernetesReader):
         return {"before": before, "after": limit, "container": container["name"],
                 "containers": rollout["pods"], "rollout": rollout}
 
-    def rollback(self, image: str, stop_timeout: float | None = None) -> dict[str, Any]:
-        """`kubectl rollout undo --to-revision=N`, N being the latest earlier revision that
-        ran `image`: its pod template goes back into the workload, and the controller scales
-        that revision's ReplicaSet up again."""
+    def rollback(self, image: str, stop_timeout: float | None = None, *,
+                 pinned: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`kubectl rollout undo --to-revision=N`: N's pod template goes back into the
+        workload, and the controller scales that revision's ReplicaSet up again. N is the
+        revision `pinned` when the rollback was proposed (refused, saying what changed, when
+        it is gone or its template differs: diagnostics.kubernetes_rollback), or, unpinned,
+        the latest earlier revision that runs `image`."""
         workload = self._require_workload()
         current_image = self._container(workload["spec"]["template"]).get("image")
         if current_image == image:
             raise PermanentError(f"{self.label} already runs {image}")
         revisions = self._revisions(workload)
-        target = next((r for r in reversed(revisions)
-                       if r["image"] == image and not r["current"]), None)
-        if target is None:
-            known = ", ".join(f"{r['revision']}: {r['image']}" for r in revisions) or "none"
-            raise PermanentError(f"no earlier revision of {self.label} ran {image} "
-                                 f"(revisions {known})")
+        if pinned is None:
+            target = target_revision(revisions, image, self.label)
+        else:
+            found = next((r for r in revisions if r["uid"] == pinned["revision_uid"]), None)
+            what = revision_changes(pinned, image, found)
+            if found is not None and not what:
+                what = image_id_changes(pinned.get("pod_image_id"),
+                                        self._revision_image_ids(workload, found))
+            if what or found is None:
+                raise refuse(self.label, pinned, what)
+            target = found
         started = time.monotonic()
         if self.kind == "deployment":
             template = copy.deepcopy(target["template"])
@@ -1092,10 +1139,22 @@ class KubernetesOperator(KubernetesReader):
         else:
             self._patch(target["data"])  # a ControllerRevision holds the patch itself
         rollout = self._wait_rollout(started)
-        return {"from_image": current_image, "to_image": image,
-                "to_revision": target["revision"], "revision": rollout["revision"],
-                "replicaset": target["name"], "containers": rollout["pods"],
-                "rollout": rollout}
+        result = {"from_image": current_image, "to_image": image,
+                  "to_revision": target["revision"], "revision": rollout["revision"],
+                  "replicaset": target["name"], "replicaset_uid": target["uid"],
+                  "template_hash": target["hash"], "containers": rollout["pods"],
+                  "rollout": rollout}
+        if pinned is not None:
+            # A tag re-pointed on the node shows only in what the new pods report.
+            after = self._revision_image_ids(self._require_workload(), target)
+            moved = image_id_changes(pinned.get("pod_image_id"), after)
+            if moved:
+                raise PermanentError(
+                    f"{self.label} was rolled back to revision {target['revision']} "
+                    f"({target['name']}), but its pods run another image than the one "
+                    f"approved: {'; '.join(moved)}")
+            result["image_ids"] = sorted(set(after))
+        return result
 
     def scale(self, replicas: int) -> dict[str, Any]:
         workload = self._require_workload()

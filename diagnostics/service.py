@@ -400,14 +400,45 @@ class RollbackParams(_Params):
     to_image: str = Field(description="the image to run again, as the proposal shows it")
     image_id: str | None = Field(None, description="the id to_image had when the rollback was "
                                  "proposed (Docker; filled in then): what is deployed")
+    # Kubernetes: the revision returned to, pinned when proposed (diagnostics.kubernetes_rollback)
+    revision: int | None = Field(None, description="Kubernetes: the revision returned to")
+    revision_uid: str | None = Field(None, description="Kubernetes: its ReplicaSet's (or "
+                                     "ControllerRevision's) uid; the rollback deploys it")
+    template_hash: str | None = Field(None, description="Kubernetes: its pod-template-hash")
+    template_sha256: str | None = Field(None, description="Kubernetes: a digest of its "
+                                        "pod template")
+    pod_image_id: str | None = Field(None, description="Kubernetes: the image ID a pod of "
+                                     "that revision reported, if one ran")
+
+    def pins(self) -> dict[str, Any]:
+        """The Kubernetes revision pins (diagnostics.kubernetes_rollback); None when unpinned."""
+        from .kubernetes_rollback import PIN_FIELDS
+
+        return {name: getattr(self, name) for name in PIN_FIELDS}
 
 
 def pin_rollback(view: ServiceView, params: RollbackParams) -> RollbackParams:
-    """Pin the tag to the image id it names now, so that the approver sees, and the rollback
-    deploys, that image even if the tag is moved after the approval."""
-    if params.image_id is not None or not isinstance(view.settings, DockerService):
+    """Pin what the rollback returns to as it is now, so that the approver sees, and the
+    rollback deploys, exactly that. Docker: the tag's image id (deployed by id even if the
+    tag is moved after the approval). Kubernetes: the revision whose template runs the
+    image, by ReplicaSet uid, pod-template-hash and template digest (refused if any of them
+    changes; a tag re-pointed on a node is caught only through a pod's image ID, see
+    diagnostics.kubernetes_rollback)."""
+    if isinstance(view.settings, DockerService):
+        if params.image_id is not None:
+            return params
+        return params.model_copy(update={"image_id": view.runtime.image_id(params.to_image)})
+    if params.revision_uid is not None:
         return params
-    return params.model_copy(update={"image_id": view.runtime.image_id(params.to_image)})
+    return params.model_copy(update=view.runtime.pin_rollback(params.to_image))
+
+
+def _explain_rollback(params: RollbackParams) -> str:
+    from .kubernetes_rollback import explain
+
+    return (f"re-create the service from image {params.to_image}"
+            + (f" (id {params.image_id}, pinned now)" if params.image_id else "")
+            + explain(params.pins()))
 
 
 class ScaleParams(_Params):
@@ -447,6 +478,10 @@ def rollback(control: ServiceControl, params: RollbackParams) -> dict[str, Any]:
             raise PermanentError("image_id is pinned by Docker services only")
         return dict(control.runtime.rollback(params.to_image, _stop_timeout(control),
                                              image_id=params.image_id))
+    if params.revision_uid is not None:
+        if not isinstance(control.settings, KubernetesService):
+            raise PermanentError("a revision is pinned by Kubernetes services only")
+        return dict(control.runtime.rollback(params.to_image, pinned=params.pins()))
     return dict(control.runtime.rollback(params.to_image, _stop_timeout(control)))
 
 
@@ -510,9 +545,7 @@ def register(registry: Registry) -> None:
     action("start", start, NoParams, "start the replicas that are not running",
            lambda p: "start the replicas that are not running")
     action("rollback", rollback, RollbackParams, "run the previous image again",
-           lambda p: f"re-create the service from image {p.to_image}"
-                     + (f" (id {p.image_id}, pinned now)" if p.image_id else ""),
-           pin=pin_rollback)
+           _explain_rollback, pin=pin_rollback)
     action("scale", scale, ScaleParams, "set the number of replicas",
            lambda p: f"scale to {p.replicas} replica(s) (max {p.max})")
     action("set_memory_limit", set_memory_limit, MemoryLimitParams, "change the memory limit",
