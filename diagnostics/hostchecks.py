@@ -83,6 +83,8 @@ HOST_COMMANDS: dict[str, Callable[..., list[str]]] = {
     "cgroup_memory": lambda: ["sh", "-c", _CGROUP_MEMORY],
     "oom_log": lambda: ["sh", "-c", _OOM_LOG],
     "ps_states": lambda: ["ps", "-e", "-o", "pid=,ppid=,stat=,comm="],
+    "failed_units_json": lambda: ["systemctl", "list-units", "--state=failed", "--all",
+                                  "--output=json", "--no-pager"],  # systemd 246 and later
     "failed_units": lambda: ["systemctl", "list-units", "--state=failed", "--all",
                              "--no-legend", "--plain", "--no-pager"],
     "listening_tcp": lambda: ["cat", "/proc/net/tcp", "/proc/net/tcp6"],
@@ -525,6 +527,14 @@ def parse_failed_units(text: str) -> list[dict[str, str]]:
     return units
 
 
+def parse_failed_units_json(text: str) -> list[dict[str, str]]:
+    """`systemctl list-units --output=json`: [{unit, load, active, sub, description}]."""
+    import json
+
+    return [{field: str(unit.get(field, "")) for field in
+             ("unit", "load", "active", "sub", "description")} for unit in json.loads(text)]
+
+
 def grade_failed_units(units: list[dict[str, str]], params: FailedUnitsParams
                        ) -> dict[str, Any]:
     level = above(len(units), params.failed_warning, params.failed_critical)
@@ -542,7 +552,10 @@ def failed_units(probe: SshProbe, params: FailedUnitsParams) -> dict[str, Any]:
         if host.run_fixed("has_systemd").exit_code != 0:
             raise PermanentError(f"{host.name}: not checked: no systemd (no "
                                  "/run/systemd/system), so no unit state to read")
-        out = host.run_fixed("failed_units")
+        as_json = host.run_fixed("failed_units_json")
+        if as_json.exit_code == 0 and not as_json.truncated:
+            return grade_failed_units(parse_failed_units_json(as_json.stdout), params)
+        out = host.run_fixed("failed_units")  # a systemd without JSON output
         if out.exit_code != 0:
             raise _failed(host, out)
         return grade_failed_units(parse_failed_units(out.stdout), params)
@@ -752,7 +765,8 @@ KINDS: tuple[tuple[str, Callable[..., dict[str, Any]], type[FanOut], str, dict[s
     ("zombies", zombies, ZombieParams, "zombie processes (ps state Z) and their parents",
      {"zombies": "how many", "by_parent": "[{ppid, command, zombies}]"}),
     ("failed_units", failed_units, FailedUnitsParams,
-     "failed systemd units (systemctl list-units --state=failed); fails 'not checked' "
+     "failed systemd units (systemctl list-units --state=failed, JSON where systemd has it); "
+     "fails 'not checked' "
      "without systemd", {"failed": "how many", "units": "[{unit, load, active, sub, "
                          "description}]"}),
     ("listening_ports", listening_ports, PortParams,

@@ -135,6 +135,11 @@ def test_failed_units() -> None:
     assert graded["level"] == "critical"
     assert graded["summary"].startswith("2 failed systemd units: nginx.service (failed)")
     assert hc.grade_failed_units([], hc.FailedUnitsParams())["ok"]
+    as_json = hc.parse_failed_units_json(
+        '[{"unit":"nginx.service","load":"loaded","active":"failed","sub":"failed",'
+        '"description":"A high performance web server"}]')
+    assert as_json == [units[0]]
+    assert hc.parse_failed_units_json("[]") == []
 
 
 TCP = """\
