@@ -108,6 +108,32 @@ class EventKind(StrEnum):
     NOTIFY_FAILED = "notify.failed"
 
 
+class AlertOutcome(StrEnum):
+    """What the daemon's dispatcher did with one stored alert (the `alerts.outcome` column)."""
+
+    STARTED = "started"  # it queued a new run
+    JOINED = "joined"  # its group's run was open: it joined it
+    RESOLVED = "resolved"  # a resolved alert: it starts nothing, it may close its run
+    UNROUTED = "unrouted"  # no route takes it, or its route's template failed
+    REFUSED = "refused"  # its route refused the target it named
+
+
+class WorkKind(StrEnum):
+    """What a queued work item asks a daemon worker for (the `work.kind` column)."""
+
+    RUN = "run"
+    RESUME = "resume"
+
+
+class WorkStatus(StrEnum):
+    """A daemon work item's status (the `work.status` column)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 # Events after which the run's status changes (they carry the new one).
 RUN_STATUS_EVENTS = frozenset({EventKind.RUN_STARTED, EventKind.RUN_FINISHED,
                                EventKind.RUN_INTERRUPTED, EventKind.RUN_RESUMED})

@@ -21,10 +21,13 @@ from typing import Any
 
 from ..journal import Journal, now
 from ..state import AWAITING
+from ..vocabulary import AlertOutcome, WorkKind, WorkStatus
 from .alerts import Alert
 from .config import DaemonConfig
 from .routing import TargetRefused, bindings, group_key, route_for
 
+# The SQL below spells the values of AlertOutcome, WorkKind and WorkStatus (runner.vocabulary)
+# in its text; a test pins both to the same strings.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,7 +86,7 @@ class Signed:
 @dataclass(frozen=True)
 class Work:
     id: int
-    kind: str
+    kind: WorkKind
     route: str
     group_key: str
     playbook: str
@@ -97,7 +100,7 @@ class Dispatched:
     """What the dispatcher did with one alert, for metrics and notifications."""
 
     alert: Alert
-    outcome: str  # started, joined, resolved, unrouted, refused
+    outcome: AlertOutcome
     run_id: str | None = None
     closes: bool = False  # the last firing alert of its run resolved
     reason: str = ""  # why unrouted or refused
@@ -160,7 +163,7 @@ class Inbox:
         route = route_for(alert, self.config.routes)
         if route is None:
             db.execute("UPDATE alerts SET outcome='unrouted' WHERE id=?", (alert_id,))
-            return Dispatched(alert, "unrouted")
+            return Dispatched(alert, AlertOutcome.UNROUTED)
         key = group_key(alert, route)
         group = db.execute("SELECT work_id, opened_at, window, resolved FROM alert_groups "
                            "WHERE group_key=?", (key,)).fetchone()
@@ -173,18 +176,19 @@ class Inbox:
         if open_work is not None:
             db.execute("UPDATE alerts SET outcome='joined', route=?, group_key=?, work_id=? "
                        "WHERE id=?", (route.name, key, open_work, alert_id))
-            return Dispatched(alert, "joined", run_id)
+            return Dispatched(alert, AlertOutcome.JOINED, run_id)
         try:
             targets, params = bindings(alert, route)
         except TargetRefused as exc:
             db.execute("UPDATE alerts SET outcome='refused', route=? WHERE id=?",
                        (route.name, alert_id))
-            return Dispatched(alert, "refused", reason=str(exc),
+            return Dispatched(alert, AlertOutcome.REFUSED, reason=str(exc),
                               reason_class=f"refused:{exc.route}:{exc.role}")
         except Exception as exc:  # a bad template must not stop the inbox
             db.execute("UPDATE alerts SET outcome='unrouted', route=? WHERE id=?",
                        (route.name, alert_id))
-            return Dispatched(alert, "unrouted", reason=f"route {route.name}: {exc}",
+            return Dispatched(alert, AlertOutcome.UNROUTED,
+                              reason=f"route {route.name}: {exc}",
                               reason_class=f"unrouted:{route.name}:{type(exc).__name__}")
         at = now()
         work_id = db.execute(
@@ -197,7 +201,7 @@ class Inbox:
                    " VALUES (?,?,?,?)", (key, work_id, self.clock(), window))
         db.execute("UPDATE alerts SET outcome='started', route=?, group_key=?, work_id=? "
                    "WHERE id=?", (route.name, key, work_id, alert_id))
-        return Dispatched(alert, "started")
+        return Dispatched(alert, AlertOutcome.STARTED)
 
     def _resolve(self, db: Any, alert_id: int, alert: Alert, route: str, key: str,
                  work_id: int | None) -> Dispatched:
@@ -205,19 +209,19 @@ class Inbox:
                    "WHERE id=?", (route, key, work_id, alert_id))
         # Alertmanager says `resolved` for the whole group only when all of it has resolved.
         if work_id is None or alert.group_status == "firing":
-            return Dispatched(alert, "resolved")
+            return Dispatched(alert, AlertOutcome.RESOLVED)
         # The run is over only when the latest word of every alert in it is `resolved`.
         firing = db.execute(
             "SELECT count(*) FROM alerts a WHERE a.work_id = ? AND a.status = 'firing' "
             "AND a.id = (SELECT max(b.id) FROM alerts b WHERE b.work_id = a.work_id "
             "AND b.fingerprint = a.fingerprint)", (work_id,)).fetchone()[0]
         if firing:
-            return Dispatched(alert, "resolved")
+            return Dispatched(alert, AlertOutcome.RESOLVED)
         db.execute("UPDATE alert_groups SET resolved=1 WHERE group_key=?", (key,))
         # A run still waiting for a worker is no longer needed: nobody will hear of it.
         db.execute("UPDATE work SET status='done', error='its alerts resolved before it "
                    "started', updated_at=? WHERE id=? AND status='queued'", (now(), work_id))
-        return Dispatched(alert, "resolved", self._run_id(db, work_id), closes=True)
+        return Dispatched(alert, AlertOutcome.RESOLVED, self._run_id(db, work_id), closes=True)
 
     def claim_resolved_notice(self, run_id: str) -> bool:
         """True once per run: when all its alerts resolved and its work is finished, so the
@@ -277,7 +281,7 @@ class Inbox:
                 "group_key, playbook, targets, params, run_id", (now(),)).fetchone()
         if row is None:
             return None
-        return Work(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]),
+        return Work(row[0], WorkKind(row[1]), row[2], row[3], row[4], json.loads(row[5]),
                     json.loads(row[6]), row[7])
 
     def set_run(self, work_id: int, run_id: str) -> None:
@@ -288,7 +292,7 @@ class Inbox:
     def finish(self, work_id: int, error: str | None = None) -> None:
         with self.journal.transaction() as db:
             db.execute("UPDATE work SET status=?, error=?, updated_at=? WHERE id=?",
-                       ("failed" if error else "done", error, now(), work_id))
+                       (WorkStatus.FAILED if error else WorkStatus.DONE, error, now(), work_id))
 
     def requeue_running(self) -> int:
         """After a restart: work a dead process had claimed goes back to the queue."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..vocabulary import AlertOutcome
 from . import notify
 from .announce import Announcer
 from .auth import Access, Credentials
@@ -100,7 +101,7 @@ class Daemon:
             if item.closes and item.run_id:
                 self.announcer.resolved(item.run_id)
         resumes = self.inbox.queue_approved_resumes()
-        if any(d.outcome == "started" for d in dispatched) or resumes:
+        if any(d.outcome == AlertOutcome.STARTED for d in dispatched) or resumes:
             self.new_work.set()
         return len(dispatched) + len(resumes)
 

@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..journal import Journal
+from ..vocabulary import WorkKind
 from . import notify
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class Workers:
                                       policy=policy)
         inventory = self._inventory()
         run_id = item.run_id
-        resuming = item.kind == "resume" or (
+        resuming = item.kind == WorkKind.RESUME or (
             run_id is not None and lifecycle.exists(self.journal, run_id))
         if resuming and run_id is not None:
             plan = lifecycle.replan_run(self.journal, run_id, inventory, self.registry)

@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from runner.daemon.alerts import Alert, fingerprint
+from runner.daemon.config import DaemonConfig
+from runner.daemon.inbox import Inbox
 from runner.journal import Journal, new_run_id
 from runner.state import Event, RunState
 from runner.vocabulary import (
+    AlertOutcome,
     Decision,
     EventKind,
     FindingStatus,
@@ -20,6 +24,8 @@ from runner.vocabulary import (
     RunStatus,
     StepStatus,
     VerifyStatus,
+    WorkKind,
+    WorkStatus,
 )
 from tests.enginekit import Kit
 
@@ -39,6 +45,9 @@ ON_DISK: dict[type[StrEnum], set[str]] = {
                 "verify.finished", "approval", "approval.policy", "approval.refused",
                 "approval.void", "approval.expired", "lock.broken", "alert.resolved",
                 "notify.sent", "notify.failed"},
+    AlertOutcome: {"started", "joined", "resolved", "unrouted", "refused"},
+    WorkKind: {"run", "resume"},
+    WorkStatus: {"queued", "running", "done", "failed"},
 }
 
 
@@ -113,3 +122,24 @@ def test_a_status_the_vocabulary_does_not_know_is_refused_when_folded(tmp_path: 
     journal.append(run_id, "run.finished", {"status": "complete"})
     with pytest.raises(ValueError, match="complete"):
         journal.state(run_id)
+
+
+def test_the_daemons_tables_hold_the_strings_its_vocabulary_names(tmp_path: Path) -> None:
+    """The inbox's SQL spells outcomes, kinds and statuses in its text: what it stores is
+    what the enums say, read back with plain SQL."""
+    with Journal(tmp_path / "home") as journal:
+        box = Inbox(journal, DaemonConfig.model_validate({
+            "auth": {"mode": "none"}, "routes": [{"name": "r", "playbook": "p",
+                                                  "match": ['alertname="X"']}]}))
+        labels = [{"alertname": "X"}, {"alertname": "X"}, {"alertname": "Y"}]  # X twice: joins
+        box.store([Alert(source="generic", status="firing", labels=ls,
+                         fingerprint=fingerprint(ls)) for ls in labels])
+        outcomes = [d.outcome for d in box.dispatch()]
+        assert outcomes == [AlertOutcome.STARTED, AlertOutcome.JOINED, AlertOutcome.UNROUTED]
+        work = box.claim()
+        assert work is not None and work.kind is WorkKind.RUN
+        box.finish(work.id)
+        rows = journal.read("SELECT outcome FROM alerts ORDER BY id")
+        assert [r[0] for r in rows] == [str(o) for o in outcomes]
+        assert journal.read("SELECT kind, status FROM work") == [
+            (WorkKind.RUN.value, WorkStatus.DONE.value)]
