@@ -17,6 +17,7 @@ import pytest
 from tests.lab import kube
 from tests.lab.api import container_dsn
 from tests.lab.faults import LabDatabase
+from tests.lab.images import require_image
 from tests.scenarios.conftest import CLI
 from tests.scenarios.helpers import remedy
 
@@ -124,7 +125,8 @@ def test_a_revision_changed_behind_the_approval_is_refused(
     good = rolled.good_rs.metadata
     apps = kube.apps()
     if tamper == "patch-image":  # the old ReplicaSet's template now runs another image
-        other = rolled.bad_image
+        # (neither the current one, or the controller adopts it as the Deployment's own)
+        other = require_image("api-base")
         apps.patch_namespaced_replica_set(good.name, rolled.api.namespace, {"spec": {
             "template": {"spec": {"containers": [{"name": "api", "image": other}]}}}})
         expected = f"its template's image {rolled.api.image} -> {other}"
