@@ -117,7 +117,7 @@ def test_the_proposal_pins_the_revision_and_an_untouched_approval_rolls_back_to_
     assert kube.replica_sets(rolled.api)[3].metadata.uid == good.uid
 
 
-@pytest.mark.parametrize("tamper", ["patch-image", "delete"])
+@pytest.mark.parametrize("tamper", ["patch-image", "patch-env", "delete"])
 def test_a_revision_changed_behind_the_approval_is_refused(
         rolled: Rolled, cli: CLI, tamper: str) -> None:
     run_id, _report = rolled.run(cli)
@@ -130,6 +130,13 @@ def test_a_revision_changed_behind_the_approval_is_refused(
         apps.patch_namespaced_replica_set(good.name, rolled.api.namespace, {"spec": {
             "template": {"spec": {"containers": [{"name": "api", "image": other}]}}}})
         expected = f"its template's image {rolled.api.image} -> {other}"
+    elif tamper == "patch-env":  # same image, same pod-template-hash label: another pod
+        apps.patch_namespaced_replica_set(good.name, rolled.api.namespace, {"spec": {
+            "template": {"spec": {"containers": [{"name": "api", "env": [
+                {"name": "EXTRA", "value": "set after the approval"}]}]}}}})
+        assert kube.replica_sets(rolled.api)[1].metadata.labels["pod-template-hash"] == \
+            good.labels["pod-template-hash"]
+        expected = "its pod template changed (sha256 "
     else:
         apps.delete_namespaced_replica_set(good.name, rolled.api.namespace)
         kube.wait(lambda: 1 not in kube.replica_sets(rolled.api), 30, "the ReplicaSet gone")
