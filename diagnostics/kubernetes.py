@@ -53,12 +53,11 @@ from typing import Any
 from runner.errors import PermanentError, StepError, TemporaryError
 
 from . import logclass, trend
-from .kubernetes_rollback import changes as revision_changes
 from .kubernetes_rollback import (
+    approved_revision,
     image_id_changes,
     pin,
     pod_image_id,
-    refuse,
     target_revision,
     template_sha256,
 )
@@ -1123,14 +1122,9 @@ class KubernetesOperator(KubernetesReader):
         if pinned is None:
             target = target_revision(revisions, image, self.label)
         else:
-            found = next((r for r in revisions if r["uid"] == pinned["revision_uid"]), None)
-            what = revision_changes(pinned, image, found)
-            if found is not None and not what:
-                what = image_id_changes(pinned.get("pod_image_id"),
-                                        self._revision_image_ids(workload, found))
-            if what or found is None:
-                raise refuse(self.label, pinned, what)
-            target = found
+            target = approved_revision(
+                revisions, pinned, image, self.label,
+                lambda revision: self._revision_image_ids(workload, revision))
         started = time.monotonic()
         if self.kind == "deployment":
             template = copy.deepcopy(target["template"])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.errors import NotApproved, PermanentError
@@ -85,6 +85,20 @@ def changes(pinned: Mapping[str, Any], image: str, revision: Mapping[str, Any] |
     if revision["sha256"] != pinned["template_sha256"]:
         found.append("its pod template changed (sha256 "
                      f"{str(pinned['template_sha256'])[:12]} -> {revision['sha256'][:12]})")
+    return found
+
+
+def approved_revision(revisions: list[dict[str, Any]], pinned: Mapping[str, Any], image: str,
+                      label: str, image_ids: Callable[[dict[str, Any]], list[str]]
+                      ) -> dict[str, Any]:
+    """The revision `pinned` names, as it is now, when nothing the approval covers changed
+    (`image_ids`: what the revision's running pods report); else the NotApproved to raise."""
+    found = next((r for r in revisions if r["uid"] == pinned["revision_uid"]), None)
+    what = changes(pinned, image, found)
+    if found is not None and not what:
+        what = image_id_changes(pinned.get("pod_image_id"), image_ids(found))
+    if found is None or what:
+        raise refuse(label, pinned, what)
     return found
 
 

@@ -126,3 +126,37 @@ def test_the_approver_sees_the_pins_and_the_fingerprint_covers_them() -> None:
         assert fingerprint("service.rollback", "api", {}, {**args, field: other}) != base
     assert params.pins() == _pinned("docker://sha256:1")
     assert not pinning.is_pinned(RollbackParams(to_image=GOOD).pins())
+
+
+def _approved(revisions: list[dict[str, Any]], pinned: dict[str, Any],
+              image_ids: list[str] | None = None) -> dict[str, Any]:
+    return pinning.approved_revision(revisions, pinned, GOOD, "deployment/api",
+                                     lambda revision: image_ids or [])
+
+
+def test_the_operator_gets_the_pinned_revision_found_by_uid() -> None:
+    # Rolled to and away since: revision 1 is now 3, and another revision runs GOOD later.
+    renumbered = [_revision(2, BAD, uid="uid-2", hash_="bbb"),
+                  {**REVISIONS[0], "revision": 3},
+                  _revision(4, GOOD, uid="uid-4", hash_="ddd", template=_template(GOOD, "x")),
+                  _revision(5, BAD, uid="uid-5", hash_="eee", current=True)]
+    assert _approved(renumbered, _pinned())["uid"] == "uid-1"
+
+
+@pytest.mark.parametrize(("revisions", "image_ids", "said"), [
+    ([REVISIONS[1]], None, "revision 1 (uid uid-1) no longer exists"),
+    ([{**REVISIONS[0], "image": BAD}, REVISIONS[1]], None, f"its template's image {GOOD} -> "),
+    ([{**REVISIONS[0], "sha256": "f" * 64}, REVISIONS[1]], None, "its pod template changed"),
+    ([{**REVISIONS[0], "hash": "zzz"}, REVISIONS[1]], None, "pod-template-hash aaa -> zzz"),
+    (REVISIONS, ["docker://sha256:2"], "image ID docker://sha256:1 -> docker://sha256:2"),
+])
+def test_the_operator_refuses_a_revision_changed_since(
+        revisions: list[dict[str, Any]], image_ids: list[str] | None, said: str) -> None:
+    with pytest.raises(NotApproved, match="approval void") as refused:
+        _approved(revisions, _pinned("docker://sha256:1"), image_ids)
+    assert said in str(refused.value)
+
+
+def test_pods_reporting_the_pinned_image_id_pass() -> None:
+    assert _approved(REVISIONS, _pinned("docker://sha256:1"),
+                     ["docker://sha256:1"])["uid"] == "uid-1"
