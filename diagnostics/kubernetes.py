@@ -12,7 +12,9 @@
 
 `KubernetesReader` is what probes get; `KubernetesOperator` (remedies only, through the
 gate) adds rollout restart, rollback, scale and a memory limit, each of which waits for its
-rollout to finish and reports how it went. Both return what `diagnostics.docker` returns
+rollout to finish and reports how it went; a rollback deploys the revision pinned when it
+was proposed, or refuses if that revision changed (`diagnostics.kubernetes_rollback`,
+which also says what the pin does not cover). Both return what `diagnostics.docker` returns
 for the same methods, so that the service playbooks run unchanged; Kubernetes adds its own
 keys (pods, conditions, rollout, events, revisions).
 
