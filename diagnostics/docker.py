@@ -15,14 +15,17 @@ the image the service ran before; the inventory may also name it (`previous_imag
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from runner.errors import PermanentError, TemporaryError
+from runner.errors import PermanentError, StepError, TemporaryError
 from runner.paths import home
 
 from .request_guard import ReadOnlyRefusal, check_docker_request
@@ -252,6 +255,31 @@ class DockerReader:
                 "age_s": round((datetime.now(UTC) - created).total_seconds(), 1)
                 if created else None,
                 "previous_image": previous}
+
+
+def engine_containers(container_ids: Iterable[str], timeout: float) -> set[str]:
+    """Those of `container_ids` that this machine's Docker engine (DOCKER_HOST or its
+    socket) knows, asked through a read-only client; empty when there is no engine."""
+    try:
+        api = _api(None, timeout, read_only=True)
+    except StepError:
+        return set()
+    try:
+        found = set()
+        for container_id in container_ids:
+            with contextlib.suppress(StepError):
+                _translated(api.inspect_container, container_id)
+                found.add(container_id)
+        return found
+    finally:
+        api.close()
+
+
+def container_reader(container_id: str, timeout: float) -> DockerReader:
+    """A read-only reader of one container of this machine's engine, by id (a Kubernetes
+    node's dockershim container): no service settings of its own."""
+    settings = SimpleNamespace(container=container_id, docker_host=None, previous_image=None)
+    return DockerReader(settings, timeout)
 
 
 class DockerOperator(DockerReader):

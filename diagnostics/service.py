@@ -400,7 +400,7 @@ class RollbackParams(_Params):
     to_image: str = Field(description="the image to run again, as the proposal shows it")
     image_id: str | None = Field(None, description="the id to_image had when the rollback was "
                                  "proposed (Docker; filled in then): what is deployed")
-    # Kubernetes: the revision returned to, pinned when proposed (diagnostics.kubernetes_rollback)
+    # Kubernetes: the revision returned to, pinned when proposed (diagnostics.kubernetes.rollback)
     revision: int | None = Field(None, description="Kubernetes: the revision returned to")
     revision_uid: str | None = Field(None, description="Kubernetes: its ReplicaSet's (or "
                                      "ControllerRevision's) uid; the rollback deploys it")
@@ -411,8 +411,8 @@ class RollbackParams(_Params):
                                      "that revision reported, if one ran")
 
     def pins(self) -> dict[str, Any]:
-        """The Kubernetes revision pins (diagnostics.kubernetes_rollback); None when unpinned."""
-        from .kubernetes_rollback import PIN_FIELDS
+        """The Kubernetes revision pins (diagnostics.kubernetes.rollback); None when unpinned."""
+        from .kubernetes.rollback import PIN_FIELDS
 
         return {name: getattr(self, name) for name in PIN_FIELDS}
 
@@ -423,7 +423,7 @@ def pin_rollback(view: ServiceView, params: RollbackParams) -> RollbackParams:
     tag is moved after the approval). Kubernetes: the revision whose template runs the
     image, by ReplicaSet uid, pod-template-hash and template digest (refused if any of them
     changes; a tag re-pointed on a node is caught only through a pod's image ID, see
-    diagnostics.kubernetes_rollback)."""
+    diagnostics.kubernetes.rollback)."""
     if isinstance(view.settings, DockerService):
         if params.image_id is not None:
             return params
@@ -434,7 +434,7 @@ def pin_rollback(view: ServiceView, params: RollbackParams) -> RollbackParams:
 
 
 def _explain_rollback(params: RollbackParams) -> str:
-    from .kubernetes_rollback import explain
+    from .kubernetes.rollback import explain
 
     return (f"re-create the service from image {params.to_image}"
             + (f" (id {params.image_id}, pinned now)" if params.image_id else "")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from diagnostics import kubernetes_rollback as pinning
+from diagnostics.kubernetes import rollback as pinning
 from diagnostics.service import RollbackParams, _explain_rollback
 from runner.errors import NotApproved, PermanentError
 from runner.gate import fingerprint
