@@ -29,12 +29,13 @@ from .plan import Plan
 from .redact import SECRETS
 from .registry import Registry, StepKind
 from .remedies import RemedyRunner, default_grace
-from .state import AWAITING, COMPLETED, FAILED, RUNNING, Event, RunState
+from .state import AWAITING, COMPLETED, FAILED, RUNNING, Event, RunState, StepState
 from .validate import step_dependencies
 from .vocabulary import (
     REMEDY_BROKEN,
     REMEDY_SETTLED,
     STEP_DONE,
+    STEP_NOT_CHECKED,
     EventKind,
     FindingStatus,
     RemedyStatus,
@@ -265,7 +266,7 @@ class Engine:
             if missing:
                 self._emit(state, EventKind.FINDING, {
                     **base, "status": FindingStatus.UNKNOWN,
-                    "reason": f"needs {', '.join(missing)}, which did not succeed"})
+                    "reason": "; ".join(_did_not_succeed(state, n) for n in missing)})
                 continue
             try:
                 fired = bool(expressions.evaluate(finding.when, context))
@@ -485,13 +486,27 @@ def _context(plan: Plan, state: RunState) -> dict[str, Any]:
 
 
 def _results(state: RunState) -> dict[str, Any]:
+    """Each step's result as expressions read it; one that did not succeed is absent, and
+    reading it says which step and why (`expressions.StepResults`)."""
     results: dict[str, Any] = {}
     for step in state.steps.values():
         if step.status == StepStatus.OK:
-            results[step.id] = step.result
+            results[step.id] = expressions.StepFields(step.id, step.result) \
+                if isinstance(step.result, dict) else step.result
         elif step.status == StepStatus.SKIPPED:
             results[step.id] = NotRun()
-    return results
+    return expressions.StepResults(results, {s.id: _why_not(s) for s in state.steps.values()
+                                             if s.status in STEP_NOT_CHECKED})
+
+
+def _did_not_succeed(state: RunState, step_id: str) -> str:
+    step = state.steps.get(step_id)
+    return f"step {step_id} did not succeed ({_why_not(step)})" if step \
+        else f"step {step_id} did not run"
+
+
+def _why_not(step: StepState) -> str:
+    return step.error or str(step.status)
 
 
 def _backoff(attempt_number: int) -> float:

@@ -29,13 +29,61 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["ExpressionError", "evaluate", "references", "render", "syntax_error"]
+__all__ = ["ExpressionError", "StepFields", "StepResults", "evaluate", "references", "render",
+           "syntax_error"]
 
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
 class ExpressionError(Exception):
     """An expression failed: syntax, an undefined name, or a sandbox refusal."""
+
+
+class StepFields(dict[str, Any]):
+    """A step's result as expressions see it: a missing field names the step and the field
+    ("step usage has no field 'pct'"), not Jinja's "'dict object' has no attribute"."""
+
+    __slots__ = ("_runbook_step",)  # underscored: the sandbox never lets a playbook read it
+
+    def __init__(self, step: str, fields: Mapping[str, Any]) -> None:
+        super().__init__(fields)
+        self._runbook_step = step
+
+    def _runbook_missing(self, name: str) -> str:
+        known = ", ".join(sorted(map(str, self))[:20]) or "none"
+        return f"step {self._runbook_step} has no field {name!r} (it has: {known})"
+
+
+class StepResults(dict[str, Any]):
+    """`steps` as expressions see it: a step that did not succeed is absent, and reading it
+    says so with its error ("step db did not succeed (connection refused)")."""
+
+    __slots__ = ("_runbook_absent",)
+
+    def __init__(self, results: Mapping[str, Any], absent: Mapping[str, str]) -> None:
+        super().__init__(results)
+        self._runbook_absent = dict(absent)
+
+    def _runbook_missing(self, name: str) -> str:
+        if name in self._runbook_absent:
+            return f"step {name} did not succeed ({self._runbook_absent[name]})"
+        return f"no result of a step {name!r}"
+
+
+class _Undefined(StrictUndefined):
+    """StrictUndefined whose message names what is missing in a playbook's words."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj, name = self._undefined_obj, self._undefined_name
+        say = getattr(type(obj), "_runbook_missing", None)  # the class's: never the data's
+        if self._undefined_hint is None and say is not None and isinstance(name, str):
+            return str(say(obj, name))
+        if self._undefined_hint is None and isinstance(obj, dict) and isinstance(name, str):
+            return f"no field {name!r} (it has: {', '.join(sorted(map(str, obj))[:20]) or 'none'})"
+        return str(super()._undefined_message)
 
 
 MAX_SIZE = 1_000_000  # characters of one string, items of one list
@@ -352,7 +400,7 @@ def _pct(value: Any, digits: int = 0) -> str:
 
 @lru_cache(maxsize=1)
 def _env() -> ImmutableSandboxedEnvironment:
-    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, finalize=_printable)
+    env = BoundedSandbox(undefined=_Undefined, autoescape=False, finalize=_printable)
     env.filters["pct"] = _bounded_filter("pct", _pct)
     return env
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .durations import format_duration
 from .state import AWAITING, RunState
-from .vocabulary import EventKind, FindingStatus, RemedyStatus, RunStatus, StepStatus
+from .vocabulary import EventKind, RemedyStatus, RunStatus, StepStatus, Verdict
 
 _STEP_MARK = {StepStatus.OK: "ok", StepStatus.FAILED: "FAILED", StepStatus.TIMEOUT: "TIMEOUT",
               StepStatus.SKIPPED: "skipped", StepStatus.RUNNING: "running",
@@ -49,6 +49,55 @@ def _next_steps(state: RunState) -> list[str]:
     return lines
 
 
+def _gap(gap: dict[str, str]) -> str:
+    if gap["what"] == "finding":
+        return f"finding {gap['id']}: {gap['reason']}"
+    return f"{gap['id']} ({gap['kind']} on {gap['target']}): {gap['reason']}"
+
+
+def _lead(state: RunState) -> list[str]:
+    """What was found, or, when nothing was, first what could not be checked: never an
+    all-clear that rests on checks that did not run."""
+    verdict, gaps = state.verdict(), state.could_not_check()
+    out: list[str] = []
+    could_not = [f"  {_gap(gap)}" for gap in gaps]
+    if verdict == Verdict.INCONCLUSIVE:
+        out.append(f"INCONCLUSIVE: nothing found, but {len(gaps)} check(s) could not run; "
+                   "what they look for may be wrong")
+        out += ["COULD NOT CHECK", *could_not]
+        return out
+    if verdict == Verdict.NOTHING_FOUND:
+        return ["FOUND nothing wrong (every check ran)" if state.findings
+                else "FOUND nothing: the playbook has no findings to judge"]
+    out.append("FOUND")
+    for finding in state.fired():
+        out.append(f"  [{finding.severity}] {finding.id}: {finding.message}")
+        if finding.hint:
+            out.append(f"      hint: {finding.hint}")
+    if gaps:
+        out += ["COULD NOT CHECK (so there may be more than the above)", *could_not]
+    return out
+
+
+def _markdown_lead(state: RunState) -> list[str]:
+    verdict, gaps = state.verdict(), state.could_not_check()
+    could_not = ["", "## Could not check", ""] + [f"- {_gap(gap)}" for gap in gaps]
+    if verdict == Verdict.INCONCLUSIVE:
+        return ["", f"**Inconclusive**: nothing found, but {len(gaps)} check(s) could not run; "
+                "what they look for may be wrong.", *could_not]
+    out = ["", "## Findings", ""]
+    if verdict == Verdict.NOTHING_FOUND:
+        out.append("Nothing wrong found (every check ran)." if state.findings
+                   else "No findings evaluated.")
+    for finding in state.fired():
+        out.append(f"- **{finding.severity} {finding.id}**: {finding.message}")
+        if finding.hint:
+            out.append(f"  - hint: {finding.hint}")
+    if gaps:
+        out += ["", "Some checks did not run, so there may be more than the above.", *could_not]
+    return out
+
+
 def text(state: RunState) -> str:
     """For a person at a terminal at 3 a.m.: what was found first, then the detail."""
     out: list[str] = []
@@ -57,23 +106,7 @@ def text(state: RunState) -> str:
     if targets:
         out.append(f"targets: {targets}")
     out.append("")
-    fired = state.fired()
-    unknown = [f for f in state.findings.values() if f.status == FindingStatus.UNKNOWN]
-    if fired:
-        out.append("FOUND")
-        for finding in fired:
-            out.append(f"  [{finding.severity}] {finding.id}: {finding.message}")
-            if finding.hint:
-                out.append(f"      hint: {finding.hint}")
-    elif state.findings:
-        out.append("FOUND nothing wrong")
-    problems = state.not_checked()
-    if problems or unknown:
-        out.append("COULD NOT CHECK")
-        for step in problems:
-            out.append(f"  {step.id} ({step.kind} on {step.target}): {step.error}")
-        for finding in unknown:
-            out.append(f"  finding {finding.id}: {finding.reason}")
+    out += _lead(state)
     out.append("")
     out.append("STEPS")
     width = max((len(s.id) for s in state.steps.values()), default=4)
@@ -101,7 +134,7 @@ def text(state: RunState) -> str:
                 out.append(f"             fingerprint {remedy.fingerprint}")
             if remedy.result:
                 out.append(f"             result {_args(remedy.result)}")
-            if remedy.reason and remedy.status != RemedyStatus.NOT_NEEDED:
+            if remedy.reason:  # a not-needed remedy was left out above
                 out.append(f"             {remedy.reason}")
             if remedy.error:
                 out.append(f"             error: {remedy.error}")
@@ -129,20 +162,7 @@ def markdown(state: RunState) -> str:
                f"({state.trigger or '?'})")
     for role, target in state.targets.items():
         out.append(f"- **Target** {role}: `{target['name']}` ({target['kind']})")
-    out += ["", "## Findings", ""]
-    fired = state.fired()
-    if not fired:
-        out.append("Nothing wrong found." if state.findings else "No findings evaluated.")
-    for finding in fired:
-        out.append(f"- **{finding.severity} {finding.id}**: {finding.message}")
-        if finding.hint:
-            out.append(f"  - hint: {finding.hint}")
-    problems = state.not_checked()
-    unknown = [f for f in state.findings.values() if f.status == FindingStatus.UNKNOWN]
-    if problems or unknown:
-        out += ["", "## Could not check", ""]
-        out += [f"- `{s.id}` ({s.kind} on {s.target}): {s.error}" for s in problems]
-        out += [f"- finding `{f.id}`: {f.reason}" for f in unknown]
+    out += _markdown_lead(state)
     out += ["", "## Steps", "", "| step | kind | target | status | time |", "|---|---|---|---|---|"]
     for step in state.steps.values():
         out.append(f"| `{step.id}` | {step.kind} | {step.target} | {step.status} | "

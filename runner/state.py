@@ -18,6 +18,7 @@ from .vocabulary import (
     RemedyStatus,
     RunStatus,
     StepStatus,
+    Verdict,
     VerifyStatus,
 )
 
@@ -176,10 +177,38 @@ class RunState:
 
     # What the run learned, for reports and exit codes.
     def fired(self) -> list[FindingState]:
-        return [f for f in self.findings.values() if f.status == FindingStatus.FIRED]
+        """The findings that fired, most severe first, then in the playbook's order."""
+        return _by_severity(f for f in self.findings.values() if f.status == FindingStatus.FIRED)
 
     def not_checked(self) -> list[StepState]:
         return [s for s in self.steps.values() if s.status in STEP_NOT_CHECKED]
+
+    def unknown(self) -> list[FindingState]:
+        return _by_severity(f for f in self.findings.values()
+                            if f.status == FindingStatus.UNKNOWN)
+
+    def could_not_check(self) -> list[dict[str, str]]:
+        """What could not be checked and why: steps that failed, timed out or never ended
+        (the run stopped), and findings that could not be judged."""
+        gaps = [{"what": "step", "id": s.id, "kind": s.kind, "target": s.target,
+                 "reason": f"{s.status}: {s.error}" if s.error else str(s.status)}
+                for s in self.not_checked()]
+        gaps += [{"what": "step", "id": s.id, "kind": s.kind, "target": s.target,
+                  "reason": f"did not finish ({s.status}): the run stopped before it ended"}
+                 for s in self.steps.values()
+                 if s.status in {StepStatus.PENDING, StepStatus.RUNNING}]
+        gaps += [{"what": "finding", "id": f.id, "kind": "", "target": "",
+                  "reason": f.reason or "could not be judged"} for f in self.unknown()]
+        return gaps
+
+    def verdict(self) -> Verdict:
+        """"Nothing found" only when every check ran; a fired finding is a finding even
+        when other checks did not run (the report and JSON then list those as well)."""
+        if self.fired():
+            return Verdict.PROBLEMS_FOUND
+        if self.could_not_check():
+            return Verdict.INCONCLUSIVE
+        return Verdict.NOTHING_FOUND
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of a run (`--format json`, the daemon's API)."""
@@ -195,9 +224,16 @@ class RunState:
             "finished_at": self.finished_at,
             "targets": self.targets,
             "params": self.params,
-            "findings": [asdict(f) for f in self.findings.values()
+            "verdict": self.verdict(),
+            "not_checked": self.could_not_check(),
+            "findings": [asdict(f) for f in _by_severity(self.findings.values())
                          if f.status != FindingStatus.CLEAR],
             "steps": [asdict(s) for s in self.steps.values()],
             "remedies": [asdict(r) for r in self.remedies.values()],
             "verify": [asdict(v) for v in self.verify.values()],
         }
+
+
+def _by_severity(findings: Iterable[FindingState]) -> list[FindingState]:
+    """P1 before P2 ...; a stable sort, so the playbook's order within one severity."""
+    return sorted(findings, key=lambda f: (not f.severity.startswith("P"), f.severity))

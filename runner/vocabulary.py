@@ -60,6 +60,14 @@ REMEDY_BROKEN = frozenset({RemedyStatus.FAILED, RemedyStatus.INTERRUPTED,
                            RemedyStatus.OUTCOME_UNKNOWN})
 
 
+class Verdict(StrEnum):
+    """What a run's diagnosis amounts to: "nothing found" only when every check ran."""
+
+    PROBLEMS_FOUND = "problems_found"  # a finding fired (other checks may not have run)
+    NOTHING_FOUND = "nothing_found"  # every step ran and every finding was judged clear
+    INCONCLUSIVE = "inconclusive"  # nothing fired, but something could not be checked
+
+
 class VerifyStatus(StrEnum):
     PENDING = "pending"
     PASSED = "passed"

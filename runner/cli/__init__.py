@@ -1,10 +1,11 @@
 """The `runbook` command line: `main` parses (parsing.py), dispatches through COMMANDS to
 a command (playbooks.py, runs.py) and turns errors into exit codes.
 
-Exit codes: 0 nothing found, 1 findings, 2 usage or validation error, 3 the run could not
-diagnose (a step failed or timed out and nothing was found), 4 the journal could not be
-written (locked by another process, disk full, RUNBOOK_HOME unwritable; resume the run later),
-5 an unexpected error (one line on stderr; the traceback with --debug).
+Exit codes: 0 nothing found and every check ran, 1 findings (even when other checks did not
+run: the report says which), 2 usage or validation error, 3 inconclusive: nothing was found
+but a step failed, timed out or never ended, or a finding could not be judged, 4 the journal
+could not be written (locked by another process, disk full, RUNBOOK_HOME unwritable; resume
+the run later), 5 an unexpected error (one line on stderr; the traceback with --debug).
 Heavy modules are imported inside the commands, never at a module's top in this package,
 so `runbook --help` and `runbook list` start at once.
 """

@@ -105,9 +105,11 @@ def engine_for(args: argparse.Namespace, registry: Registry, journal: Journal,
 
 def finish(args: argparse.Namespace, state: RunState) -> int:
     render.print_state(args.format, state)
+    # Findings win over gaps: 1 says "something is wrong, act"; the report and the JSON's
+    # `not_checked` say what did not run besides. 3 only when nothing fired.
     if state.fired():
         return EXIT_FINDINGS
-    if state.not_checked():
+    if state.could_not_check():
         return EXIT_UNDIAGNOSED
     return EXIT_OK
 

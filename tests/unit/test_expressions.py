@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 
 from runner.durations import format_duration, parse_duration
-from runner.expressions import ExpressionError, evaluate, references, render, syntax_error
+from runner.expressions import (
+    ExpressionError,
+    StepFields,
+    StepResults,
+    evaluate,
+    references,
+    render,
+    syntax_error,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,8 +58,27 @@ def test_render_keeps_native_types(value: Any, expected: Any) -> None:
 
 @pytest.mark.parametrize("source", ["nope + 1", "steps.idle.count + steps.gone.count"])
 def test_undefined_names_raise(source: str) -> None:
-    with pytest.raises(ExpressionError, match=r"undefined|no attribute"):
+    with pytest.raises(ExpressionError, match=r"undefined|no field 'gone' \(it has: idle\)"):
         evaluate(source, CONTEXT)
+
+
+def test_a_missing_field_or_a_failed_step_is_named_in_the_playbook_s_words() -> None:
+    steps = StepResults({"usage": StepFields("usage", {"pct": 91, "mount": "/"})},
+                        {"db": "connection refused"})
+    context = {"steps": steps}
+    with pytest.raises(ExpressionError) as missing:
+        evaluate("steps.usage.inodes > 90", context)
+    assert "step usage has no field 'inodes' (it has: mount, pct)" in str(missing.value)
+    with pytest.raises(ExpressionError) as failed:
+        render("{{ steps['db'].lag }}", context)
+    assert "step db did not succeed (connection refused)" in str(failed.value)
+    assert "dict object" not in str(missing.value) + str(failed.value)
+    with pytest.raises(ExpressionError, match="no result of a step 'later'"):
+        evaluate("steps.later.x", context)
+    # The marker is the class's, never a field the data could supply or a playbook read.
+    assert evaluate("steps.usage.pct", context) == 91
+    with pytest.raises(ExpressionError):
+        evaluate("steps.usage._runbook_step", context)
 
 
 @pytest.mark.parametrize("source", [
