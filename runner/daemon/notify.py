@@ -27,7 +27,7 @@ from typing import Any
 from ..journal import Journal
 from ..redact import SECRETS
 from ..state import RunState
-from ..vocabulary import EventKind, RemedyStatus
+from ..vocabulary import EventKind, RemedyStatus, Verdict
 from .alerts import Alert
 from .config import Notify
 
@@ -90,8 +90,11 @@ def incident(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
             "Impact": state.summary,
             "Symptoms": symptoms or "(no alert annotations)",
         },
-        "found": [f"[{f.severity}] {f.message}" for f in fired] or ["nothing wrong found"],
-        "not_checked": [f"{s.id}: {s.error}" for s in state.not_checked()],
+        # "Nothing wrong" only when every check ran; else the gaps below say what did not.
+        "found": [f"[{f.severity}] {f.message}" for f in fired] or (
+            ["nothing wrong found"] if state.verdict() == Verdict.NOTHING_FOUND
+            else ["INCONCLUSIVE: nothing found, but some checks could not run"]),
+        "not_checked": [f"{gap['id']}: {gap['reason']}" for gap in state.could_not_check()],
         "waiting": [f"{r.id}: {r.explain or r.kind}" for r in state.remedies.values()
                     if r.status == RemedyStatus.PROPOSED],
         "next": (f"approve: POST /v1/runs/{state.run_id}/approvals or "

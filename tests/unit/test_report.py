@@ -122,3 +122,19 @@ def test_a_run_stopped_mid_diagnosis_is_inconclusive(kit: Kit) -> None:
         """).run_id)[:2])  # run.started and step.started: the process died there
     assert state.verdict() == "inconclusive"
     assert state.could_not_check()[0]["reason"].startswith("did not finish (running)")
+
+
+def test_the_daemon_s_incident_message_gives_no_all_clear_either(kit: Kit) -> None:
+    from runner.daemon.notify import incident
+
+    state = kit.run("""
+        steps:
+          - {id: broken, run: mem.fail}
+        findings:
+          - {id: lagging, when: steps.broken.lag > 10, say: lag}
+        """)
+    message = incident(state, [])
+    assert message["found"] == ["INCONCLUSIVE: nothing found, but some checks could not run"]
+    assert message["not_checked"] == [
+        "broken: failed: failure number 1",
+        "lagging: step broken did not succeed (failure number 1)"]
