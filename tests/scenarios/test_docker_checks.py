@@ -7,6 +7,7 @@ faults at once without being told which."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -80,15 +81,11 @@ class Engine:
         import docker
 
         for name in self.containers:
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 self.client.containers.get(name).remove(force=True)
-            except docker.errors.NotFound:
-                pass
         for image in self.images:
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 self.client.images.remove(image, force=True)
-            except docker.errors.NotFound:
-                pass
 
 
 @pytest.fixture
