@@ -167,6 +167,11 @@ class DockerReader:
         """The immutable id an image reference (a tag) resolves to now."""
         return str(dict(_translated(self._api.inspect_image, image))["Id"])
 
+    def pin_rollback(self, image: str) -> dict[str, Any]:
+        """A rollback to `image` pinned to the id its tag has now: deployed by that id even
+        if the tag is moved after the approval."""
+        return {"image_id": self.image_id(image)}
+
     def _replicas(self) -> list[dict[str, Any]]:
         found = _translated(self._api.containers, all=True,
                             filters={"label": f"{REPLICA_LABEL}={self.name}"})
@@ -308,11 +313,15 @@ class DockerOperator(DockerReader):
                                      f"(state {state['Status']}, exit code {state['ExitCode']})")
             time.sleep(0.2)
 
-    def restart(self, stop_timeout: float) -> dict[str, Any]:
+    def _stop_timeout(self, given: float | None) -> int:
+        """Seconds a container has to stop: `given`, else the inventory's stop_timeout."""
+        return int(self.settings.stop_timeout if given is None else given)
+
+    def restart(self, stop_timeout: float | None = None) -> dict[str, Any]:
         """Restart every replica, one at a time (a stopped one is started)."""
         done = []
         for container in self._all():
-            _translated(self._api.restart, container, timeout=int(stop_timeout))
+            _translated(self._api.restart, container, timeout=self._stop_timeout(stop_timeout))
             self._wait_running(container)
             done.append(container)
         return {"restarted": done, "count": len(done)}
@@ -354,11 +363,15 @@ class DockerOperator(DockerReader):
             "image": image,
         }
 
-    def rollback(self, image: str, stop_timeout: float,
-                 image_id: str | None = None) -> dict[str, Any]:
+    def rollback(self, image: str, stop_timeout: float | None = None, *,
+                 image_id: str | None = None,
+                 pinned: dict[str, Any] | None = None) -> dict[str, Any]:
         """Re-create the service's container from `image`, restoring the old one on failure.
         With `image_id` (pinned when the rollback was approved) the container is created from
-        that id, whatever `image` has been re-tagged to since."""
+        that id, whatever `image` has been re-tagged to since. (`pinned`: a Kubernetes
+        revision, refused here.)"""
+        if pinned is not None:
+            raise PermanentError("a revision is pinned by Kubernetes services only")
         info = self._inspect()
         if info["Config"]["Image"] == image and image_id in (None, info["Image"]):
             raise PermanentError(f"{self.name} already runs {image}")
@@ -368,7 +381,7 @@ class DockerOperator(DockerReader):
         args = self._clone_config(info, image_id or image)
         aside = f"{self.name}-before-rollback-{int(time.time())}"
         try:
-            _translated(self._api.stop, self.name, timeout=int(stop_timeout))
+            _translated(self._api.stop, self.name, timeout=self._stop_timeout(stop_timeout))
             if self._interrupted.is_set():
                 raise TemporaryError(f"the rollback's deadline passed while {self.name} "
                                      "stopped: it was started again on its old image")

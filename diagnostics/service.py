@@ -17,9 +17,10 @@
 
 A probe gets a `ServiceView`: the runtime's read-only reader plus an HTTP client that can
 only GET. A remedy gets a `ServiceControl`: the runtime's operator. The runtimes are
-`diagnostics.docker` and `diagnostics.kubernetes`; both readers offer status, logs, memory,
-processes and deployment, both operators restart, start, rollback, scale and
-set_memory_limit, with results of the same shape. Health, endpoint and
+`diagnostics.docker` and `diagnostics.kubernetes`; their readers are `ServiceReader`s
+(status, logs, memory, processes, deployment, ...) and their operators `ServiceRuntime`s
+(restart, start, rollback, scale, set_memory_limit, ...), the Protocols of
+`diagnostics.runtime`, with results of the same shape. Health, endpoint and
 error-rate checks go through `diagnostics.http`; log classes through `diagnostics.logclass`;
 memory trends through `diagnostics.trend`.
 """
@@ -31,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -48,6 +49,10 @@ from runner.model import Duration
 from runner.registry import Backend, Registry, StepKind, Target
 
 from . import logclass, trend
+from .runtime import ServiceReader, ServiceRuntime
+
+if TYPE_CHECKING:
+    from .kubernetes import KubernetesReader
 
 KIND = "service"
 POD_IP = "{pod_ip}"
@@ -121,7 +126,7 @@ class ServiceView:
 
     target: str
     settings: RuntimeSettings
-    runtime: Any  # DockerReader or KubernetesReader
+    runtime: ServiceReader
     http: Any  # diagnostics.http read-only client
     _pod_ips: list[str] | None = None
 
@@ -137,14 +142,22 @@ class ServiceView:
         if not isinstance(self.settings, KubernetesService):
             raise PermanentError(f"{self.target}: {POD_IP} in a URL needs runtime: kubernetes")
         if self._pod_ips is None:
-            self._pod_ips = list(self.runtime.pod_ips())
+            self._pod_ips = list(self._pods_reader().pod_ips())
         return url.replace(POD_IP, self._pod_ips[0]) if self._pod_ips else None
+
+    def _pods_reader(self) -> KubernetesReader:
+        # Pods and their IPs are Kubernetes' own: not part of the runtime Protocol.
+        from .kubernetes import KubernetesReader
+
+        assert isinstance(self.runtime, KubernetesReader)
+        return self.runtime
 
     def no_pod(self, url: str) -> dict[str, Any]:
         """A failed check for a URL that has no pod to go to (what check_health returns)."""
+        reader = self._pods_reader()
         return {"ok": False, "url": url, "status": None, "latency_ms": None,
                 "error_class": "no_pod", "body_excerpt": None,
-                "error": f"no pod of {self.runtime.label} in {self.runtime.namespace} has an "
+                "error": f"no pod of {reader.label} in {reader.namespace} has an "
                          "IP: nothing to send the request to"}
 
 
@@ -154,28 +167,36 @@ class ServiceControl:
 
     target: str
     settings: RuntimeSettings
-    runtime: Any  # DockerOperator or KubernetesOperator
+    runtime: ServiceRuntime
 
     def cancel(self) -> None:
         self.runtime.cancel()
 
     def interrupt(self) -> None:
         """The remedy's deadline passed: stop where the action can put things back."""
-        interrupt = getattr(self.runtime, "interrupt", None)
-        if callable(interrupt):
-            interrupt()
+        self.runtime.interrupt()
 
 
-def _runtime(settings: RuntimeSettings, timeout: float, *, operator: bool) -> Any:
-    """The runtime's reader (probes) or operator (remedies) for this service."""
+def _reader(settings: RuntimeSettings, timeout: float) -> ServiceReader:
+    """The runtime's read-only reader (probes) for this service."""
     if isinstance(settings, KubernetesService):
         from . import kubernetes
 
-        return (kubernetes.KubernetesOperator if operator
-                else kubernetes.KubernetesReader)(settings, timeout)
+        return kubernetes.KubernetesReader(settings, timeout)
     from . import docker
 
-    return (docker.DockerOperator if operator else docker.DockerReader)(settings, timeout)
+    return docker.DockerReader(settings, timeout)
+
+
+def _operator(settings: RuntimeSettings, timeout: float) -> ServiceRuntime:
+    """The runtime's operator (remedies, through the gate) for this service."""
+    if isinstance(settings, KubernetesService):
+        from . import kubernetes
+
+        return kubernetes.KubernetesOperator(settings, timeout)
+    from . import docker
+
+    return docker.DockerOperator(settings, timeout)
 
 
 class ServiceConnector:
@@ -188,7 +209,7 @@ class ServiceConnector:
         from . import http
 
         settings = _runtime_settings(target)
-        reader = _runtime(settings, timeout, operator=False)
+        reader = _reader(settings, timeout)
         client = http.open_client(timeout=min(settings.http_timeout, timeout),
                                   verify_tls=settings.verify_tls)
         try:
@@ -211,7 +232,7 @@ class ServiceConnector:
     def identity(self, target: Target, timeout: float) -> dict[str, str]:
         """What the service's name resolves to now (Docker: engine and container id;
         Kubernetes: API server, namespace and workload uid)."""
-        reader = _runtime(_runtime_settings(target), timeout, operator=False)
+        reader = _reader(_runtime_settings(target), timeout)
         try:
             return dict(reader.identity())
         finally:
@@ -220,7 +241,7 @@ class ServiceConnector:
     @contextmanager
     def action(self, target: Target, timeout: float) -> Iterator[ServiceControl]:
         settings = _runtime_settings(target)
-        operator = _runtime(settings, timeout, operator=True)
+        operator = _operator(settings, timeout)
         try:
             yield ServiceControl(target.name, settings, operator)
         finally:
@@ -326,7 +347,7 @@ def memory(view: ServiceView, params: MemoryParams) -> dict[str, Any]:
     found = trend.summary(sampled["samples"], sampled["limit"] if sampled["limited"] else None)
     # Where the samples came from, when the runtime says (Kubernetes: metrics.k8s.io, the
     # node's Docker engine, or nothing, and which pod).
-    extra = {k: sampled[k] for k in ("source", "pod", "note") if k in sampled}
+    extra: dict[str, Any] = {k: sampled[k] for k in ("source", "pod", "note") if k in sampled}
     return {**found, "limited": sampled["limited"], "cpu_pct": sampled["cpu_pct"],
             "oom_killed": state["oom_killed"], "restart_count": state["restart_count"],
             "running": state["running"], **extra}
@@ -424,11 +445,8 @@ def pin_rollback(view: ServiceView, params: RollbackParams) -> RollbackParams:
     image, by ReplicaSet uid, pod-template-hash and template digest (refused if any of them
     changes; a tag re-pointed on a node is caught only through a pod's image ID, see
     diagnostics.kubernetes.rollback)."""
-    if isinstance(view.settings, DockerService):
-        if params.image_id is not None:
-            return params
-        return params.model_copy(update={"image_id": view.runtime.image_id(params.to_image)})
-    if params.revision_uid is not None:
+    pinned = params.image_id if isinstance(view.settings, DockerService) else params.revision_uid
+    if pinned is not None:
         return params
     return params.model_copy(update=view.runtime.pin_rollback(params.to_image))
 
@@ -458,14 +476,9 @@ class MemoryLimitParams(_Params):
         return self
 
 
-def _stop_timeout(control: ServiceControl) -> float | None:
-    # Kubernetes: the pod's terminationGracePeriodSeconds applies instead.
-    settings = control.settings
-    return settings.stop_timeout if isinstance(settings, DockerService) else None
-
-
 def restart(control: ServiceControl, params: RestartParams) -> dict[str, Any]:
-    return dict(control.runtime.restart(params.stop_timeout or _stop_timeout(control)))
+    # None (or 0): the inventory's stop_timeout (Kubernetes: the pods' grace period)
+    return dict(control.runtime.restart(params.stop_timeout or None))
 
 
 def start(control: ServiceControl, params: NoParams) -> dict[str, Any]:
@@ -476,13 +489,12 @@ def rollback(control: ServiceControl, params: RollbackParams) -> dict[str, Any]:
     if params.image_id is not None:
         if not isinstance(control.settings, DockerService):
             raise PermanentError("image_id is pinned by Docker services only")
-        return dict(control.runtime.rollback(params.to_image, _stop_timeout(control),
-                                             image_id=params.image_id))
+        return dict(control.runtime.rollback(params.to_image, image_id=params.image_id))
     if params.revision_uid is not None:
         if not isinstance(control.settings, KubernetesService):
             raise PermanentError("a revision is pinned by Kubernetes services only")
         return dict(control.runtime.rollback(params.to_image, pinned=params.pins()))
-    return dict(control.runtime.rollback(params.to_image, _stop_timeout(control)))
+    return dict(control.runtime.rollback(params.to_image))
 
 
 def scale(control: ServiceControl, params: ScaleParams) -> dict[str, Any]:

@@ -399,7 +399,7 @@ class KubernetesReader:
 
     def pin_rollback(self, image: str) -> dict[str, Any]:
         """The pins of the revision a rollback to `image` returns to (see
-        diagnostics.kubernetes_rollback): what the approval binds to."""
+        diagnostics.kubernetes.rollback): what the approval binds to."""
         workload = self.workload()
         if workload is None:
             raise PermanentError(f"{self.label} names pods, not a workload: a rollback needs "

@@ -35,6 +35,10 @@ class KubernetesOperator(KubernetesReader):
         super().__init__(settings, timeout, read_only=False)
         self.rollout_timeout = max(5.0, min(float(settings.rollout_timeout), timeout - 5.0))
 
+    def interrupt(self) -> None:
+        """Nothing to do: each change is one PATCH, sent whole or not at all, and then a wait
+        for the controller's rollout, which the step's deadline (cancel) ends."""
+
     def _require_workload(self) -> dict[str, Any]:
         workload = self.workload()
         if workload is None:
@@ -131,12 +135,16 @@ class KubernetesOperator(KubernetesReader):
                 "containers": rollout["pods"], "rollout": rollout}
 
     def rollback(self, image: str, stop_timeout: float | None = None, *,
+                 image_id: str | None = None,
                  pinned: dict[str, Any] | None = None) -> dict[str, Any]:
         """`kubectl rollout undo --to-revision=N`: N's pod template goes back into the
         workload, and the controller scales that revision's ReplicaSet up again. N is the
         revision `pinned` when the rollback was proposed (refused, saying what changed, when
-        it is gone or its template differs: diagnostics.kubernetes_rollback), or, unpinned,
-        the latest earlier revision that runs `image`."""
+        it is gone or its template differs: diagnostics.kubernetes.rollback), or, unpinned,
+        the latest earlier revision that runs `image`. (`image_id`: Docker's pin, refused
+        here; `stop_timeout`: the pods' terminationGracePeriodSeconds applies instead.)"""
+        if image_id is not None:
+            raise PermanentError("image_id is pinned by Docker services only")
         workload = self._require_workload()
         current_image = self.container(workload["spec"]["template"]).get("image")
         if current_image == image:
