@@ -380,7 +380,7 @@ def grade_certificate(chain_der: list[bytes], server_name: str, verify_error: st
     self_signed = _is_self_signed(leaf)
     not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     seconds_left = (not_after - now).total_seconds()
-    days_left = int(seconds_left // 86400)
+    days_left = int(seconds_left / 86400)  # whole days, toward zero: "expired 3 days ago"
     expired, not_yet_valid = now > not_after, now < not_before
     dns_names, ips = _names(leaf)
     matched = name_matches(server_name, dns_names, ips, _common_names(leaf))
