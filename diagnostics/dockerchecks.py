@@ -139,6 +139,13 @@ def point_at(line: str, log_class: str | None) -> dict[str, Any]:
 # Exits and the errors before them
 
 
+def _is_error(message: str) -> bool:
+    """An error line to the classifier, or one that names a cause it has no class for
+    (`socket.gaierror: ... Name or service not known`, `cat: /etc/app.conf: No such file`)."""
+    return (logclass.classify_message(message) is not None or bool(_DNS.search(message))
+            or bool(_MISSING_FILE.search(message)))
+
+
 def last_errors_before_exits(lines: list[str], exits: list[datetime]) -> list[dict[str, Any]]:
     """For each exit (in time order), the last error line logged before it and after the
     previous exit, classified; lines are Docker's, each with its timestamp prefix."""
@@ -150,7 +157,7 @@ def last_errors_before_exits(lines: list[str], exits: list[datetime]) -> list[di
                if at is not None and at <= moment and (previous is None or at > previous)]
         previous = moment
         classified = logclass.classify(run)
-        last = next((m for m in reversed(run) if logclass.classify_message(m) is not None), None)
+        last = next((m for m in reversed(run) if _is_error(m)), None)
         name = logclass.classify_message(last) if last is not None else None
         found.append({"at": moment.isoformat(), "last_error": last.strip()[:300] if last else None,
                       "class": name, "classes": {k: v["count"] for k, v in
@@ -177,7 +184,7 @@ def diagnose(state: dict[str, Any], restart_count: int, exits: list[dict[str, An
         pointers.append(point_at("", "oom"))
     causes = Counter(p["cause"] for p in pointers if p["cause"])
     cause = causes.most_common(1)[0][0] if causes else None
-    pointer = next((p for p in reversed(pointers) if p["cause"] == cause), None)
+    pointer = next((p for p in reversed(pointers) if cause and p["cause"] == cause), None)
     last_error = next((e for e in reversed(errors) if e["last_error"]), None)
     code_text = (f"exit code {'/'.join(str(c) for c in sorted(set(codes)))}"
                  if codes else f"exit code {state.get('ExitCode')}")
