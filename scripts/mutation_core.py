@@ -12,8 +12,8 @@ safety rule (the rest is diagnosis, tested against the lab). It comes in groups,
 in its own copy of the tree (.mutation/GROUP/) against the unit tests of its modules: a
 subset of the unit stage, so a mutant they kill the unit stage kills too (the score is a
 lower bound), and a survivor costs seconds instead of the whole stage. The report counts a
-mutant killed when a test failed, timed out or the type checker refused it; survived when
-the tests passed or none reaches it. It exits 1 below TARGET.
+mutant killed when a test failed, timed out or crashed, or the type checker refused it;
+survived when the tests passed or none reaches it. It exits 1 below TARGET.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ GROUPS: dict[str, Group] = {
         "runner.gate": ("*",),
         "runner.approval": ("*",),
         "runner.policy": ("*",),
-    }, ("tests/unit/test_gate.py", "tests/unit/test_approval.py", "tests/unit/test_policy.py")),
+    }, ("tests/unit/test_gate.py", "tests/unit/test_gate_mutants.py",
+        "tests/unit/test_approval.py", "tests/unit/test_policy.py")),
     "redaction": Group({
         "runner.redact": ("*",),
     }, ("tests/unit/test_redact.py",)),
@@ -153,7 +154,8 @@ def deselect(pyproject: Path, tests: list[str]) -> None:
     pyproject.write_text(new)
 
 
-KILLED = frozenset({"killed", "timeout", "caught by type check"})
+# A crash (mutmut says "segfault": the test process died) is a failed test run too.
+KILLED = frozenset({"killed", "timeout", "caught by type check", "segfault"})
 
 
 def core_mutants(group: str, modules: list[str], unmatched: list[str] | None = None
