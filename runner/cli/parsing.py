@@ -149,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="validate the config, print its warnings and exit")
     add_home(p)
-    p = command("kinds", "List the installed step kinds and what they need.")
-    add_format(p)
+    p = command("kinds", "List the installed step kinds, or show one in full: what it reads, "
+                         "its parameters, its result fields.")
+    p.add_argument("kind", nargs="?", metavar="KIND", help="show this kind in full")
+    add_format(p, markdown=True)
     command("schema", "Print the playbook JSON Schema (for editors).")
     p = command("init", "Create an inventory and a playbooks folder with commented examples.")
     p.add_argument("dir", nargs="?", default=".", type=Path, metavar="DIR",

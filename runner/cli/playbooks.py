@@ -261,14 +261,34 @@ def plan_notes(registry: Any, plan: Any, step: Any, kind: Any) -> list[str]:
 
 
 def cmd_kinds(args: argparse.Namespace) -> int:
+    from .. import catalogue_doc
+
+    registry = sources.registry_of()
+    if args.kind:  # one kind in full
+        from ..errors import UsageError
+        from ..registry import UnknownKind
+
+        try:
+            kind = registry.kind(args.kind)
+        except UnknownKind as exc:  # a typo on the command line: exit 2, with a suggestion
+            raise UsageError(str(exc)) from None
+        if args.format == "json":
+            render.emit(catalogue_doc.describe(kind))
+        else:
+            print(catalogue_doc.markdown_section(kind) if args.format == "markdown"
+                  else catalogue_doc.text(kind), end="")
+        return EXIT_OK
+    if args.format == "markdown":  # the catalogue page (docs/catalogue.md)
+        print(catalogue_doc.markdown(registry), end="")
+        return EXIT_OK
     if args.format == "json":
         render.emit({"kinds": [
             {"name": kind.name, "target_kind": kind.target_kind, "mutating": kind.mutating,
              "read_only_by_author": kind.read_only_by_author, "summary": kind.summary,
              "timeout": kind.timeout, "params": kind.params.model_json_schema()}
-            for kind in sources.registry_of()]})
+            for kind in registry]})
         return EXIT_OK
-    for kind in sources.registry_of():
+    for kind in registry:
         mark = render.mark(kind)
         fields = ", ".join(kind.params.model_fields)
         print(f"{mark}  {kind.name}({fields})  [{kind.target_kind}]  {kind.summary}")
