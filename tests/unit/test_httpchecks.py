@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import socket
 import ssl
 import subprocess
@@ -346,3 +347,64 @@ def test_grade_dns_partial_overlap_is_a_warning() -> None:
     graded = httpchecks.grade_dns("db", ["10.0.0.1", "10.0.0.2"], ["10.0.0.1"])
     assert graded["level"] == "warning" and graded["unexpected"] == ["10.0.0.2"]
     assert httpchecks.grade_dns("db", ["10.0.0.1"], ["10.0.0.1"])["ok"]
+
+
+# The triage playbook
+
+
+class HttpsHealthServer:
+    """A real HTTPS server on 127.0.0.1 answering every GET with 200."""
+
+    def __init__(self, cert_file: Path, key_file: Path) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_endpoint_health_playbook_leads_with_the_certificate(
+        ca: Ca, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from runner.cli import main
+
+    cert, key = ca.leaf(days=5)  # expiring, and from a CA the system does not trust
+    (tmp_path / "c.pem").write_bytes(_pem(cert))
+    (tmp_path / "k.pem").write_bytes(_key_pem(key))
+    server = HttpsHealthServer(tmp_path / "c.pem", tmp_path / "k.pem")
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(f"targets:\n  shop:\n    kind: http\n    url: https://localhost:"
+                         f"{server.port}\n    verify_tls: false\n")
+    try:
+        code = main(["run", "endpoint-health", "--inventory", str(inventory), "-t",
+                     "endpoint=shop", "--no-input",
+                     "-o", "json"])
+    finally:
+        server.close()
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    fired = {f["id"]: f for f in report["findings"]}
+    assert set(fired) == {"certificate"}, out  # health answered, localhost resolved
+    assert fired["certificate"]["severity"] == "P1"
+    assert "expires in 4 days" in fired["certificate"]["message"]
+    assert "chain does not verify" in fired["certificate"]["message"]
+    assert code == 1, out
+    assert {s["id"]: s["status"] for s in report["steps"]} == {
+        "health": "ok", "tls": "ok", "dns": "ok"} and not report["not_checked"]

@@ -377,7 +377,8 @@ def test_shipped_playbooks_load(path: Path) -> None:
 
 
 # Triage playbooks only diagnose: each finding says what would fix it, for a person.
-TRIAGE = {"postgres-health", "host-health", "container-triage", "k8s-workload-triage"}
+TRIAGE = {"postgres-health", "host-health", "container-triage", "k8s-workload-triage",
+          "endpoint-health"}
 
 
 def test_both_shipped_playbooks_are_there() -> None:
