@@ -47,7 +47,7 @@ GROUPS: dict[str, Group] = {
         "tests/unit/test_approval.py", "tests/unit/test_policy.py")),
     "redaction": Group({
         "runner.redact": ("*",),
-    }, ("tests/unit/test_redact.py",)),
+    }, ("tests/unit/test_redact.py", "tests/unit/test_redact_mutants.py")),
     # claim, leases, locks, attempts and the private file modes
     "journal": Group({
         "runner.journal": ("owner_alive", "_process_start", "this_process", "_private_dir",
