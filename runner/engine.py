@@ -201,8 +201,10 @@ class Engine:
             elif step.when and not expressions.evaluate(step.when, context):
                 reason = f"condition is false: {step.when}"
             if reason:
-                self._emit(state, EventKind.STEP_FINISHED, {**base, "status": StepStatus.SKIPPED,
-                                                            "error": reason})
+                # `blocked_by`: it could have found something, had what it needs succeeded.
+                self._emit(state, EventKind.STEP_FINISHED, {
+                    **base, "status": StepStatus.SKIPPED, "error": reason,
+                    **({"blocked_by": failed} if failed and target is not None else {})})
                 return None
             rendered = expressions.render(step.with_, context)
             refuse_templated_options(step.with_, rendered, allowed=step.allow_options)

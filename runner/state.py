@@ -52,6 +52,7 @@ class StepState:
     attempts: int = 0
     result: Any = None
     error: str | None = None
+    blocked_by: list[str] = field(default_factory=list)  # skipped: these did not succeed
 
 
 @dataclass
@@ -137,6 +138,7 @@ class RunState:
             step.status, step.duration_ms = StepStatus(d["status"]), d.get("duration_ms")
             step.result, step.error = d.get("result"), d.get("error")
             step.attempts = d.get("attempts", step.attempts)
+            step.blocked_by = list(d.get("blocked_by", []))
         elif kind == EventKind.FINDING:
             self.findings[d["finding"]] = FindingState(
                 d["finding"], FindingStatus(d["status"]), d["severity"], d.get("message"),
@@ -188,11 +190,14 @@ class RunState:
                             if f.status == FindingStatus.UNKNOWN)
 
     def could_not_check(self) -> list[dict[str, str]]:
-        """What could not be checked and why: steps that failed, timed out or never ended
-        (the run stopped), and findings that could not be judged."""
+        """What could not be checked and why: steps that failed or timed out, those skipped
+        because of them, those that never ended (the run stopped), and findings that could
+        not be judged."""
         gaps = [{"what": "step", "id": s.id, "kind": s.kind, "target": s.target,
                  "reason": f"{s.status}: {s.error}" if s.error else str(s.status)}
                 for s in self.not_checked()]
+        gaps += [{"what": "step", "id": s.id, "kind": s.kind, "target": s.target,
+                  "reason": f"skipped: {s.error}"} for s in self.steps.values() if s.blocked_by]
         gaps += [{"what": "step", "id": s.id, "kind": s.kind, "target": s.target,
                   "reason": f"did not finish ({s.status}): the run stopped before it ended"}
                  for s in self.steps.values()

@@ -138,3 +138,18 @@ def test_the_daemon_s_incident_message_gives_no_all_clear_either(kit: Kit) -> No
     assert message["not_checked"] == [
         "broken: failed: failure number 1",
         "lagging: step broken did not succeed (failure number 1)"]
+
+
+def test_a_step_skipped_because_what_it_needs_failed_was_not_checked_either(
+        kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: broken, run: mem.fail}
+          - {id: after, run: mem.sleep, needs: [broken]}
+          - {id: maybe, run: mem.sleep, when: "false"}
+        """)
+    assert [(gap["id"], gap["reason"]) for gap in state.could_not_check()] == [
+        ("broken", "failed: failure number 1"),
+        ("after", "skipped: needs broken, which did not succeed")]
+    assert state.steps["after"].blocked_by == ["broken"]
+    assert state.verdict() == "inconclusive"
