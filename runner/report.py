@@ -55,6 +55,12 @@ def _gap(gap: dict[str, str]) -> str:
     return f"{gap['id']} ({gap['kind']} on {gap['target']}): {gap['reason']}"
 
 
+def _count(gaps: list[dict[str, str]]) -> str:
+    """How many of each: "2 steps and 1 finding"."""
+    counts = [(sum(g["what"] == what for g in gaps), what) for what in ("step", "finding")]
+    return " and ".join(f"{n} {what}{'s' if n > 1 else ''}" for n, what in counts if n)
+
+
 def _lead(state: RunState) -> list[str]:
     """What was found, or, when nothing was, first what could not be checked: never an
     all-clear that rests on checks that did not run."""
@@ -62,8 +68,8 @@ def _lead(state: RunState) -> list[str]:
     out: list[str] = []
     could_not = [f"  {_gap(gap)}" for gap in gaps]
     if verdict == Verdict.INCONCLUSIVE:
-        out.append(f"INCONCLUSIVE: nothing found, but {len(gaps)} check(s) could not run; "
-                   "what they look for may be wrong")
+        out.append(f"INCONCLUSIVE: nothing found, but {_count(gaps)} could not be checked: "
+                   "the problem may be there")
         out += ["COULD NOT CHECK", *could_not]
         return out
     if verdict == Verdict.NOTHING_FOUND:
@@ -83,8 +89,8 @@ def _markdown_lead(state: RunState) -> list[str]:
     verdict, gaps = state.verdict(), state.could_not_check()
     could_not = ["", "## Could not check", ""] + [f"- {_gap(gap)}" for gap in gaps]
     if verdict == Verdict.INCONCLUSIVE:
-        return ["", f"**Inconclusive**: nothing found, but {len(gaps)} check(s) could not run; "
-                "what they look for may be wrong.", *could_not]
+        return ["", f"**Inconclusive**: nothing found, but {_count(gaps)} could not be "
+                "checked: the problem may be there.", *could_not]
     out = ["", "## Findings", ""]
     if verdict == Verdict.NOTHING_FOUND:
         out.append("Nothing wrong found (every check ran)." if state.findings
