@@ -79,7 +79,8 @@ _DNS = re.compile(
     r"|\bno such host\b|could not translate host name|nodename nor servname|Unknown host"
     r"|UnknownHostException|getaddrinfo failed|\bNXDOMAIN\b", re.IGNORECASE)
 _DNS_NAME = re.compile(
-    r"(?:ENOTFOUND|EAI_AGAIN|lookup|host name|UnknownHostException:?)\s+\"?(?P<name>[\w.-]+)\"?",
+    r"(?:ENOTFOUND|EAI_AGAIN|lookup|host name|resolve|resolving|UnknownHostException:?)\s+"
+    r"\"?(?P<name>[\w.-]*[A-Za-z][\w.-]*)\"?",
     re.IGNORECASE)
 _MISSING_FILE = re.compile(
     r"No such file or directory|\bENOENT\b|FileNotFoundError|\bfile not found\b"
@@ -111,7 +112,8 @@ def point_at(line: str, log_class: str | None) -> dict[str, Any]:
         name = _DNS_NAME.search(line)
         target = name.group("name") if name else None
         return {"cause": "dns", "target": target,
-                "explain": f"the name {target or '(see the log)'} does not resolve (DNS)",
+                "explain": f"the name {target} does not resolve (DNS)" if target
+                           else "a name it looks up does not resolve (DNS)",
                 "advice": "check the name and the DNS it uses; a restart will not help"}
     endpoint = _host_port(line)
     refused = bool(_REFUSED.search(line))

@@ -42,6 +42,27 @@ print("unexpected: something listens on 5432", flush=True)
 sys.exit(0)
 """
 
+# Each a real failure inside a container with no network but its loopback (network_mode
+# none): the name lookup fails without a packet leaving, the file is really absent.
+DNS_CLIENT = """\
+import socket, sys
+try:
+    socket.getaddrinfo("orders-db.invalid", 5432)
+except socket.gaierror as exc:
+    print(f"ERROR could not resolve orders-db.invalid: {exc}", flush=True)
+    sys.exit(2)
+sys.exit(0)
+"""
+CONFIG_READER = """\
+import sys
+try:
+    open("/etc/journey/config.yaml")
+except FileNotFoundError as exc:
+    print(f"FileNotFoundError: {exc}", flush=True)
+    sys.exit(1)
+sys.exit(0)
+"""
+
 
 class Engine:
     """Containers and images made by a test, all removed when it ends."""
@@ -113,10 +134,11 @@ def state(container: Any) -> dict[str, Any]:
     return {**container.attrs["State"], "RestartCount": container.attrs["RestartCount"]}
 
 
-def crash_looping(engine: Engine, image: str | None = None) -> Any:
-    """A container that exits 3 on a refused database port, restarted twice by Docker
-    (on-failure:2), then left exited."""
-    container = engine.run("crash", image, entrypoint=["python3", "-c", DB_CLIENT],
+def crash_looping(engine: Engine, image: str | None = None, script: str = DB_CLIENT) -> Any:
+    """A container that exits on a refused database port (or what `script` fails on),
+    restarted twice by Docker (on-failure:2), then left exited."""
+    container = engine.run("crash", image, entrypoint=["python3", "-c", script],
+                           network_mode="none",
                            restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
     wait_for(lambda: (s := state(container))["RestartCount"] == 2 and s["Status"] == "exited",
              lambda: f"{container.name} to exit after 2 restarts: {state(container)}",
@@ -146,6 +168,21 @@ def test_a_crash_loop_names_the_database_that_refuses(engine: Engine) -> None:
     # A narrower crash loop threshold: the same three exits are below it.
     lenient = check("crash_loop", container, exits_warning=5, exits_critical=10)
     assert lenient["level"] == "ok", lenient
+
+
+@pytest.mark.parametrize(("script", "cause", "target", "said"), [
+    (DNS_CLIENT, "dns", "orders-db.invalid",
+     "crash-loops because the name orders-db.invalid does not resolve (DNS)"),
+    (CONFIG_READER, "missing_file", "/etc/journey/config.yaml",
+     "crash-loops because a file or setting it needs is missing (/etc/journey/config.yaml)"),
+])
+def test_a_crash_loop_names_what_its_last_error_points_at(
+        engine: Engine, script: str, cause: str, target: str, said: str) -> None:
+    container = crash_looping(engine, script=script)
+    found = check("crash_loop", container)
+    assert found["level"] == "critical" and found["exits"] == 3, found
+    assert (found["cause"], found["cause_target"]) == (cause, target), found
+    assert said in found["summary"] and found["summary"].endswith("a restart will not help")
 
 
 def test_a_failing_healthcheck_is_reported_with_its_output(engine: Engine) -> None:
@@ -178,6 +215,16 @@ def test_an_image_removed_after_the_container_was_created_is_missing(engine: Eng
     assert found["image_id"] == image_id
     assert "is gone from the engine: re-creating the container" in found["summary"]
     assert tag in found["summary"]
+
+
+def test_the_tag_of_a_running_container_removed(engine: Engine) -> None:
+    tag = engine.throwaway_image()
+    container = engine.run("untagged", tag)
+    engine.client.images.remove(tag, force=True)  # running: Docker only untags it
+    found = check("image_missing", container)
+    assert found["level"] == "warning", found
+    assert found["image_id_present"] and not found["tag_present"]
+    assert f"its image tag {tag} is absent from the engine" in found["summary"]
 
 
 def test_a_previous_image_that_is_not_on_the_engine(engine: Engine) -> None:

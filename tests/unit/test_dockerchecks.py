@@ -25,6 +25,8 @@ from runner.errors import PermanentError
      "payments:9000"),
     ("Error: getaddrinfo ENOTFOUND db.internal", "dns", "db.internal"),
     ("socket.gaierror: [Errno -2] Name or service not known", "dns", None),
+    ("ERROR could not resolve orders-db.invalid: [Errno -3] Temporary failure in name "
+     "resolution", "dns", "orders-db.invalid"),
     ('psql: could not translate host name "db" to address: Temporary failure in name '
      "resolution", "dns", "db"),
     ("FileNotFoundError: [Errno 2] No such file or directory: '/etc/app/config.yaml'",
