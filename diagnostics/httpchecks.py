@@ -405,9 +405,9 @@ def grade_certificate(chain_der: list[bytes], server_name: str, verify_error: st
     if not matched:
         names = ", ".join(dns_names + ips) or ", ".join(_common_names(leaf)) or "none"
         problems.append(("critical", f"not valid for {server_name} (names: {names})"))
-    if self_signed:
-        problems.append(("critical", "self-signed"))
-    if verify_error and not self_signed:
+    if self_signed and verify_error:  # one trusted through ca_file (pinned) is fine
+        problems.append(("critical", "self-signed, and not trusted"))
+    elif verify_error:
         problems.append(("critical", f"chain does not verify: {verify_error}"))
     problems += [("critical", f"weak {w}") for w in weak]  # clients refuse these
 

@@ -221,10 +221,16 @@ def test_wrong_host_name(registry: Registry, ca: Ca, ca_file: str, serve: ServeF
     assert "not valid for 127.0.0.1 (names: other.example, *.other.example)" in result["summary"]
 
 
-def test_self_signed(registry: Registry, ca: Ca, serve: ServeFn) -> None:
+def test_self_signed(registry: Registry, ca: Ca, serve: ServeFn, tmp_path: Path) -> None:
     result = _tls(registry, serve(*ca.leaf(self_signed=True)))
     assert result["level"] == "critical" and result["self_signed"] and not result["verified"]
-    assert result["summary"] == "certificate for 127.0.0.1: self-signed"
+    assert result["summary"] == "certificate for 127.0.0.1: self-signed, and not trusted"
+    # trusted through ca_file (pinned), a self-signed certificate is fine
+    cert, key = ca.leaf(self_signed=True)
+    pinned = tmp_path / "pinned.pem"
+    pinned.write_bytes(_pem(cert))
+    trusted = _tls(registry, serve(cert, key), ca_file=str(pinned))
+    assert trusted["ok"] and trusted["self_signed"] and trusted["verified"], trusted["summary"]
 
 
 def test_untrusted_chain_without_ca_file(registry: Registry, ca: Ca, serve: ServeFn) -> None:
@@ -293,6 +299,16 @@ def test_cannot_look_is_an_error_not_a_finding(registry: Registry) -> None:
     finally:
         done.set()
         silent.close()
+    # a port that accepts and never answers the handshake: the deadline ends it
+    mute = socket.create_server(("127.0.0.1", 0))
+    try:
+        with pytest.raises(TemporaryError, match=r"did not finish within 0\.5s"):
+            _run(registry, "http.tls_certificate", f"https://127.0.0.1:{mute.getsockname()[1]}",
+                 timeout="0.5s")
+    finally:
+        mute.close()
+    with pytest.raises(PermanentError, match=r"ca_file /nonexistent\.pem"):
+        _run(registry, "http.tls_certificate", "https://127.0.0.1:1", ca_file="/nonexistent.pem")
     with pytest.raises(PermanentError, match="plain http"):
         _run(registry, "http.tls_certificate", "http://127.0.0.1:8080")
 
