@@ -274,6 +274,14 @@ class Engine:
                 fired = bool(expressions.evaluate(finding.when, context))
                 message = str(expressions.render(finding.say, context)) if fired else None
             except expressions.ExpressionError as exc:
+                # A skipped step had nothing to check: a condition on its none is false.
+                skipped = sorted(n for n in needed if isinstance(context["steps"].get(n), NotRun)
+                                 and not state.steps[n].blocked_by)
+                if isinstance(exc, expressions.NoneOperand) and skipped:
+                    self._emit(state, EventKind.FINDING, {
+                        **base, "status": FindingStatus.CLEAR,
+                        "reason": f"reads {', '.join(skipped)}, which was skipped: false"})
+                    continue
                 self._emit(state, EventKind.FINDING, {**base, "status": FindingStatus.UNKNOWN,
                                               "reason": f"could not evaluate: {exc}"})
                 continue

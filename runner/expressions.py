@@ -29,14 +29,24 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["ExpressionError", "StepFields", "StepResults", "evaluate", "references", "render",
-           "syntax_error"]
+__all__ = ["ExpressionError", "NoneOperand", "StepFields", "StepResults", "evaluate",
+           "references", "render", "syntax_error"]
 
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
 class ExpressionError(Exception):
     """An expression failed: syntax, an undefined name, or a sandbox refusal."""
+
+
+class NoneOperand(ExpressionError):
+    """An operation on none (`none > 5`, `none | length`): none is what a skipped step's
+    fields read as, so the engine can judge a condition about a skipped step false."""
+
+
+def _failure(text: str, exc: Exception) -> ExpressionError:
+    on_none = isinstance(exc, TypeError) and "NoneType" in str(exc)
+    return (NoneOperand if on_none else ExpressionError)(f"{text!r}: {exc}")
 
 
 class StepFields(dict[str, Any]):
@@ -429,7 +439,7 @@ def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     except RecursionError:
         raise ExpressionError(f"{source!r}: recursion too deep") from None
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
-        raise ExpressionError(f"{source!r}: {exc}") from None
+        raise _failure(source, exc) from None
 
 
 def render(value: Any, context: Mapping[str, Any]) -> Any:
@@ -448,7 +458,7 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         except RecursionError:
             raise ExpressionError(f"{value!r}: recursion too deep") from None
         except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise ExpressionError(f"{value!r}: {exc}") from None
+            raise _failure(value, exc) from None
     with _metered():  # one budget for all the templates inside `value`
         if isinstance(value, list):
             return [render(item, context) for item in value]

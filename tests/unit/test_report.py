@@ -154,3 +154,37 @@ def test_a_step_skipped_because_what_it_needs_failed_was_not_checked_either(
         ("after", "skipped: needs broken, which did not succeed")]
     assert state.steps["after"].blocked_by == ["broken"]
     assert state.verdict() == "inconclusive"
+
+
+def test_a_condition_on_a_step_skipped_on_purpose_is_false_not_inconclusive(
+        kit: Kit, capsys: Any) -> None:
+    """A skipped step's fields read as none: `none > 90` is false, as the design says."""
+    state = kit.run("""
+        steps:
+          - {id: a, run: mem.sleep, with: {value: 1}}
+          - {id: pool, run: mem.sleep, when: "steps.a.value > 5", with: {value: 99}}
+          - {id: broken, run: mem.fail, when: "steps.a.value > 5"}
+          - {id: blocked, run: mem.sleep, needs: [broken]}
+        findings:
+          - {id: pool-full, when: steps.pool.value > 90, say: full}
+          - {id: pool-listed, when: steps.pool.value | length > 0, say: listed}
+          - {id: typo, when: steps.a.valeu > 0, say: never}
+        """)
+    assert state.findings["pool-full"].status == "clear"
+    assert state.findings["pool-full"].reason == "reads pool, which was skipped: false"
+    assert state.findings["pool-listed"].status == "clear"
+    # A field misspelt on a step that ran is still unknown: never hidden as clear.
+    assert state.findings["typo"].status == "unknown"
+    assert "step a has no field 'valeu'" in (state.findings["typo"].reason or "")
+
+
+def test_a_condition_on_a_step_skipped_for_a_failure_stays_unknown(kit: Kit) -> None:
+    state = kit.run("""
+        steps:
+          - {id: broken, run: mem.fail}
+          - {id: blocked, run: mem.sleep, needs: [broken]}
+        findings:
+          - {id: high, when: steps.blocked.value > 90, say: high}
+        """)
+    assert state.findings["high"].status == "unknown"
+    assert state.verdict() == "inconclusive"
