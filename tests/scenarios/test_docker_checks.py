@@ -292,3 +292,21 @@ def test_container_triage_finds_the_faults_of_a_container_unasked(
                                                "image-missing")), ranked
     said = json.dumps(report)
     assert "its database at 127.0.0.1:5432 refuses connections" in said
+
+
+def test_container_triage_on_a_healthy_container_fires_nothing(
+        engine: Engine, cli: CLI, tmp_path: Path) -> None:
+    container = engine.run("triage-ok", healthcheck={"test": ["CMD", "true"],
+                                                     "interval": SECOND // 5, "retries": 2})
+    wait_for(lambda: (state(container).get("Health") or {}).get("Status") == "healthy",
+             lambda: f"{container.name} to be healthy: {state(container).get('Health')}",
+             timeout=60, every=0.1)
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(json.dumps({"targets": {"good-api": {
+        "kind": "service", "runtime": "docker", "container": container.name}}}))
+    code, report = cli.json("run", "container-triage", "--playbooks", str(PLAYBOOKS),
+                            "--inventory", str(inventory), "--target", "service=good-api",
+                            "--no-input")
+    assert findings(report) == set(), report
+    assert {s["status"] for s in report["steps"]} == {"ok"}, report["steps"]  # every check ran
+    assert code == 0, report
