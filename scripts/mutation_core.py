@@ -47,7 +47,8 @@ GROUPS: dict[str, Group] = {
         # where approvals are kept
         "runner.journal": ("Journal.record_approval", "Journal.approvals"),
     }, ("tests/unit/test_gate.py", "tests/unit/test_gate_mutants.py",
-        "tests/unit/test_approval.py", "tests/unit/test_policy.py")),
+        "tests/unit/test_approval.py", "tests/unit/test_approval_mutants.py",
+        "tests/unit/test_policy.py")),
     "redaction": Group({
         "runner.redact": ("*",),
     }, ("tests/unit/test_redact.py", "tests/unit/test_redact_mutants.py")),
