@@ -10,6 +10,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,8 @@ from diagnostics import http, httpchecks
 from runner.errors import PermanentError, TemporaryError
 from runner.inventory import Target
 from runner.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NOW = dt.datetime.now(dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -350,13 +353,24 @@ def test_expected_addresses_missing_is_critical(registry: Registry) -> None:
     assert "expected 192.0.2.7 (missing 192.0.2.7)" in result["summary"]
 
 
-def test_invalid_tld_fails_as_nxdomain(registry: Registry) -> None:
-    # RFC 6761: .invalid never resolves; the resolver answers locally or the deadline ends it
-    result = _run(registry, "http.dns", "http://127.0.0.1/", name="runbook-test.invalid",
-                  timeout="3s")
-    assert not result["ok"] and result["level"] == "critical" and result["addresses"] == []
-    assert result["error_class"] in ("nxdomain", "timeout")
-    assert result["summary"].startswith("runbook-test.invalid does not resolve: ")
+def test_failure_classes_from_a_real_resolver_in_a_namespace_of_our_own(
+        tmp_path: Path) -> None:
+    """glibc's resolver against a DNS stand-in (tests/support/dnsstub.py) in a network and
+    mount namespace of the test's own: no query leaves the machine."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+    script = (f"ip link set lo up && mount --bind {resolv} /etc/resolv.conf && exec "
+              f"{sys.executable} -m tests.support.dnsstub --record known.runbook.test=192.0.2.10"
+              " --servfail broken.runbook.test --"
+              " known.runbook.test missing.runbook.test broken.runbook.test")
+    done = subprocess.run(["unshare", "-n", "-m", "--", "sh", "-c", script], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    known, missing, broken = (json.loads(line) for line in done.stdout.splitlines())
+    assert known["ok"] and known["addresses"] == ["192.0.2.10"]
+    assert missing["error_class"] == "nxdomain" and missing["level"] == "critical"
+    assert missing["summary"].startswith("missing.runbook.test does not resolve: ")
+    # glibc reports a SERVFAIL as a temporary failure (EAI_AGAIN), as it does a timeout
+    assert broken["error_class"] == "timeout" and not broken["ok"]
 
 
 def test_grade_dns_partial_overlap_is_a_warning() -> None:
