@@ -67,6 +67,15 @@ def human_bytes(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def span(seconds: float) -> str:
+    """600 -> "10 min", 7200 -> "2 h", 45 -> "45 s": a window as a person says it."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
 # What an error line points at
 
 
@@ -190,11 +199,11 @@ def diagnose(state: dict[str, Any], restart_count: int, exits: list[dict[str, An
     last_error = next((e for e in reversed(errors) if e["last_error"]), None)
     code_text = (f"exit code {'/'.join(str(c) for c in sorted(set(codes)))}"
                  if codes else f"exit code {state.get('ExitCode')}")
-    counted = (f"{len(exits)} exit(s) in the last {window:g} s, {restart_count} restart(s), "
+    counted = (f"{len(exits)} exit(s) in the last {span(window)}, {restart_count} restart(s), "
                f"{code_text}")
     if level == "ok":
         summary = (f"{name} is {state.get('Status')}: {len(exits)} exit(s) in the last "
-                   f"{window:g} s, {restart_count} restart(s) in all")
+                   f"{span(window)}, {restart_count} restart(s) in all")
     else:
         verb = "crash-loops" if level == "critical" else "keeps exiting"
         if pointer is not None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from diagnostics import dockerchecks
+from diagnostics.request_guard import ReadOnlyRefusal
 from diagnostics.service import DockerService, ServiceConnector, ServiceSettings
 from runner.inventory import Target
 from tests.lab.images import require_image
@@ -183,6 +184,25 @@ def test_a_crash_loop_names_what_its_last_error_points_at(
     assert found["level"] == "critical" and found["exits"] == 3, found
     assert (found["cause"], found["cause_target"]) == (cause, target), found
     assert said in found["summary"] and found["summary"].endswith("a restart will not help")
+
+
+def test_the_checks_engine_client_cannot_stop_or_remove_a_container(engine: Engine) -> None:
+    container = engine.run("readonly")
+    started_at = state(container)["StartedAt"]
+    settings = ServiceSettings(DockerService(runtime="docker", container=container.name))
+    with ServiceConnector().probe(Target("svc", "service", settings), 10) as view, \
+            dockerchecks._engine(view) as api:
+        attempts: list[Callable[[], Any]] = [
+            lambda: api.stop(container.id, timeout=1),
+            lambda: api.kill(container.id),
+            lambda: api.remove_container(container.id, force=True),
+            lambda: api.prune_images(),
+            lambda: api.post(api._url("/containers/{0}/restart", container.id))]
+        for attempt in attempts:
+            with pytest.raises(ReadOnlyRefusal):
+                attempt()
+    after = state(container)
+    assert after["Status"] == "running" and after["StartedAt"] == started_at
 
 
 def test_a_failing_healthcheck_is_reported_with_its_output(engine: Engine) -> None:

@@ -46,6 +46,12 @@ def test_what_an_error_line_points_at(line: str, cause: str | None,
         assert pointed["advice"].endswith("a restart will not help")
 
 
+@pytest.mark.parametrize(("seconds", "said"), [(600, "10 min"), (7200, "2 h"), (45, "45 s"),
+                                               (90, "90 s"), (5400, "90 min")])
+def test_a_window_as_a_person_says_it(seconds: float, said: str) -> None:
+    assert dc.span(seconds) == said
+
+
 def test_an_oom_class_points_at_memory_whatever_the_line() -> None:
     assert dc.point_at("Killed process 7 (python3)", "oom")["cause"] == "oom"
 
@@ -101,7 +107,7 @@ def test_a_crash_loop_on_a_refusing_database_says_a_restart_will_not_help() -> N
     assert found["level"] == "critical" and found["cause"] == "database"
     assert found["summary"] == (
         "journey-api crash-loops because its database at 10.0.0.5:5432 refuses connections "
-        "(3 exit(s) in the last 600 s, 2 restart(s), exit code 3): check the database; "
+        "(3 exit(s) in the last 10 min, 2 restart(s), exit code 3): check the database; "
         "a restart will not help")
     assert found["exits_per_hour"] == 18.0
 
