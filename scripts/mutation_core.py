@@ -81,7 +81,7 @@ GROUPS: dict[str, Group] = {
         "tests/unit/test_request_guard.py", "tests/unit/test_request_guard_mutants.py")),
     # the read-only clients: where the request guard is installed
     "clients": Group({
-        "diagnostics.kubernetes": ("_guard_rest_client", "_read_only_pool",
+        "diagnostics.kubernetes.client": ("_guard_rest_client", "_read_only_pool",
                                    "_guard_websockets", "_api_client"),
         "diagnostics.http": ("make_client", "_read_only_transports", "open_client",
                              "HttpProbe.*"),
