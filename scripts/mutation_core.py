@@ -66,8 +66,10 @@ GROUPS: dict[str, Group] = {
         "runner.engine": ("Engine._proposal", "Engine._remedy", "Engine._run_remedy"),
         "runner.remedies": ("*",),
         "runner.calls": ("*",),
-    }, ("tests/unit/test_engine.py", "tests/unit/test_gate.py", "tests/unit/test_remedies.py",
-        "tests/unit/test_remedies_mutants.py", "tests/unit/test_calls.py")),
+    }, ("tests/unit/test_engine.py", "tests/unit/test_engine_mutants.py",
+        "tests/unit/test_gate.py", "tests/unit/test_approval.py", "tests/unit/test_options.py",
+        "tests/unit/test_remedies.py", "tests/unit/test_remedies_mutants.py",
+        "tests/unit/test_calls.py")),
     # matchers, routes and dedup: an alert joins its group's open run, or resolves it
     "routing": Group({
         "runner.daemon.matchers": ("*",),
