@@ -35,7 +35,7 @@ steps:
 findings:
   - id: idle-sessions
     when: steps.idle.count > 0
-    say: "idle: {{ steps.idle.backends | map(attribute='query') | join(' | ') }}"
+    say: "idle: {{ steps.idle.sessions | map(attribute='query') | join(' | ') }}"
 """
 
 
