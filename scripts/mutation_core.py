@@ -76,7 +76,8 @@ GROUPS: dict[str, Group] = {
         "runner.daemon.routing": ("*",),
         "runner.daemon.inbox": ("Inbox._dispatch_one", "Inbox._resolve",
                                 "Inbox.claim_resolved_notice"),
-    }, ("tests/unit/test_routing.py",)),
+    }, ("tests/unit/test_routing.py", "tests/unit/test_routing_matchers.py",
+        "tests/unit/test_routing_mutants.py")),
     "guards": Group({
         "diagnostics.postgres_guard": ("*",),
         "diagnostics.request_guard": ("*",),
