@@ -89,7 +89,8 @@ GROUPS: dict[str, Group] = {
                                    "_guard_websockets", "_api_client"),
         "diagnostics.http": ("make_client", "_read_only_transports", "open_client",
                              "HttpProbe.*"),
-    }, ("tests/unit/test_http.py", "tests/unit/test_kubernetes_client.py")),
+    }, ("tests/unit/test_http.py", "tests/unit/test_http_mutants.py",
+        "tests/unit/test_kubernetes_client.py")),
 }
 CORE = {module: funcs for group in GROUPS.values() for module, funcs in group.modules.items()}
 
