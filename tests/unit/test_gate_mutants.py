@@ -179,3 +179,76 @@ def test_the_serialized_fingerprint_of_a_proposal_is_the_functions(kit: Kit) -> 
     proposal = Proposal("r", "fix", "mem.act", "box", {"items": [1]}, identity={"id": "7"})
     assert proposal.fingerprint == fingerprint("mem.act", "box", {"id": "7"}, {"items": [1]})
     assert json.loads(json.dumps(proposal.args)) == {"items": [1]}
+
+
+def test_execute_on_a_target_that_moved_journals_and_says_every_change(kit: Kit) -> None:
+    state = kit.run(FIX)
+    gate = Gate(kit.journal, kit.registry, approver="tester")
+    target = next(iter(kit.inventory))
+    args = {"items": [3, 5, 8], "wait_for": None, "undo_on_interrupt": False}
+    approved = Proposal(state.run_id, "fix", "mem.act", target.name, args,
+                        identity={"instance": "container-X", "path": "/elsewhere"})
+    gate.record(state.run_id, "fix", approved.fingerprint, "approved", "alice", "test")
+    with pytest.raises(NotApproved) as refused:
+        gate.execute(approved, target, 5)
+    moved = ('the target resolves differently from the one approved: target instance '
+             f'"container-X" -> ""; target path "/elsewhere" -> "{kit.box.resolve()}"')
+    assert str(refused.value) == f"approval of 'fix' void: {moved}"
+    [void] = [e.data for e in kit.journal.events(state.run_id) if e.type == "approval.void"]
+    assert void == {"remedy": "fix", "by": "alice", "reason": moved}
+    assert kit.actions() == []
+
+
+def test_what_changed_joins_every_change_and_writes_any_value() -> None:
+    at = datetime(2026, 11, 22, 7, 53, tzinfo=UTC)
+    assert changes({"args": {"a": 1, "b": at}}, {"args": {"a": 2, "b": None}}) == [
+        "a 1 -> 2", f'b "{at}" -> (none)']
+
+
+def test_a_refusal_that_is_not_about_age_does_not_say_expired(kit: Kit) -> None:
+    from runner.policy import Policy
+
+    state = kit.engine().start(kit.plan(FIX), "20261122-075345-0006", trigger="test",
+                               requested_by="alert:pool")  # no person: two must approve
+    gate = Gate(kit.journal, kit.registry, approver="tester", policy=Policy(four_eyes=True))
+    proposal = proposal_of(kit, state.run_id, [3, 5, 8])
+    gate.record(state.run_id, "fix", proposal.fingerprint, "approved", "alice", "test")
+    with pytest.raises(NotApproved) as refused:
+        gate.execute(proposal, next(iter(kit.inventory)), 5)
+    assert str(refused.value) == ("the approval of 'fix' does not hold: four-eyes: approved "
+                                  "by alice only; a second person must approve")
+
+
+def test_four_eyes_at_the_gate_counts_another_persons_approval(kit: Kit) -> None:
+    from runner.policy import Policy
+
+    state = kit.run(FIX)  # requested by the person "tester"
+    gate = Gate(kit.journal, kit.registry, approver="tester", policy=Policy(four_eyes=True))
+    proposal = proposal_of(kit, state.run_id, [3, 5, 8])
+    gate.record(state.run_id, "fix", proposal.fingerprint, "approved", "tester", "test")
+    assert gate.decide(proposal) == "pending"  # the requester's own does not count
+    gate.record(state.run_id, "fix", proposal.fingerprint, "approved", "alice", "test")
+    assert gate.decide(proposal) == "approved"
+
+
+def test_execute_hands_the_action_its_handle_and_its_timeout(tmp_path: Path) -> None:
+    from runner.registry import StepKind
+    from tests.enginekit import mem_registry
+    from tests.support import membackend
+
+    registry = mem_registry()
+    registry.add(StepKind("mem.report", "mem",
+                          lambda handle, params: {"timeout": handle.timeout},
+                          membackend.Act, True, "say the handle's timeout"))
+    kit = Kit(tmp_path, registry)
+    state = kit.run(FIX.replace("mem.act", "mem.report"))
+    gate = Gate(kit.journal, kit.registry, approver="tester")
+    target = next(iter(kit.inventory))
+    proposal = Proposal(state.run_id, "fix", "mem.report", target.name,
+                        state.remedies["fix"].args,
+                        identity=gate.identity(kit.registry.kind("mem.report"), target, 5))
+    gate.record(state.run_id, "fix", proposal.fingerprint, "approved", "alice", "test")
+    handles: list[object] = []
+    assert gate.execute(proposal, target, 7.5, handles.append) == {"timeout": 7.5}
+    [handle] = handles
+    assert isinstance(handle, membackend.Handle) and handle.writable
