@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -36,27 +36,11 @@ from runner.registry import Registry, StepKind
 
 from . import logclass
 from .docker import _api
+from .grading import Level, above, worst
 from .service import KIND, DockerService, parse_size
 
-Level = Literal["ok", "warning", "critical"]
-_RANK = {"ok": 0, "warning": 1, "critical": 2}
 Bytes = Annotated[int, BeforeValidator(parse_size, json_schema_input_type=int | str)]
 API_TIMEOUT = 30.0
-
-
-def worst(*levels: Level) -> Level:
-    return max(levels, key=_RANK.__getitem__)
-
-
-def above(value: float | None, warning: float | None, critical: float | None) -> Level:
-    """Higher is worse: at or over `critical` is critical, at or over `warning` a warning."""
-    if value is None:
-        return "ok"
-    if critical is not None and value >= critical:
-        return "critical"
-    if warning is not None and value >= warning:
-        return "warning"
-    return "ok"
 
 
 def human_bytes(size: float) -> str:
@@ -185,11 +169,11 @@ def diagnose(state: dict[str, Any], restart_count: int, exits: list[dict[str, An
     failed = [c for c in codes if c != 0]
     oom = bool(state.get("OOMKilled")) or any(e.get("oom") for e in exits)
     per_hour = round(len(exits) * 3600 / window, 1) if window > 0 else None
-    level = worst(above(len(exits), thresholds.exits_warning, thresholds.exits_critical),
-                  above(restart_count, thresholds.restarts_warning, thresholds.restarts_critical)
-                  if not state.get("Running") or state.get("Restarting") else "ok",
-                  "critical" if oom else "ok",
-                  "warning" if state.get("Restarting") else "ok")
+    level = worst((above(len(exits), thresholds.exits_warning, thresholds.exits_critical),
+                   above(restart_count, thresholds.restarts_warning, thresholds.restarts_critical)
+                   if not state.get("Running") or state.get("Restarting") else "ok",
+                   "critical" if oom else "ok",
+                   "warning" if state.get("Restarting") else "ok"))
     pointers = [point_at(e["last_error"], e["class"]) for e in errors if e["last_error"]]
     if oom:
         pointers.append(point_at("", "oom"))
@@ -439,7 +423,7 @@ def image_missing(view: Any, params: NoParams) -> dict[str, Any]:
     if previous and not previous_present:
         problems.append(("warning", f"its previous_image {previous} is not on the engine: a "
                          "rollback has nothing to return to"))
-    level = worst("ok", *(p[0] for p in problems))
+    level = worst(p[0] for p in problems)
     summary = "; ".join(p[1] for p in problems) or (
         f"{name}'s image {tag} is on the engine"
         + (f", and so is its previous_image {previous}" if previous else ""))
@@ -477,8 +461,8 @@ def grade_disk(df: dict[str, Any], params: DiskParams) -> dict[str, Any]:
     container_bytes = sum(max(c.get("SizeRw") or 0, 0) for c in df.get("Containers") or [])
     total = image_bytes + cache_bytes + volume_bytes + container_bytes
     reclaimable = image_free + cache_free + volume_free
-    level = worst(above(total, params.total_warning, params.total_critical),
-                  above(reclaimable, params.reclaimable_warning, None))
+    level = worst((above(total, params.total_warning, params.total_critical),
+                   above(reclaimable, params.reclaimable_warning, None)))
     parts = (f"images {human_bytes(image_bytes)}, build cache {human_bytes(cache_bytes)}, "
              f"volumes {human_bytes(volume_bytes)}, containers {human_bytes(container_bytes)}")
     free = (f"{human_bytes(reclaimable)} reclaimable (unused images {human_bytes(image_free)}, "

@@ -17,7 +17,7 @@ imported: a probe still runs only named, fixed commands.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from ipaddress import IPv6Address
 from typing import Any, Literal
 
@@ -26,10 +26,8 @@ from pydantic import Field, model_validator
 from runner.errors import PermanentError
 from runner.registry import Registry, StepKind
 
+from .grading import Level, above, below, worst
 from .sshconn import FIXED, KIND, CommandResult, FanOut, FixedCommands, SshProbe
-
-Level = Literal["ok", "warning", "critical"]
-_RANK = {"ok": 0, "warning": 1, "critical": 2}
 
 # Per process: "PID FDS SOFT_LIMIT COMM", for the processes whose fd directory the login
 # user may read (its own; all of them as root). Pure sh: no program started per process.
@@ -100,36 +98,6 @@ FIXED.update(HOST_COMMANDS)
 
 
 # Grading
-
-
-def above(value: float | None, warning: float | None, critical: float | None) -> Level:
-    """Higher is worse: at or over `critical` is critical, at or over `warning` a warning."""
-    if value is None:
-        return "ok"
-    if critical is not None and value >= critical:
-        return "critical"
-    if warning is not None and value >= warning:
-        return "warning"
-    return "ok"
-
-
-def below(value: float | None, warning: float | None, critical: float | None) -> Level:
-    """Lower is worse: at or under `critical` is critical, at or under `warning` a warning."""
-    if value is None:
-        return "ok"
-    if critical is not None and value <= critical:
-        return "critical"
-    if warning is not None and value <= warning:
-        return "warning"
-    return "ok"
-
-
-def worst(levels: Iterable[str]) -> Level:
-    found: Level = "ok"
-    for level in levels:
-        if _RANK[level] > _RANK[found]:
-            found = level  # type: ignore[assignment]
-    return found
 
 
 def graded(level: Level, summary: str, **values: Any) -> dict[str, Any]:

@@ -31,20 +31,17 @@ from runner.errors import PermanentError, TemporaryError
 from runner.model import Duration
 from runner.registry import Registry, StepKind
 
+from .grading import RANK, Level, worst
 from .http import KIND, HttpProbe
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-Level = Literal["ok", "warning", "critical"]
-_RANK = {"ok": 0, "warning": 1, "critical": 2}
 MIN_RSA_BITS = 2048  # NIST SP 800-131A; browsers refuse shorter RSA keys
 MIN_EC_BITS = 224
 WEAK_HASHES = frozenset({"md5", "sha1"})
 
 
-def _worst(levels: list[Level]) -> Level:
-    return max(levels, key=_RANK.__getitem__, default="ok")
 
 
 def _target_host_port(http: HttpProbe, port: int | None) -> tuple[str, int, str]:
@@ -411,10 +408,10 @@ def grade_certificate(chain_der: list[bytes], server_name: str, verify_error: st
         problems.append(("critical", f"chain does not verify: {verify_error}"))
     problems += [("critical", f"weak {w}") for w in weak]  # clients refuse these
 
-    level = _worst([lvl for lvl, _ in problems])
+    level = worst([lvl for lvl, _ in problems])
     issuer = leaf.issuer.rfc4514_string()
     if problems:
-        ordered = sorted(problems, key=lambda p: -_RANK[p[0]])
+        ordered = sorted(problems, key=lambda p: -RANK[p[0]])
         summary = f"certificate for {server_name}: " + "; ".join(t for _, t in ordered)
     else:
         summary = (f"certificate for {server_name} valid for {days_left} more days, "

@@ -7,15 +7,17 @@ values it measured; these helpers keep the grading the same everywhere.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-Level = Literal["ok", "warning", "critical"]
+from ..grading import Level, above, below, by_level, worst
+
+__all__ = ["Level", "above", "below", "by_level", "worst"]
+
 # What a family module lists in KINDS: (name, function, params model, summary, result docs).
 KindSpec = tuple[str, Callable[..., dict[str, Any]], type[BaseModel], str, dict[str, str]]
-_RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
                "g": 1024**3, "gb": 1024**3, "t": 1024**4, "tb": 1024**4}
@@ -47,41 +49,6 @@ def format_size(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TB"
-
-
-def above(value: float | None, warn: float | None, crit: float | None) -> Level:
-    """Higher is worse: at or over `crit` is critical, at or over `warn` a warning."""
-    if value is None:
-        return "ok"
-    if crit is not None and value >= crit:
-        return "critical"
-    if warn is not None and value >= warn:
-        return "warning"
-    return "ok"
-
-
-def below(value: float | None, warn: float | None, crit: float | None) -> Level:
-    """Lower is worse: at or under `crit` is critical, at or under `warn` a warning."""
-    if value is None:
-        return "ok"
-    if crit is not None and value <= crit:
-        return "critical"
-    if warn is not None and value <= warn:
-        return "warning"
-    return "ok"
-
-
-def worst(levels: Iterable[str]) -> Level:
-    found: Level = "ok"
-    for level in levels:
-        if _RANK[level] > _RANK[found]:
-            found = level  # type: ignore[assignment]
-    return found
-
-
-def by_level(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Worst first, keeping the query's order among equals."""
-    return sorted(items, key=lambda item: -_RANK[item["level"]])
 
 
 def verdict(level: Level, summary: str, **measured: Any) -> dict[str, Any]:
