@@ -30,12 +30,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from runner.errors import PermanentError, TemporaryError
+from runner.errors import PermanentError
 from runner.model import Duration
 from runner.registry import Registry, StepKind
 
 from . import logclass
 from .docker import _api
+from .docker import _translated as _call  # Docker's errors as temporary/permanent
 from .grading import Level, above, worst
 from .service import KIND, DockerService, parse_size
 
@@ -224,22 +225,6 @@ def _engine(view: Any) -> Iterator[Any]:
         yield api
     finally:
         api.close()
-
-
-def _call(call: Any, *args: Any, **kwargs: Any) -> Any:
-    """A Docker API call with its errors as runbook's temporary/permanent kinds."""
-    import docker
-    import requests
-
-    try:
-        return call(*args, **kwargs)
-    except docker.errors.NotFound as exc:
-        raise PermanentError(f"not found: {exc.explanation or exc}") from None
-    except docker.errors.APIError as exc:
-        error = TemporaryError if exc.is_server_error() else PermanentError
-        raise error(f"Docker: {exc.explanation or exc}") from None
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise TemporaryError(f"Docker engine unreachable: {exc}") from None
 
 
 def _exists(api: Any, image: str) -> bool:
