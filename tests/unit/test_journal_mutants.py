@@ -5,14 +5,15 @@ the refusals say. The main tests are test_journal.py; its real other processes a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from runner.errors import JournalError
-from runner.journal import Journal, this_process
+from runner.journal import Approval, Journal, now, owner_alive, this_process
 from runner.state import RUNNING
-from tests.unit.test_journal import let_go, other_process, waiting_run
+from tests.unit.test_journal import let_go, modes, other_process, waiting_run
 
 
 def test_claiming_a_waiting_run_journals_its_resumption_and_nothing_else(
@@ -87,3 +88,48 @@ def test_starting_a_remedy_of_an_unknown_or_waiting_run_says_why(runbook_home: P
     with pytest.raises(JournalError) as waiting:
         journal.start_remedy(run_id, "fix", "f" * 64, "db")
     assert str(waiting.value) == f"run {run_id} is not driven by this process (None)"
+
+
+def test_every_file_and_folder_is_private_even_with_umask_zero(runbook_home: Path) -> None:
+    """In this process, so that a mutant of the journal's own modes is seen (test_journal.py
+    checks the same through a whole `runbook run` in a child process)."""
+    old = os.umask(0)
+    try:
+        journal = Journal(runbook_home)
+        run_id = waiting_run(journal)
+        journal.write_file(run_id, "evidence/a.json", {"a": 1})
+        found = modes(runbook_home)
+    finally:
+        os.umask(old)
+    assert any(name.endswith("a.json") for name in found)
+    for name, mode in found.items():
+        is_dir = (runbook_home / name).is_dir()
+        assert mode == (0o700 if is_dir else 0o600), f"{name}: {oct(mode)}"
+
+
+def test_an_owner_is_alive_unless_it_is_this_machines_and_gone() -> None:
+    assert owner_alive(this_process())
+    assert not owner_alive(None) and not owner_alive("")
+    assert owner_alive("another-host:1:123")  # it will mark its own runs
+    host = this_process().rsplit(":", 2)[0]
+    assert not owner_alive(f"{host}:{os.getpid()}:not-its-start-time")
+
+
+def test_a_run_whose_process_died_is_journaled_interrupted_with_why(runbook_home: Path) -> None:
+    journal = Journal(runbook_home)
+    run_id = waiting_run(journal)
+    with other_process(runbook_home, f"journal.claim({run_id!r}, 'the other')") as holder:
+        let_go(holder)
+    assert journal.mark_interrupted() == [run_id]
+    [interrupted] = [e.data for e in journal.events(run_id) if e.type == "run.interrupted"]
+    assert interrupted == {"status": "interrupted", "reason": "the process running it stopped"}
+
+
+def test_an_approval_is_journaled_with_everything_it_binds_to(runbook_home: Path) -> None:
+    journal = Journal(runbook_home)
+    run_id = waiting_run(journal)
+    journal.record_approval(Approval(run_id, "fix", "f" * 64, "approved", "alice",
+                                     "runbook approve", now()))
+    [event] = [e.data for e in journal.events(run_id) if e.type == "approval"]
+    assert event == {"remedy": "fix", "decision": "approved", "by": "alice",
+                     "how": "runbook approve", "fingerprint": "f" * 64}
