@@ -5,6 +5,7 @@ report.
     python scripts/mutation_core.py setup PYPROJECT GROUP [MODULE...]  # its files and tests
     python scripts/mutation_core.py names|seed|pending GROUP [MODULE...]  # mutant names
     python scripts/mutation_core.py deselect PYPROJECT TEST...  # leave tests out
+    python scripts/mutation_core.py keep PREVIOUS PYPROJECT     # the last run's settings
     python scripts/mutation_core.py report [MODULE...]          # in .mutation/, afterwards
 
 The core is named by function, not by file: in a backend only its read-only client is the
@@ -151,6 +152,16 @@ def setup(pyproject: Path, group: str, modules: list[str]) -> None:
     pyproject.write_text(text)
 
 
+def keep(previous: Path, pyproject: Path) -> None:
+    """Put `previous`'s [tool.mutmut] table (the last run's settings) into `pyproject`."""
+    table = re.compile(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[)")
+    found = table.search(previous.read_text())
+    assert found, f"no [tool.mutmut] in {previous}"
+    new, count = table.subn(lambda _: found[0], pyproject.read_text())
+    assert count == 1, f"no [tool.mutmut] in {pyproject}"
+    pyproject.write_text(new)
+
+
 def deselect(pyproject: Path, tests: list[str]) -> None:
     """Leave `tests` out (a test failing for reasons of its own would stop mutmut before it
     starts); scripts/mutation then says the score is not the unit stage's."""
@@ -285,6 +296,8 @@ def main(argv: list[str]) -> int:
         print("\n".join(groups(args)))
     elif command == "setup" and len(args) >= 2:
         setup(Path(args[0]), args[1], args[2:])
+    elif command == "keep" and len(args) == 2:
+        keep(Path(args[0]), Path(args[1]))
     elif command == "deselect" and len(args) >= 2:
         deselect(Path(args[0]), args[1:])
     elif command in ("names", "seed", "pending") and args:
