@@ -60,3 +60,41 @@ def test_a_remedy_whose_target_moved_is_proposed_again_with_what_changed(kit: Ki
                   'one approved: target instance "container-X" -> "container-Y"'}
     assert again["fingerprint"] != shown
     assert kit.actions() == []
+
+
+MANY = """
+steps:
+  - {id: scan, run: mem.sleep, target: box, with: {value: [3, 5, 8]}}
+remedies:
+  - {id: never, run: mem.act, target: box, when: "steps.scan.value | length > 5",
+     with: {items: [1]}}
+  - {id: broken, run: mem.act, target: box,
+     with: {items: "{{ steps.scan.value.nothing.here }}"}}
+  - {id: fix, run: mem.act, target: box, with: {items: "{{ steps.scan.value }}"}}
+"""
+
+
+def test_remedies_not_needed_or_unresolvable_are_said_and_the_next_is_still_proposed(
+        kit: Kit) -> None:
+    plan = kit.plan(MANY)
+    state = kit.engine().start(plan, "20261122-075345-0007", trigger="test",
+                               requested_by="tester")
+    skipped = {e.data["remedy"]: e.data for e in state.timeline if e.type == "remedy.skipped"}
+    assert skipped["never"] == {"remedy": "never", "kind": "mem.act", "target": "box",
+                                "status": "not_needed",
+                                "reason": "condition is false: steps.scan.value | length > 5"}
+    assert skipped["broken"]["status"] == "skipped"
+    assert skipped["broken"]["reason"].startswith("cannot be resolved: ")
+    assert state.remedies["fix"].status == "proposed"
+
+
+def test_a_no_at_the_gate_is_journaled_as_declined_at_the_gate(kit: Kit) -> None:
+    state = kit.run(FIX, prompter=lambda proposal: False)
+    [declined] = [e.data for e in state.timeline if e.type == "remedy.skipped"]
+    assert declined == {"remedy": "fix", "status": "declined", "reason": "declined at the gate"}
+
+
+def test_the_start_of_a_remedy_is_in_the_runs_own_timeline(kit: Kit) -> None:
+    state = kit.run(FIX, approve=frozenset({"fix=mem.act"}))
+    types = [e.type for e in state.timeline]
+    assert types.index("remedy.started") < types.index("remedy.finished")
