@@ -6,6 +6,7 @@ tests are test_routing.py, whose helpers are reused."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from runner.daemon.inbox import Inbox
@@ -133,3 +134,34 @@ def test_an_inbox_keeps_its_journal_and_clock(tmp_path: Path) -> None:
         clock = Clock()
         box = inbox(j, clock)
         assert isinstance(box, Inbox) and box.journal is j and box.clock is clock
+
+
+def test_the_work_item_holds_the_rendered_targets_and_params(journal: Journal) -> None:
+    box = inbox(journal, Clock(), routes=[{
+        "name": "r", "playbook": "p", "group_by": ["g"],
+        "targets": {"db": {"from": "{{ labels.instance }}", "allow": ["lab-db"]}},
+        "params": {"team": "{{ labels.team }}"}}])
+    firing = alert(g="1", instance="lab-db", team="payments")
+    box.store([firing])
+    [started] = box.dispatch()
+    assert (started.outcome, started.alert.labels) == ("started", firing.labels)
+    work = box.claim()
+    assert work is not None
+    assert (work.route, work.playbook, work.targets, work.params) == (
+        "r", "p", {"db": "lab-db"}, {"team": "payments"})
+    assert work.group_key == group_key(firing, route(name="r", group_by=["g"]))
+    box.store([alert(g="1", instance="lab-db", team="payments", host="b")])
+    [joined] = box.dispatch()
+    assert joined.alert.labels["host"] == "b"
+
+
+def test_a_resolve_while_alertmanager_says_the_group_fires_does_not_close_it(
+        journal: Journal) -> None:
+    box = inbox(journal, Clock(), routes=[{"name": "r", "playbook": "p"}])
+    box.store([alert(a="1")])
+    box.dispatch()
+    resolved = alert("resolved", a="1")
+    box.store([replace(resolved, group_status="firing")])
+    [done] = box.dispatch()
+    assert (done.outcome, done.closes) == ("resolved", False)
+    assert box.queue_depth() == 1
