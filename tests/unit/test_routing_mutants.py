@@ -6,7 +6,6 @@ tests are test_routing.py, whose helpers are reused."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from runner.daemon.inbox import Inbox
@@ -161,7 +160,7 @@ def test_a_resolve_while_alertmanager_says_the_group_fires_does_not_close_it(
     box.store([alert(a="1")])
     box.dispatch()
     resolved = alert("resolved", a="1")
-    box.store([replace(resolved, group_status="firing")])
+    box.store([resolved.model_copy(update={"group_status": "firing"})])
     [done] = box.dispatch()
     assert (done.outcome, done.closes) == ("resolved", False)
     assert box.queue_depth() == 1
