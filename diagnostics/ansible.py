@@ -65,10 +65,12 @@ remedy, its message naming what failed and where the artifacts are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
+import signal
 import sysconfig
 import tempfile
 import threading
@@ -398,6 +400,7 @@ class _Playbooks:
         check_log = private / "check_mode.jsonl"
         with self._key_file() as key:
             envvars = self._environment(private, key, known_hosts)
+            envvars[RUN_MARKER] = ident  # every process of this run inherits it
             if check:
                 plugins = private / "callback_plugins"
                 plugins.mkdir(mode=0o700)
@@ -418,7 +421,10 @@ class _Playbooks:
             runner.config.env = _clean_environment(runner.config.env, envvars)
             if plugins_path:
                 runner.config.env["ANSIBLE_CALLBACK_PLUGINS"] = plugins_path
-            status, rc = runner.run()
+            try:
+                status, rc = runner.run()
+            finally:
+                _stop_leftovers(ident)
         artifacts = Path(runner.config.artifact_dir)
         _scrub_artifacts(artifacts)
         if check:
@@ -463,6 +469,32 @@ def unsafe_yaml(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(unsafe_yaml(v) for v in value) + "]"
     return json.dumps(value)
+
+
+RUN_MARKER = "RUNBOOK_ANSIBLE_RUN"
+
+
+def _stop_leftovers(ident: str) -> list[int]:
+    """Kill whatever process of run `ident` is still alive once ansible-runner returned.
+
+    On a timeout or cancel ansible-runner kills ansible-playbook's process group, but a
+    worker in a session of its own survives it (seen: `pause` workers of a stopped check
+    still alive an hour later). Every process of the run carries RUN_MARKER=ident in its
+    environment, which no other process has."""
+    needle = b"\0" + f"{RUN_MARKER}={ident}".encode() + b"\0"
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = b"\0" + (entry / "environ").read_bytes()
+        except OSError:  # gone, or not ours to read
+            continue
+        if needle in environ:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed
 
 
 def _clean_environment(env: dict[str, str], ours: dict[str, str]) -> dict[str, str]:

@@ -34,6 +34,7 @@ from tests.lab.sshd import (
     write_known_hosts,
 )
 from tests.scenarios.conftest import CLI
+from tests.support.polling import wait_for
 
 PLAYBOOK_DIR = Path(__file__).resolve().parent.parent / "lab" / "ansible"
 MARKER = "/tmp/runbook ansible marker"  # a space: it stays one path
@@ -351,6 +352,20 @@ def test_plan_shows_the_tasks_that_run_for_real_and_a_check_stops_at_its_step_ti
     assert steps["real"]["status"] == "failed"
     assert "3 task(s) would run for real" in steps["real"]["error"]
     assert steps["slow"]["status"] == "timeout", steps["slow"]  # not the kind's 300 s
+    # and nothing of the stopped check lives on: not ansible-playbook, nor a worker of it
+    wait_for(lambda: not _processes_mentioning(str(tmp_path)),
+             "the stopped check's processes to end", timeout=30)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # ended meanwhile
+            continue
+    return found
 
 
 @pytest.mark.lab
