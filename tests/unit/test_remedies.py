@@ -117,6 +117,7 @@ def test_resumes_released_together_run_an_approved_remedy_exactly_once(
     refused = 0
     for trial in range(trials):
         started = workers.one(["run", "race", "--no-input", "--format", "json"])
+        assert started["stdout"].startswith("{"), started  # what the CLI said, if it failed
         run_id = json.loads(started["stdout"])["run_id"]
         approved = workers.one(["approve", run_id, "fix", "--as", "alice"])
         assert approved["code"] == 0, approved["stderr"]
