@@ -349,9 +349,11 @@ def _weakness(cert: x509.Certificate, self_signed: bool) -> list[str]:
 def _is_self_signed(cert: x509.Certificate) -> bool:
     if cert.issuer != cert.subject:
         return False
+    from cryptography.exceptions import InvalidSignature
+
     try:
         cert.verify_directly_issued_by(cert)
-    except Exception:
+    except (InvalidSignature, ValueError, TypeError):  # not its own issuer, or a key it can't check
         return False
     return True
 
