@@ -92,6 +92,9 @@ def summary(samples: list[tuple[float, float]], limit: float | None) -> dict[str
         "seconds_to_limit": (_round(trend.projected_seconds_to(usable_limit, last))
                              if growing and last is not None else None),
         "growing": growing,
+        # the samples themselves, for the run's chart (runner/charts.py)
+        "points": [[round(t, 3), v] for t, v in ordered],
+        "unit": "bytes",
     }
 
 

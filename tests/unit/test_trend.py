@@ -107,4 +107,5 @@ def test_too_few_samples(samples: list[tuple[float, float]]) -> None:
 def test_summary_keys() -> None:
     assert set(summary(line(MIB, 0.0), None)) == {
         "samples", "window_s", "first", "last", "min", "max", "growth_bytes_per_min",
-        "growth_pct_per_min", "limit", "used_pct", "seconds_to_limit", "growing"}
+        "growth_pct_per_min", "limit", "used_pct", "seconds_to_limit", "growing", "points",
+        "unit"}
