@@ -293,11 +293,12 @@ def error_rate(client: HttpReader, url: str, *, requests: int = 20, window: floa
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, requests)),
                             thread_name_prefix="http-error-rate") as pool:
-        futures = []
+        futures, sent = [], []
         for i in range(requests):
             delay = start + i * interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            sent.append(round(time.monotonic() - start, 3))
             futures.append(pool.submit(check_health, client, url))
         results = [f.result() for f in futures]
     by_class: dict[str, int] = {}
@@ -312,7 +313,11 @@ def error_rate(client: HttpReader, url: str, *, requests: int = 20, window: floa
             "http_5xx": by_class.get("http_5xx", 0),
             "by_class": dict(sorted(by_class.items(), key=lambda kv: -kv[1])),
             "p50_ms": _percentile(answered, 50), "p95_ms": _percentile(answered, 95),
-            "max_ms": answered[-1] if answered else None}
+            "max_ms": answered[-1] if answered else None,
+            # each request's latency when it was sent, and its error class if any: the chart
+            "points": [[t, r["latency_ms"] if r["status"] is not None else None,
+                        r["error_class"]] for t, r in zip(sent, results, strict=True)],
+            "unit": "ms"}
 
 
 def _percentile(ordered: list[float], pct: float) -> float | None:
