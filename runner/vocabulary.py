@@ -114,6 +114,8 @@ class EventKind(StrEnum):
     ALERT_RESOLVED = "alert.resolved"
     NOTIFY_SENT = "notify.sent"
     NOTIFY_FAILED = "notify.failed"
+    # A proposed remedy waited past its deadline: who was told, at which level.
+    ESCALATED = "escalation"
 
 
 class AlertOutcome(StrEnum):

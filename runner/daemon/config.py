@@ -77,6 +77,30 @@ class TargetRule(_Strict):
         return self.match is None or re.fullmatch(self.match, name) is not None
 
 
+class EscalationTarget(_Strict):
+    """One step of a route's escalation: a Slack channel or user (chat.postMessage with the
+    Slack app's bot token), a generic JSON webhook, or PagerDuty's Events API v2."""
+
+    kind: Literal["slack", "webhook", "pagerduty"]
+    to: str | None = Field(None, description="slack: a channel id (C...) or a user id (U...)")
+    url: str | None = Field(None, description="webhook: where; pagerduty: default Events v2")
+    url_env: str | None = Field(None, description="env var holding the URL (a secret)")
+    routing_key_env: str | None = Field(None, description="pagerduty: env var holding the "
+                                                          "integration's routing key")
+
+    @model_validator(mode="after")
+    def _complete(self) -> EscalationTarget:
+        if self.kind == "slack" and not self.to:
+            raise ValueError("a slack escalation needs to: a channel or user id")
+        if self.kind == "webhook" and bool(self.url) == bool(self.url_env):
+            raise ValueError("a webhook escalation needs url or url_env (one of them)")
+        if self.kind == "pagerduty" and not self.routing_key_env:
+            raise ValueError("a pagerduty escalation needs routing_key_env")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url {self.url!r}: expected http:// or https://")
+        return self
+
+
 class Route(_Strict):
     name: str
     match: list[str] = Field(default_factory=list,
@@ -91,6 +115,9 @@ class Route(_Strict):
     group_by: list[str] = Field(default_factory=list,
                                 description="labels that make a group; default: the alert")
     once_within: Duration | None = Field(None, description="one run per group this long")
+    escalation: list[EscalationTarget] = Field(
+        default_factory=list, description="who hears of a remedy nobody approved: the Nth "
+                                          "after N deadlines (escalate_after)")
 
     @cached_property
     def matchers(self) -> list[Matcher]:
@@ -124,6 +151,22 @@ class Notify(_Strict):
         return url
 
 
+class SlackApp(_Strict):
+    """A Slack app: approvals from its buttons (Slack signs each click with the signing
+    secret) and messages through its Web API with the bot token."""
+
+    signing_secret_env: str = Field(description="env var holding the app's signing secret")
+    bot_token_env: str = Field(description="env var holding the bot token (xoxb-...)")
+    api_url: str = Field("https://slack.com/api", description="Slack's Web API")
+    timeout: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _http(self) -> SlackApp:
+        if not self.api_url.startswith(("http://", "https://")):
+            raise ValueError(f"api_url {self.api_url!r}: expected http:// or https://")
+        return self
+
+
 class DaemonConfig(_Strict):
     listen: Listen = Listen()
     auth: Auth = Auth()
@@ -139,6 +182,13 @@ class DaemonConfig(_Strict):
     notify: list[Notify] = Field(default_factory=list)
     inventory: list[str] = Field(default_factory=list, description="default: as the CLI")
     playbooks: list[str] = Field(default_factory=list, description="default: as the CLI")
+    slack_app: SlackApp | None = None
+    slack_users: dict[str, str] = Field(default_factory=dict,
+                                        description="Slack user id -> approver name")
+    escalate_after: dict[str, Duration] = Field(
+        default_factory=lambda: {"P0": 300.0, "P1": 1800.0},
+        description="severity -> how long a proposed remedy may wait before escalating")
+    escalation_check: Duration = Field(15.0, description="how often waiting is looked at")
 
     @model_validator(mode="after")
     def _checks(self) -> DaemonConfig:
@@ -153,6 +203,11 @@ class DaemonConfig(_Strict):
             raise ValueError("route names must be unique")
         for route in self.routes:
             _ = route.matchers  # a bad matcher fails here, at load time
+            if self.slack_app is None and any(t.kind == "slack" for t in route.escalation):
+                raise ValueError(f"route {route.name}: a slack escalation needs slack_app")
+        for user in self.slack_users:
+            if not re.fullmatch(r"[UW][A-Z0-9]{2,}", user):
+                raise ValueError(f"slack_users: {user!r} is not a Slack user id (U...)")
         return self
 
     def inventory_paths(self) -> list[Path]:
@@ -211,7 +266,11 @@ def warnings(config: DaemonConfig) -> list[str]:
                      "playbook names, step kinds and run counts")
     envs = [config.auth.token_env, config.auth.secret_env, config.metrics.token_env,
             *(a.token_env for a in config.approvers.values()),
-            *(n.url_env for n in config.notify)]
+            *(n.url_env for n in config.notify),
+            *((config.slack_app.signing_secret_env, config.slack_app.bot_token_env)
+              if config.slack_app else ()),
+            *(e for r in config.routes for t in r.escalation
+              for e in (t.url_env, t.routing_key_env))]
     found += [f"{name} is not set in this environment" for name in envs
               if name and not os.environ.get(name)]
     return found
