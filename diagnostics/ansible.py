@@ -83,9 +83,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from runner.context import StepContext
 from runner.errors import PermanentError, StepTimeout
 from runner.model import Duration
-from runner.paths import home
 from runner.redact import SECRETS
 from runner.registry import Backend, Registry, StepKind, Target
 
@@ -258,11 +258,13 @@ class CallbackModule(CallbackBase):
 class _Playbooks:
     """Runs the target's playbooks; `cancel()` (from the engine's thread) stops a run."""
 
-    def __init__(self, target: Target, timeout: float) -> None:
+    def __init__(self, target: Target, ctx: StepContext) -> None:
         settings = target.settings
         assert isinstance(settings, AnsibleSettings)
         self.target, self.settings = target.name, settings
-        self.timeout = max(1, int(min(settings.timeout, timeout)))
+        # The step's own `timeout:` (ctx), capped by the target's.
+        self.timeout = max(1, int(min(settings.timeout, ctx.timeout)))
+        self.home = ctx.home
         self._cancelled = threading.Event()
 
     def cancel(self) -> None:
@@ -390,7 +392,7 @@ class _Playbooks:
         known_hosts = self._known_hosts()
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         ident = f"{stamp}-{'check' if check else 'run'}-{os.urandom(3).hex()}"
-        private = home() / "ansible" / ident
+        private = self.home / "ansible" / ident
         private.mkdir(parents=True, mode=0o700)
         collector = _Events(real)
         started = time.monotonic()
@@ -708,7 +710,7 @@ class AnsibleConnector:
         if kind != "ansible.check" or not isinstance(given.get("playbook"), str):
             return []
         allowed = given.get("allow_real_tasks") or []
-        probe = AnsibleProbe(target, 1.0)
+        probe = AnsibleProbe(target, StepContext.outside_a_run(1.0))
         try:
             real = probe.real_tasks(probe.playbook_path(given["playbook"]))
         except PermanentError as exc:
@@ -718,8 +720,8 @@ class AnsibleConnector:
                    else "refused: not in allow_real_tasks") for t in real]
 
     @contextmanager
-    def probe(self, target: Target, timeout: float) -> Iterator[AnsibleProbe]:
-        handle = AnsibleProbe(target, timeout)
+    def probe(self, target: Target, ctx: StepContext) -> Iterator[AnsibleProbe]:
+        handle = AnsibleProbe(target, ctx)
         try:
             yield handle
         finally:
@@ -741,8 +743,8 @@ class AnsibleConnector:
         return identity
 
     @contextmanager
-    def action(self, target: Target, timeout: float) -> Iterator[AnsibleAction]:
-        handle = AnsibleAction(target, timeout)
+    def action(self, target: Target, ctx: StepContext) -> Iterator[AnsibleAction]:
+        handle = AnsibleAction(target, ctx)
         try:
             yield handle
         finally:

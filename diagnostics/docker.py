@@ -26,7 +26,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from runner.errors import PermanentError, StepError, TemporaryError
-from runner.paths import home
 
 from .request_guard import ReadOnlyRefusal, check_docker_request
 
@@ -109,8 +108,8 @@ class ImageHistory:
 
     _lock = threading.Lock()
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or home() / "state" / "service-images.json"
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     def _load(self) -> dict[str, list[dict[str, str]]]:
         try:
@@ -141,11 +140,19 @@ class ImageHistory:
 class DockerReader:
     """Read-only view of a service on Docker."""
 
-    def __init__(self, settings: Any, timeout: float, *, read_only: bool = True) -> None:
+    def __init__(self, settings: Any, timeout: float, *, home: Path | None = None,
+                 read_only: bool = True) -> None:
         self.settings = settings
         self.name: str = settings.container
         self._api = _api(settings.docker_host, timeout, read_only=read_only)
-        self.history = ImageHistory()
+        self._home = home  # runbook's home, from the step context: where the history lives
+
+    @property
+    def history(self) -> ImageHistory:
+        if self._home is None:
+            raise PermanentError(f"{self.name}: opened outside a step, so runbook's image "
+                                 "history is not known")
+        return ImageHistory(self._home / "state" / "service-images.json")
 
     def cancel(self) -> None:
         self._api.close()
@@ -290,8 +297,8 @@ def container_reader(container_id: str, timeout: float) -> DockerReader:
 class DockerOperator(DockerReader):
     """What remedies get: the reads, plus the actions."""
 
-    def __init__(self, settings: Any, timeout: float) -> None:
-        super().__init__(settings, timeout, read_only=False)
+    def __init__(self, settings: Any, timeout: float, *, home: Path | None = None) -> None:
+        super().__init__(settings, timeout, home=home, read_only=False)
         # Set when the remedy's deadline passes (runner.remedies): an action then stops at
         # the next point where it can put things back, instead of being cut off half-way.
         self._interrupted = threading.Event()

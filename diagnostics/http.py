@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.model import Duration
 from runner.redact import SECRETS
@@ -491,8 +492,8 @@ class HttpConnector:
         finally:
             handle.close()
 
-    def probe(self, target: Target, timeout: float) -> AbstractContextManager[HttpProbe]:
-        return self._probe(target, timeout)
+    def probe(self, target: Target, ctx: StepContext) -> AbstractContextManager[HttpProbe]:
+        return self._probe(target, ctx.timeout)
 
     def identity(self, target: Target, timeout: float) -> dict[str, str]:
         """The URL the target names (it holds no password: the settings refuse one)."""
@@ -500,7 +501,7 @@ class HttpConnector:
         assert isinstance(settings, HttpSettings)
         return {"url": settings.url}
 
-    def action(self, target: Target, timeout: float) -> AbstractContextManager[Any]:
+    def action(self, target: Target, ctx: StepContext) -> AbstractContextManager[Any]:
         raise PermanentError(f"{target.name}: the http backend only reads; it has no "
                              "mutating steps")
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from runner.context import StepContext
 from runner.errors import PermanentError, StepError, StepTimeout, TemporaryError
 from runner.model import Duration
 from runner.redact import SECRETS
@@ -165,11 +166,11 @@ class PostgresConnector:
     def prepare(self) -> None:
         import psycopg  # noqa: F401 - imported once, before any step's clock starts
 
-    def probe(self, target: Target, timeout: float) -> Any:
-        return self._session(target, timeout, action=False)
+    def probe(self, target: Target, ctx: StepContext) -> Any:
+        return self._session(target, ctx.timeout, action=False)
 
-    def action(self, target: Target, timeout: float) -> Any:
-        return self._session(target, timeout, action=True)
+    def action(self, target: Target, ctx: StepContext) -> Any:
+        return self._session(target, ctx.timeout, action=True)
 
     def identity(self, target: Target, timeout: float) -> dict[str, str]:
         """host:port/dbname and the cluster's system identifier: an approval binds to the
@@ -206,7 +207,7 @@ class PostgresConnector:
         except PermanentError:
             return []  # nothing to connect to here; a run says so itself
         try:
-            with self.probe(target, timeout) as db:
+            with self._session(target, timeout, action=False) as db:
                 role = db.one(_SIGNAL_RIGHTS_SQL)
         except StepError as exc:
             return [f"could not check whether the probe role may signal sessions: {exc}"]

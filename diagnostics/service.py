@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -44,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.model import Duration
 from runner.registry import Backend, Registry, StepKind, Target
@@ -177,7 +179,8 @@ class ServiceControl:
         self.runtime.interrupt()
 
 
-def _reader(settings: RuntimeSettings, timeout: float) -> ServiceReader:
+def _reader(settings: RuntimeSettings, timeout: float,
+            home: Path | None = None) -> ServiceReader:
     """The runtime's read-only reader (probes) for this service."""
     if isinstance(settings, KubernetesService):
         from . import kubernetes
@@ -185,18 +188,18 @@ def _reader(settings: RuntimeSettings, timeout: float) -> ServiceReader:
         return kubernetes.KubernetesReader(settings, timeout)
     from . import docker
 
-    return docker.DockerReader(settings, timeout)
+    return docker.DockerReader(settings, timeout, home=home)
 
 
-def _operator(settings: RuntimeSettings, timeout: float) -> ServiceRuntime:
+def _operator(settings: RuntimeSettings, ctx: StepContext) -> ServiceRuntime:
     """The runtime's operator (remedies, through the gate) for this service."""
     if isinstance(settings, KubernetesService):
         from . import kubernetes
 
-        return kubernetes.KubernetesOperator(settings, timeout)
+        return kubernetes.KubernetesOperator(settings, ctx.timeout)
     from . import docker
 
-    return docker.DockerOperator(settings, timeout)
+    return docker.DockerOperator(settings, ctx.timeout, home=ctx.home)
 
 
 class ServiceConnector:
@@ -205,12 +208,12 @@ class ServiceConnector:
         import httpx  # noqa: F401
 
     @contextmanager
-    def probe(self, target: Target, timeout: float) -> Iterator[ServiceView]:
+    def probe(self, target: Target, ctx: StepContext) -> Iterator[ServiceView]:
         from . import http
 
         settings = _runtime_settings(target)
-        reader = _reader(settings, timeout)
-        client = http.open_client(timeout=min(settings.http_timeout, timeout),
+        reader = _reader(settings, ctx.timeout, ctx.home)
+        client = http.open_client(timeout=min(settings.http_timeout, ctx.timeout),
                                   verify_tls=settings.verify_tls)
         try:
             yield ServiceView(target.name, settings, reader, client)
@@ -239,9 +242,9 @@ class ServiceConnector:
             reader.close()
 
     @contextmanager
-    def action(self, target: Target, timeout: float) -> Iterator[ServiceControl]:
+    def action(self, target: Target, ctx: StepContext) -> Iterator[ServiceControl]:
         settings = _runtime_settings(target)
-        operator = _operator(settings, timeout)
+        operator = _operator(settings, ctx)
         try:
             yield ServiceControl(target.name, settings, operator)
         finally:

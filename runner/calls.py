@@ -34,8 +34,11 @@ def describe_error(exc: BaseException) -> str:
 
 class Call:
     def __init__(self, work: Work, timeout: float, *,
-                 on_done: Callable[[Call], None] | None = None, name: str = "call") -> None:
+                 on_done: Callable[[Call], None] | None = None, name: str = "call",
+                 cancelled: threading.Event | None = None) -> None:
         self.timeout = timeout
+        # Set when the call is given up on or asked to stop: the step context's signal.
+        self.cancelled = cancelled or threading.Event()
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.handle: Any = None
@@ -84,6 +87,7 @@ class Call:
             self._expired = True
             self.result, self.error = None, StepTimeout(
                 f"no answer within {self.timeout:g}s (cancelled)")
+        self.cancelled.set()
         cancel = getattr(self.handle, "cancel", None)
         if callable(cancel):
             with contextlib.suppress(Exception):  # best effort: the call is abandoned anyway
@@ -97,6 +101,7 @@ class Call:
                 return
             self._interrupted = True
             handle = self.handle
+        self.cancelled.set()
         if handle is not None:
             _ask_to_stop(handle)
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from . import expressions
 from .calls import Call, describe_error
+from .context import StepContext
 from .errors import JournalUnavailable, NotApproved, StepError, StepTimeout, TemporaryError
 from .gate import APPROVED, DECLINED, Gate, Proposal
 from .inventory import Target
@@ -221,18 +222,23 @@ class Engine:
         kind, target, params = attempt.kind, attempt.target, attempt.params
         self._emit(state, EventKind.STEP_STARTED, {"step": attempt.step.id, "kind": kind.name,
                                            "target": target.name, "attempt": attempt.number})
-        attempt.call = Call(lambda on_handle: self._probe(kind, target, params, on_handle,
-                                                          attempt.timeout),
+        ctx = self._step_context(state, attempt.step.id, attempt.timeout)
+        attempt.call = Call(lambda on_handle: self._probe(kind, target, params, on_handle, ctx),
                             attempt.timeout, on_done=lambda _: finished.put(attempt),
-                            name=f"step-{attempt.step.id}")
+                            name=f"step-{attempt.step.id}", cancelled=ctx.cancelled)
         return attempt
 
+    def _step_context(self, state: RunState, step: str, timeout: float) -> StepContext:
+        return StepContext.start(run_id=state.run_id, step=step, timeout=timeout,
+                                 run_dir=self.journal.run_dir(state.run_id),
+                                 home=self.journal.home)
+
     def _probe(self, kind: StepKind, target: Target, params: Any,
-               on_handle: Callable[[Any], None], timeout: float) -> dict[str, Any]:
+               on_handle: Callable[[Any], None], ctx: StepContext) -> dict[str, Any]:
         """The only way a step or check reaches a backend: through a read-only handle."""
         if kind.mutating:  # validation forbids this; refuse it here regardless
             raise NotApproved(f"{kind.name} is mutating: it runs only as an approved remedy")
-        with self.registry.backend(kind.target_kind).connector.probe(target, timeout) as h:
+        with self.registry.backend(kind.target_kind).connector.probe(target, ctx) as h:
             on_handle(h)
             return kind.func(h, params)
 
@@ -305,7 +311,8 @@ class Engine:
             # never what a mutable name means now.
             rendered = {**shown.args, **rendered}
         params = kind.params.model_validate(rendered)
-        params, identity = self.gate.resolve(kind, target, params, min(kind.timeout, 30.0))
+        params, identity = self.gate.resolve(kind, target, params, self._step_context(
+            state, remedy.id, min(kind.timeout, 30.0)))
         explain = kind.explain(params) if kind.explain else ""
         return Proposal(state.run_id, remedy.id, kind.name, target.name,
                         params.model_dump(mode="json"), explain, identity)
@@ -383,7 +390,7 @@ class Engine:
         target = next(t for t in plan.targets.values() if t.name == proposal.target)
         runner = RemedyRunner(self.journal, self.gate, lambda type_, data: self._emit(
             state, type_, data), lambda event: self._apply(state, event), self.remedy_grace)
-        return runner.run(proposal, target, timeout)
+        return runner.run(proposal, target, self._step_context(state, proposal.remedy, timeout))
 
     # Verification
 
@@ -413,7 +420,7 @@ class Engine:
             settle_end = time.monotonic() + check.within
             while True:
                 checks += 1
-                result, error = self._check(plan, state, check, kind, target)
+                result, error = self._check(plan, state, check, base["verify"], kind, target)
                 now = time.monotonic()
                 if error is None:
                     held_since = held_since or now
@@ -430,7 +437,7 @@ class Engine:
                 outcome = FAILED
         return outcome
 
-    def _check(self, plan: Plan, state: RunState, check: Any, kind: StepKind,
+    def _check(self, plan: Plan, state: RunState, check: Any, check_id: str, kind: StepKind,
                target: Target) -> tuple[dict[str, Any] | None, str | None]:
         """One verify check: (result, None) when it holds, else (result, why not)."""
         context = _context(plan, state)
@@ -438,16 +445,15 @@ class Engine:
             rendered = expressions.render(check.with_, context)
             refuse_templated_options(check.with_, rendered, allowed=check.allow_options)
             params = kind.params.model_validate(rendered)
-            timeout = check.timeout or kind.timeout  # the check's own reaches the backend
+            # The check's own timeout reaches the backend.
+            ctx = self._step_context(state, check_id, check.timeout or kind.timeout)
             result, failure = Call(lambda on_handle: self._probe(kind, target, params, on_handle,
-                                                                 timeout), timeout).wait()
+                                                                 ctx), ctx.timeout,
+                                   cancelled=ctx.cancelled).wait()
             if failure is not None:
                 return None, describe_error(failure)
             assert result is not None
-            if check.expect:
-                holds = expressions.evaluate(check.expect, {**context, "result": result})
-            else:
-                holds = result.get("ok", True) is not False
+            holds = check_holds(check.expect, context, result)
         except (expressions.ExpressionError, ValidationError) as exc:
             return None, _short(exc)
         return result, None if holds else f"expected {check.expect or 'ok'}, but it was not so"
@@ -484,6 +490,14 @@ class NotRun(dict[str, Any]):
 
     def __missing__(self, key: str) -> None:
         return None
+
+
+def check_holds(expect: str | None, context: Mapping[str, Any], result: Mapping[str, Any]) -> bool:
+    """Whether a verify check's result meets its `expect` (else the result's `ok`); replay
+    judges recorded verify results with it too."""
+    if expect:
+        return bool(expressions.evaluate(expect, {**context, "result": result}))
+    return result.get("ok", True) is not False
 
 
 def _context(plan: Plan, state: RunState) -> dict[str, Any]:

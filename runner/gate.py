@@ -30,6 +30,7 @@ from .approval import (
     verdict,
     with_os_user,
 )
+from .context import StepContext
 from .errors import NotApproved
 from .inventory import Target
 from .journal import Approval, Journal, now
@@ -110,13 +111,13 @@ class Gate:
     # Resolving what a proposal acts on
 
     def resolve(self, kind: StepKind, target: Target, params: Any,
-                timeout: float) -> tuple[Any, dict[str, str]]:
+                ctx: StepContext) -> tuple[Any, dict[str, str]]:
         """Params with mutable references pinned, and the target's identity, as of now."""
         connector = self.registry.backend(kind.target_kind).connector
         if kind.pin is not None:
-            with connector.probe(target, timeout) as handle:
+            with connector.probe(target, ctx) as handle:
                 params = kind.pin(handle, params)
-        return params, self.identity(kind, target, timeout)
+        return params, self.identity(kind, target, ctx.timeout)
 
     def identity(self, kind: StepKind, target: Target, timeout: float) -> dict[str, str]:
         connector = self.registry.backend(kind.target_kind).connector
@@ -196,7 +197,7 @@ class Gate:
 
     # Executing
 
-    def execute(self, proposal: Proposal, target: Target, timeout: float,
+    def execute(self, proposal: Proposal, target: Target, ctx: StepContext,
                 on_handle: Callable[[Any], None] = lambda handle: None) -> dict[str, Any]:
         """Run the remedy's action, after checking the journal holds a matching, current
         approval and that the target still resolves to what was approved."""
@@ -214,7 +215,7 @@ class Gate:
             raise NotApproved(f"the approval of {proposal.remedy!r} does not hold{expired}: "
                               f"{found.reason}")
         kind = self.registry.kind(proposal.kind)
-        now_identity = self.identity(kind, target, timeout)
+        now_identity = self.identity(kind, target, ctx.timeout)
         if now_identity != dict(proposal.identity) or target.name != proposal.target:
             moved = changes({"target": proposal.target, "identity": dict(proposal.identity)},
                             {"target": target.name, "identity": now_identity})
@@ -224,6 +225,6 @@ class Gate:
             raise NotApproved(f"approval of {proposal.remedy!r} void: {reason}")
         params = kind.params.model_validate(proposal.args)
         connector = self.registry.backend(kind.target_kind).connector
-        with connector.action(target, timeout) as handle:
+        with connector.action(target, ctx) as handle:
             on_handle(handle)
             return kind.func(handle, params)

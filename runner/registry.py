@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from .context import StepContext
 from .errors import RunbookError
 
 ENTRY_POINT_GROUP = "runbook.backends"
@@ -42,6 +43,8 @@ class Connector(Protocol):
     timeout. An action handle is never cancelled: past the remedy's deadline the engine calls
     its `interrupt()`, if it offers one, and waits for the action to end; an action that
     sees it stops at the next point where it can finish or undo its half-done work.
+    Both receive the step's `StepContext` (`runner.context`): its own timeout and deadline,
+    the run's directory and runbook's home, a logger and a cancellation signal.
     A connector may offer `prepare()`, called once before a run's steps start: the place to
     import its client library, so that no step's time includes it.
     A connector should offer `identity(target, timeout) -> dict[str, str]`: the non-secret
@@ -50,8 +53,8 @@ class Connector(Protocol):
     resolves it again right before the action: a name that now points elsewhere voids it.
     """
 
-    def probe(self, target: Target, timeout: float) -> AbstractContextManager[Any]: ...
-    def action(self, target: Target, timeout: float) -> AbstractContextManager[Any]: ...
+    def probe(self, target: Target, ctx: StepContext) -> AbstractContextManager[Any]: ...
+    def action(self, target: Target, ctx: StepContext) -> AbstractContextManager[Any]: ...
 
 
 @dataclass(frozen=True)

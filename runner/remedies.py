@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .calls import Call, describe_error
+from .context import StepContext
 from .errors import JournalUnavailable
 from .gate import Gate, Proposal
 from .inventory import Target
@@ -51,7 +52,7 @@ class RemedyRunner:
     apply: Callable[[Event], None]  # fold in an event the journal wrote itself
     grace: float
 
-    def run(self, proposal: Proposal, target: Target, timeout: float) -> RunStatus:
+    def run(self, proposal: Proposal, target: Target, ctx: StepContext) -> RunStatus:
         """Run an approved remedy; COMPLETED, FAILED, or AWAITING (its target is busy)."""
         run_id, remedy = proposal.run_id, proposal.remedy
         try:
@@ -70,11 +71,12 @@ class RemedyRunner:
 
         def work(on_handle: Callable[[Any], None]) -> dict[str, Any]:
             try:
-                return self.gate.execute(proposal, target, timeout, on_handle)
+                return self.gate.execute(proposal, target, ctx, on_handle)
             finally:
                 self._release(target.name, run_id)  # the lock lives as long as the action
 
-        call = Call(work, timeout, name=f"remedy-{remedy}")
+        timeout = ctx.timeout
+        call = Call(work, timeout, name=f"remedy-{remedy}", cancelled=ctx.cancelled)
         try:
             ended = call.finished.wait(max(0.0, call.deadline - time.monotonic()))
         except KeyboardInterrupt:

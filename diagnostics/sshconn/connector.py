@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.registry import Target
 
@@ -64,16 +65,16 @@ class SshConnector:
         return identity
 
     @contextmanager
-    def probe(self, target: Target, timeout: float) -> Iterator[SshProbe]:
-        handle = SshProbe(target, timeout, *self._open(target, timeout))
+    def probe(self, target: Target, ctx: StepContext) -> Iterator[SshProbe]:
+        handle = SshProbe(target, ctx.timeout, *self._open(target, ctx.timeout))
         try:
             yield handle
         finally:
             handle.cancel()
 
     @contextmanager
-    def action(self, target: Target, timeout: float) -> Iterator[SshAction]:
-        handle = SshAction(target, timeout, *self._open(target, timeout))
+    def action(self, target: Target, ctx: StepContext) -> Iterator[SshAction]:
+        handle = SshAction(target, ctx.timeout, *self._open(target, ctx.timeout))
         try:
             yield handle
         finally:

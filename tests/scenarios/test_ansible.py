@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from diagnostics import ansible
+from runner.context import StepContext
 from runner.errors import PermanentError, StepTimeout
 from runner.inventory import Target
 from runner.registry import Registry
@@ -194,7 +195,8 @@ def fleet(tmp_path: Path, key: ClientKey, known_hosts: Path, *hosts: str) -> Tar
 
 def check(on: Target, **params: Any) -> dict[str, Any]:
     kind = REGISTRY.kind("ansible.check")
-    with REGISTRY.backend("ansible").connector.probe(on, kind.timeout) as handle:
+    with REGISTRY.backend("ansible").connector.probe(on,
+            StepContext.outside_a_run(kind.timeout)) as handle:
         return kind.func(handle, kind.params.model_validate(params))
 
 
@@ -227,7 +229,8 @@ def test_a_run_past_its_timeout_is_stopped(
     started = time.monotonic()
     with pytest.raises(StepTimeout, match="did not finish within 3s"), \
             REGISTRY.backend("ansible").connector.action(
-                Target("lab-fleet", "ansible", settings), kind.timeout) as handle:
+                Target("lab-fleet", "ansible", settings),
+                        StepContext.outside_a_run(kind.timeout)) as handle:
         kind.func(handle, kind.params.model_validate({"playbook": "sleep.yml"}))
     assert time.monotonic() - started < 10
     [status] = runbook_home.glob("ansible/*/artifacts/*/status")

@@ -12,6 +12,7 @@ import pytest
 
 from diagnostics.request_guard import ReadOnlyRefusal
 from diagnostics.service import DockerService, ServiceConnector, ServiceSettings
+from runner.context import StepContext
 from runner.inventory import Target
 from tests.lab.images import require_image
 
@@ -71,7 +72,7 @@ def test_no_way_through_the_probe_handle_stops_or_attaches_to_a_container(
     settings = ServiceSettings(DockerService(runtime="docker", container=container.name))
     target = Target("t", "service", settings)
     refused = {}
-    with ServiceConnector().probe(target, 10) as view:
+    with ServiceConnector().probe(target, StepContext.outside_a_run(10)) as view:
         api = view.runtime._api
         assert view.runtime.status()["state"] == "running"  # reads work
         for name, attempt in _bypasses(api, container.id).items():

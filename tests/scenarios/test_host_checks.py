@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from diagnostics import hostchecks, ssh, sshconn
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.inventory import Target
 from runner.registry import Registry
@@ -77,7 +78,8 @@ def target(key: ClientKey, tmp_path: Path, *hosts: SshdHost) -> Target:
 def check(on: Target, name: str, **params: Any) -> dict[str, Any]:
     """A check as the engine runs it: through the connector's read-only handle."""
     kind = REGISTRY.kind(f"ssh.{name}")
-    with REGISTRY.backend("ssh").connector.probe(on, kind.timeout) as handle:
+    with REGISTRY.backend("ssh").connector.probe(on,
+            StepContext.outside_a_run(kind.timeout)) as handle:
         return kind.func(handle, kind.params.model_validate(params))
 
 

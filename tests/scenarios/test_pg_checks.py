@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from diagnostics.postgres import PostgresConnector, PostgresSettings
+from runner.context import StepContext
 from runner.inventory import Target
 from runner.registry import Registry
 from tests.lab.faults import LabDatabase, prepare
@@ -84,7 +85,7 @@ def check(db: LabDatabase, name: str, **params: Any) -> dict[str, Any]:
     target = Target("t", "postgres", PostgresSettings(dsn_env="PG_CHECKS_DSN"))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PG_CHECKS_DSN", db.ro)
-        with PostgresConnector().probe(target, 30) as handle:
+        with PostgresConnector().probe(target, StepContext.outside_a_run(30)) as handle:
             result: dict[str, Any] = kind.func(handle, kind.params(**params))
     return result
 

@@ -14,6 +14,7 @@ from diagnostics.postgres import (
     SignalParams,
     terminate_backends,
 )
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.inventory import Target
 from tests.lab.faults import Faults, LabDatabase
@@ -33,7 +34,8 @@ def target(monkeypatch: pytest.MonkeyPatch, dsn: str, **settings: object) -> Tar
 def test_a_probe_session_cannot_write_the_server_refuses(
         lab: LabDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
     # Even as the superuser: read-only is the session's setting, not the role's.
-    with PostgresConnector().probe(target(monkeypatch, lab.admin), 5) as db:
+    with PostgresConnector().probe(target(monkeypatch, lab.admin),
+            StepContext.outside_a_run(5)) as db:
         write = "WITH x AS (UPDATE accounts SET balance = 0 RETURNING id) SELECT * FROM x"
         with pytest.raises(PermanentError, match="UPDATE writes"):
             db.query(write)
@@ -56,7 +58,8 @@ def test_the_bypass_corpus_from_a_superuser_probe_session_kills_no_session(
              for sql in BYPASSES + [form.format(call) for call in STATE_CHANGING
                                     for form in ('SELECT {}', 'SELECT "pg_catalog".{}')]]
     got_through = []
-    with PostgresConnector().probe(target(monkeypatch, lab.admin), 10) as db:
+    with PostgresConnector().probe(target(monkeypatch, lab.admin),
+            StepContext.outside_a_run(10)) as db:
         for sql in aimed:
             try:
                 db.query(sql)
@@ -84,7 +87,8 @@ def test_the_shipped_probes_pass_the_guard_against_the_real_server(
 
     blocker, _ = faults.lock_pileup(waiters=1)
     faults.idle_in_transaction(1)
-    with PostgresConnector().probe(target(monkeypatch, lab.ro), 10) as db:
+    with PostgresConnector().probe(target(monkeypatch, lab.ro),
+            StepContext.outside_a_run(10)) as db:
         assert postgres.ping(db, postgres.NoParams())["ok"]
         assert postgres.connection_usage(db, postgres.TopN())["used"] >= 3
         assert postgres.idle_in_transaction(db, postgres.Threshold(older_than=0))["count"] >= 1
@@ -116,7 +120,8 @@ def test_a_terminate_never_hits_a_recycled_pid(
         lab: LabDatabase, faults: Faults, monkeypatch: pytest.MonkeyPatch) -> None:
     [pid] = faults.idle_in_transaction(1)
     stale = SignalParams(backends=[BackendRef(pid=pid, backend_start="2001-01-01T00:00:00Z")])
-    with PostgresConnector().action(target(monkeypatch, lab.ops), 5) as db:
+    with PostgresConnector().action(target(monkeypatch, lab.ops),
+            StepContext.outside_a_run(5)) as db:
         result = terminate_backends(db, stale)
     assert result["terminated"] == []
     assert "another session" in result["skipped"][0]["reason"]
@@ -131,7 +136,7 @@ def test_a_probe_past_its_deadline_is_cancelled_on_the_server(
     tgt = target(monkeypatch, lab.ro)
 
     def slow(on_handle):  # type: ignore[no-untyped-def]
-        with connector.probe(tgt, 30) as db:
+        with connector.probe(tgt, StepContext.outside_a_run(30)) as db:
             on_handle(db)
             return {"rows": db.query("SELECT pg_sleep(30), 'runbook-slow-probe'")}
 
@@ -150,7 +155,8 @@ def test_statement_timeout_bounds_every_probe_query(
     from runner.errors import StepTimeout
 
     tgt = target(monkeypatch, lab.ro, statement_timeout=0.3)
-    with PostgresConnector().probe(tgt, 30) as db, pytest.raises(StepTimeout):
+    with PostgresConnector().probe(tgt,
+            StepContext.outside_a_run(30)) as db, pytest.raises(StepTimeout):
         db.query("SELECT pg_sleep(5)")
 
 

@@ -15,6 +15,7 @@ import pytest
 from diagnostics.docker import DockerOperator
 from diagnostics.service import DockerService
 from runner.errors import PermanentError
+from runner.paths import home
 from tests.lab.images import require_image
 from tests.scenarios.conftest import CLI
 from tests.scenarios.helpers import remedy
@@ -85,7 +86,8 @@ def test_a_limit_within_the_bound_is_applied(cli: CLI, container: Any) -> None:
 
 @pytest.mark.parametrize("limit", [0, -1, True])
 def test_the_docker_operator_refuses_it_itself(container: Any, limit: Any) -> None:
-    operator = DockerOperator(DockerService(runtime="docker", container=container.name), 10)
+    operator = DockerOperator(DockerService(runtime="docker", container=container.name), 10,
+                              home=home())
     try:
         with pytest.raises(PermanentError, match="refusing a memory limit"):
             operator.set_memory_limit(limit)

@@ -9,6 +9,7 @@ import docker
 import httpx
 import pytest
 
+from runner.paths import home
 from tests.lab.api import deploy, fault, wait_exit
 from tests.scenarios.conftest import CLI
 from tests.scenarios.helpers import (
@@ -159,7 +160,7 @@ def test_diagnostics_cannot_change_a_container(services: ServiceLab) -> None:
     from runner.errors import PermanentError
 
     api = services.start()
-    reader = DockerReader(DockerService(runtime="docker", container=api.name), 10)
+    reader = DockerReader(DockerService(runtime="docker", container=api.name), 10, home=home())
     assert reader.status()["running"] is True
     api_client = reader._api  # past the reader's methods, to the client itself
     for attempt in (lambda: api_client.stop(api.name), lambda: api_client.restart(api.name),

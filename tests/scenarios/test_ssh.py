@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from diagnostics import ssh, sshconn
+from runner.context import StepContext
 from runner.errors import PermanentError, TemporaryError
 from runner.inventory import Target
 from runner.registry import Registry
@@ -81,7 +82,7 @@ def run(kind_name: str, on: Target, **params: Any) -> dict[str, Any]:
     kind = REGISTRY.kind(kind_name)
     connector = REGISTRY.backend("ssh").connector
     opened = connector.action if kind.mutating else connector.probe
-    with opened(on, kind.timeout) as handle:
+    with opened(on, StepContext.outside_a_run(kind.timeout)) as handle:
         return kind.func(handle, kind.params.model_validate(params))
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from diagnostics import ssh, sshconn
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.inventory import Target
 from runner.registry import Registry
@@ -86,7 +87,8 @@ def target(key: ClientKey, known_hosts: Path, host: str, **fields: Any) -> Targe
 
 def load(on: Target) -> dict[str, Any]:
     kind = REGISTRY.kind("ssh.load")
-    with REGISTRY.backend("ssh").connector.probe(on, kind.timeout) as handle:
+    with REGISTRY.backend("ssh").connector.probe(on,
+            StepContext.outside_a_run(kind.timeout)) as handle:
         return kind.func(handle, kind.params.model_validate({}))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from runner.context import StepContext
 from runner.registry import Backend, Registry, StepKind, Target
 
 
@@ -15,10 +16,10 @@ class BrokenSettings(BaseModel):
 
 
 class BrokenConnector:
-    def probe(self, target: Target, timeout: float) -> None:
+    def probe(self, target: Target, ctx: StepContext) -> None:
         raise NotImplementedError
 
-    def action(self, target: Target, timeout: float) -> None:
+    def action(self, target: Target, ctx: StepContext) -> None:
         raise NotImplementedError
 
     def warnings(self, target: Target) -> list[str]:

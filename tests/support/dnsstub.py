@@ -76,6 +76,7 @@ def main() -> None:
     serve({k.lower(): v for k, v in records.items()}, {n.lower() for n in args.servfail})
 
     from diagnostics import http, httpchecks
+    from runner.context import StepContext
     from runner.inventory import Target
     from runner.registry import Registry
 
@@ -85,7 +86,8 @@ def main() -> None:
     kind = registry.kind("http.dns")
     target = Target("api", "http", http.HttpSettings(url="http://127.0.0.1/", timeout="5s"))
     for name in args.names:
-        with registry.backend(kind.target_kind).connector.probe(target, kind.timeout) as handle:
+        with registry.backend(kind.target_kind).connector.probe(
+                target, StepContext.outside_a_run(kind.timeout)) as handle:
             result = kind.func(handle, kind.params.model_validate({"name": name,
                                                                     "timeout": "3s"}))
         print(json.dumps(result), flush=True)

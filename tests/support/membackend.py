@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.context import StepContext
 from runner.errors import PermanentError, TemporaryError
 from runner.registry import Backend, Registry, StepKind, Target
 
@@ -28,9 +29,10 @@ class MemSettings(BaseModel):
 
 
 class Handle:
-    def __init__(self, root: Path, writable: bool, timeout: float) -> None:
+    def __init__(self, root: Path, writable: bool, context: StepContext) -> None:
         self.root, self.writable = root, writable
-        self.timeout = timeout  # what the engine passed to the connector
+        self.context = context  # what the engine told the connector about the step
+        self.timeout = context.timeout
         self.cancelled = threading.Event()
         self.interrupted = threading.Event()
 
@@ -59,7 +61,7 @@ def reset_peak() -> int:
 
 class MemConnector:
     @contextmanager
-    def _open(self, target: Target, writable: bool, timeout: float) -> Iterator[Handle]:
+    def _open(self, target: Target, writable: bool, ctx: StepContext) -> Iterator[Handle]:
         global _live, _peak
         settings = target.settings
         assert isinstance(settings, MemSettings)
@@ -69,13 +71,13 @@ class MemConnector:
             _live += 1
             _peak = max(_peak, _live)
         try:
-            yield Handle(root, writable, timeout)
+            yield Handle(root, writable, ctx)
         finally:
             with _lock:
                 _live -= 1
 
-    def probe(self, target: Target, timeout: float) -> Any:
-        return self._open(target, writable=False, timeout=timeout)
+    def probe(self, target: Target, ctx: StepContext) -> Any:
+        return self._open(target, writable=False, ctx=ctx)
 
     def identity(self, target: Target, timeout: float) -> dict[str, str]:
         """The folder, and what its `instance` file says (tests swap what a name means)."""
@@ -85,8 +87,8 @@ class MemConnector:
         return {"path": str(Path(settings.path).resolve()),
                 "instance": instance.read_text() if instance.exists() else ""}
 
-    def action(self, target: Target, timeout: float) -> Any:
-        return self._open(target, writable=True, timeout=timeout)
+    def action(self, target: Target, ctx: StepContext) -> Any:
+        return self._open(target, writable=True, ctx=ctx)
 
 
 class Sleep(BaseModel):
@@ -117,14 +119,18 @@ class Act(BaseModel):
 
 
 def sleep(h: Handle, p: Sleep) -> dict[str, Any]:
+    seen = {"run_id": h.context.run_id, "step": h.context.step, "timeout": h.context.timeout,
+            "run_dir": str(h.context.run_dir), "remaining": h.context.remaining()}
     deadline = time.monotonic() + p.seconds
     while time.monotonic() < deadline:
         if h.cancelled.wait(min(0.01, max(0.0, deadline - time.monotonic()))):
-            h.log("cancelled.jsonl", {"at": time.time()})
+            h.log("cancelled.jsonl", {"at": time.time(),
+                                      "context_cancelled": h.context.cancelled.is_set()})
             raise TemporaryError("cancelled")
     lines = "".join(f"padding line {i:07d}\n" for i in range(p.pad // 21 + 1))
     padding = {"pad": lines[:p.pad]} if p.pad else {}
-    return {"ok": True, "value": p.value, "slept": p.seconds, "timeout": h.timeout, **padding}
+    return {"ok": True, "value": p.value, "slept": p.seconds, "timeout": h.timeout,
+            "context": seen, **padding}
 
 
 def fail(h: Handle, p: Fail) -> dict[str, Any]:

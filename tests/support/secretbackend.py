@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.redact import SECRETS
 from runner.registry import Backend, Registry, StepKind, Target
@@ -46,10 +47,10 @@ class VaultConnector:
         root.mkdir(parents=True, exist_ok=True)
         yield Handle(root, password)
 
-    def probe(self, target: Target, timeout: float) -> Any:
+    def probe(self, target: Target, ctx: StepContext) -> Any:
         return self._open(target)
 
-    def action(self, target: Target, timeout: float) -> Any:
+    def action(self, target: Target, ctx: StepContext) -> Any:
         return self._open(target)
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from runner.approval import APPROVED, PENDING, ApprovalRefused, record, verdict
 from runner.cli import main
+from runner.context import StepContext
 from runner.errors import NotApproved, PlaybookError
 from runner.gate import Gate, Proposal, fingerprint
 from runner.journal import Approval
@@ -77,11 +78,11 @@ def test_gate_execute_with_an_expired_approval_raises_not_approved(kit: Kit) -> 
     late = Gate(kit.journal, kit.registry, approver="x", ttl=60,
                 clock=lambda: T0 + timedelta(seconds=61))
     with pytest.raises(NotApproved, match="expired"):
-        late.execute(proposed(state), target, 5)
+        late.execute(proposed(state), target, StepContext.outside_a_run(5))
     assert starts(kit) == 0
     in_time = Gate(kit.journal, kit.registry, approver="x", ttl=60,
                    clock=lambda: T0 + timedelta(seconds=59))
-    in_time.execute(proposed(state), target, 5)
+    in_time.execute(proposed(state), target, StepContext.outside_a_run(5))
     assert starts(kit) == 1
 
 
@@ -135,7 +136,7 @@ def test_gate_execute_resolves_the_target_again_right_before_the_action(kit: Kit
     assert gate.decide(proposed(state)) == APPROVED
     (kit.box / "instance").write_text("container-Y")  # swapped between decision and action
     with pytest.raises(NotApproved, match='instance "container-X" -> "container-Y"'):
-        gate.execute(proposed(state), next(iter(kit.inventory)), 5)
+        gate.execute(proposed(state), next(iter(kit.inventory)), StepContext.outside_a_run(5))
     assert starts(kit) == 0
     assert any(e.type == "approval.void" for e in kit.journal.events(state.run_id))
 
@@ -203,7 +204,7 @@ def test_four_eyes_on_an_alert_run_takes_two_distinct_approvers(kit: Kit) -> Non
                policy=policy)
     gate = Gate(kit.journal, kit.registry, approver="daemon", policy=policy)
     with pytest.raises(NotApproved, match="second person"):
-        gate.execute(proposed(state), next(iter(kit.inventory)), 5)
+        gate.execute(proposed(state), next(iter(kit.inventory)), StepContext.outside_a_run(5))
     record(kit.journal, state.run_id, "fix", decision=APPROVED, by="bob", how="t",
            policy=policy)
     assert now_verdict().decision == APPROVED
@@ -522,7 +523,7 @@ def test_gate_execute_refuses_a_proposal_for_another_target_name(kit: Kit) -> No
     gate = Gate(kit.journal, kit.registry, approver="x")
     gate.record(state.run_id, "fix", elsewhere.fingerprint, APPROVED, "alice", "t")
     with pytest.raises(NotApproved, match="target 'not-box' -> 'box'"):
-        gate.execute(elsewhere, next(iter(kit.inventory)), 5)
+        gate.execute(elsewhere, next(iter(kit.inventory)), StepContext.outside_a_run(5))
     assert starts(kit) == 0
 
 

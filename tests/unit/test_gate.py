@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.context import StepContext
 from runner.errors import NotApproved
 from runner.gate import Gate, Proposal
 from runner.journal import Approval, now
@@ -103,11 +104,11 @@ def test_gate_execute_refuses_without_a_matching_recorded_approval(kit: Kit) -> 
     target = next(iter(kit.inventory))
     proposal = Proposal(state.run_id, "fix", "mem.act", target.name, {"items": [3, 5, 8]})
     with pytest.raises(NotApproved, match="no recorded approval"):
-        gate.execute(proposal, target, 5)
+        gate.execute(proposal, target, StepContext.outside_a_run(5))
     other = Proposal(state.run_id, "fix", "mem.act", target.name, {"items": [1]})
     gate.record(state.run_id, "fix", other.fingerprint, "approved", "tester", "test")
     with pytest.raises(NotApproved, match="other arguments"):
-        gate.execute(proposal, target, 5)
+        gate.execute(proposal, target, StepContext.outside_a_run(5))
     assert kit.actions() == []
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.context import StepContext
 from runner.errors import NotApproved
 from runner.gate import Gate, Proposal, changes, fingerprint
 from runner.journal import Approval, now
@@ -104,7 +105,7 @@ def test_execute_with_only_a_decline_recorded_says_there_is_no_approval(kit: Kit
     proposal = proposal_of(kit, state.run_id, [3, 5, 8])
     gate.record(state.run_id, "fix", proposal.fingerprint, "declined", "alice", "test")
     with pytest.raises(NotApproved) as refused:
-        gate.execute(proposal, next(iter(kit.inventory)), 5)
+        gate.execute(proposal, next(iter(kit.inventory)), StepContext.outside_a_run(5))
     assert str(refused.value) == (f"remedy 'fix' of run {state.run_id} has no recorded "
                                   "approval")
     assert kit.actions() == []
@@ -117,7 +118,7 @@ def test_execute_for_other_arguments_says_what_differs(kit: Kit) -> None:
     shown = state.remedies["fix"].fingerprint
     gate.record(state.run_id, "fix", shown, "approved", "alice", "test")
     with pytest.raises(NotApproved) as refused:
-        gate.execute(proposal, next(iter(kit.inventory)), 5)
+        gate.execute(proposal, next(iter(kit.inventory)), StepContext.outside_a_run(5))
     assert str(refused.value) == (
         "the approval of 'fix' was for other arguments: the action resolves differently "
         "from the one approved: items [3, 5, 8] -> [3, 5, 8, 13]")
@@ -131,7 +132,7 @@ def test_execute_with_an_expired_approval_says_expired(kit: Kit) -> None:
                                          "approved", "alice", "test",
                                          "2020-01-01T00:00:00.000+00:00"))
     with pytest.raises(NotApproved) as refused:
-        gate.execute(proposal, next(iter(kit.inventory)), 5)
+        gate.execute(proposal, next(iter(kit.inventory)), StepContext.outside_a_run(5))
     assert str(refused.value).startswith("the approval of 'fix' does not hold (expired): ")
 
 
@@ -190,7 +191,7 @@ def test_execute_on_a_target_that_moved_journals_and_says_every_change(kit: Kit)
                         identity={"instance": "container-X", "path": "/elsewhere"})
     gate.record(state.run_id, "fix", approved.fingerprint, "approved", "alice", "test")
     with pytest.raises(NotApproved) as refused:
-        gate.execute(approved, target, 5)
+        gate.execute(approved, target, StepContext.outside_a_run(5))
     moved = ('the target resolves differently from the one approved: target instance '
              f'"container-X" -> ""; target path "/elsewhere" -> "{kit.box.resolve()}"')
     assert str(refused.value) == f"approval of 'fix' void: {moved}"
@@ -214,7 +215,7 @@ def test_a_refusal_that_is_not_about_age_does_not_say_expired(kit: Kit) -> None:
     proposal = proposal_of(kit, state.run_id, [3, 5, 8])
     gate.record(state.run_id, "fix", proposal.fingerprint, "approved", "alice", "test")
     with pytest.raises(NotApproved) as refused:
-        gate.execute(proposal, next(iter(kit.inventory)), 5)
+        gate.execute(proposal, next(iter(kit.inventory)), StepContext.outside_a_run(5))
     assert str(refused.value) == ("the approval of 'fix' does not hold: four-eyes: approved "
                                   "by alice only; a second person must approve")
 
@@ -249,6 +250,7 @@ def test_execute_hands_the_action_its_handle_and_its_timeout(tmp_path: Path) -> 
                         identity=gate.identity(kit.registry.kind("mem.report"), target, 5))
     gate.record(state.run_id, "fix", proposal.fingerprint, "approved", "alice", "test")
     handles: list[object] = []
-    assert gate.execute(proposal, target, 7.5, handles.append) == {"timeout": 7.5}
+    assert gate.execute(proposal, target,
+            StepContext.outside_a_run(7.5), handles.append) == {"timeout": 7.5}
     [handle] = handles
     assert isinstance(handle, membackend.Handle) and handle.writable

@@ -20,6 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from diagnostics import http
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.inventory import Target
 from runner.redact import SECRETS
@@ -444,7 +445,7 @@ def _run(registry: Registry, kind_name: str, target: Target,
          params: dict[str, Any]) -> dict[str, Any]:
     kind = registry.kind(kind_name)
     connector = registry.backend(kind.target_kind).connector
-    with connector.probe(target, kind.timeout) as handle:
+    with connector.probe(target, StepContext.outside_a_run(kind.timeout)) as handle:
         assert isinstance(handle, http.HttpProbe)
         return kind.func(handle, kind.params.model_validate(params))
 
@@ -455,7 +456,7 @@ def test_kinds_are_read_only_and_the_backend_has_no_action(registry: Registry) -
     assert not any(registry.kind(name).mutating for name in names)
     connector = registry.backend("http").connector
     with pytest.raises(PermanentError, match="only reads"):
-        connector.action(_target(url="http://127.0.0.1:1"), 5.0)
+        connector.action(_target(url="http://127.0.0.1:1"), StepContext.outside_a_run(5.0))
     prepare = getattr(connector, "prepare", None)
     assert callable(prepare)
     prepare()

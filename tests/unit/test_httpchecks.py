@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 from diagnostics import http, httpchecks
+from runner.context import StepContext
 from runner.errors import PermanentError, TemporaryError
 from runner.inventory import Target
 from runner.registry import Registry
@@ -158,7 +159,7 @@ def _run(registry: Registry, kind_name: str, url: str, **params: Any) -> dict[st
     kind = registry.kind(kind_name)
     connector = registry.backend(kind.target_kind).connector
     target = Target("api", "http", http.HttpSettings(url=url, timeout="5s"))
-    with connector.probe(target, kind.timeout) as handle:
+    with connector.probe(target, StepContext.outside_a_run(kind.timeout)) as handle:
         return kind.func(handle, kind.params.model_validate(params))
 
 

@@ -12,6 +12,7 @@ import pytest
 from diagnostics.kubernetes import KubernetesReader
 from diagnostics.service import KubernetesService, ServiceConnector, ServiceSettings
 from runner.cli import main
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.inventory import Target
 
@@ -32,7 +33,7 @@ def test_probes_refuse_to_run_with_only_action_credentials(
         KubernetesReader(settings, 5.0)
     target = Target("web", "service", ServiceSettings(settings))
     with pytest.raises(PermanentError, match="probes refuse to run"), \
-            ServiceConnector().probe(target, 5.0):
+            ServiceConnector().probe(target, StepContext.outside_a_run(5.0)):
         pass
 
 
