@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .charts import charts_of, describe, spark_line
 from .durations import format_duration
 from .state import AWAITING, RunState
 from .vocabulary import EventKind, RemedyStatus, RunStatus, StepStatus, Verdict
@@ -113,6 +114,8 @@ def text(state: RunState) -> str:
         out.append(f"targets: {targets}")
     out.append("")
     out += _lead(state)
+    if found := charts_of(state):  # what sampled over time, at a glance
+        out += ["", "CHARTS", *[f"  {spark_line(series)}" for series in found]]
     out.append("")
     out.append("STEPS")
     width = max((len(s.id) for s in state.steps.values()), default=4)
@@ -169,6 +172,9 @@ def markdown(state: RunState) -> str:
     for role, target in state.targets.items():
         out.append(f"- **Target** {role}: `{target['name']}` ({target['kind']})")
     out += _markdown_lead(state)
+    if found := charts_of(state):  # the SVGs beside report.md, in evidence/
+        out += ["", "## Charts", ""]
+        out += [f"![{describe(s)}](evidence/{s.step}.svg)" for s in found]
     out += ["", "## Steps", "", "| step | kind | target | status | time |", "|---|---|---|---|---|"]
     for step in state.steps.values():
         out.append(f"| `{step.id}` | {step.kind} | {step.target} | {step.status} | "

@@ -134,6 +134,11 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     state = sources.journal().state(args.run_id)
+    if args.format == "html":  # the daemon's run page, as a file (no forms)
+        from ..runpage import run_page
+
+        print(run_page(state), end="")
+        return EXIT_OK
     render.print_state(args.format, state)
     return EXIT_OK
 

@@ -11,6 +11,7 @@ may call is decided in `auth.py`; what happens to the alerts, in `service.py`.
     GET  /healthz                  liveness only: {"status": "ok"}, nothing about runs
     GET  /metrics                  Prometheus metrics (a reader's token unless
                                    `metrics: {auth: none}`)
+    GET  /runs, /runs/{id}         the HTML run pages, and their sign-in (pages.py)
 
 A request with more than `max_alerts` alerts gets a 413 and nothing of it is stored.
 """
@@ -29,6 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import JournalError, UsageError
+from . import pages
 from .alerts import (
     Alert,
     PayloadError,
@@ -63,6 +65,7 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/v1/runs/{run_id}/approvals", api.approvals, methods=["POST"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
+        *pages.routes(daemon),  # the HTML run pages for people (pages.py)
     ], lifespan=lifespan)
 
 
