@@ -65,9 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     def add_home(p: argparse.ArgumentParser) -> None:
         p.add_argument("--home", metavar="DIR", help="journal location (default $RUNBOOK_HOME)")
 
-    def add_format(p: argparse.ArgumentParser, *, markdown: bool = False) -> None:
+    def add_format(p: argparse.ArgumentParser, *, markdown: bool = False,
+                   html: bool = False) -> None:
         p.add_argument("-o", "--format", choices=["text", "json", *(["markdown"] if markdown
-                                                                    else [])],
+                                                                    else []),
+                                                  *(["html"] if html else [])],
                        default="text", help="output format (json: one document on stdout, "
                                             "its shape in the README)")
 
@@ -122,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_home(p)
     p = command("report", "Show a run's report from the journal.")
     p.add_argument("run_id")
-    add_format(p, markdown=True)
+    add_format(p, markdown=True, html=True)
     add_home(p)
     p = command("approve", "Record an approval (or --decline) of a proposed remedy.")
     p.add_argument("run_id")
