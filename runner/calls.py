@@ -15,6 +15,7 @@ import contextvars
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import NotApproved, PermanentError, StepTimeout, TemporaryError
@@ -22,6 +23,28 @@ from .redact import SECRETS
 
 # A call receives `on_handle`, to report the handle it opened so it can be cancelled.
 Work = Callable[[Callable[[Any], None]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one call came to, as a value (kopf's `Outcome` is the model): its result, or
+    its error and whether that error may pass, and after how long to try again."""
+
+    result: dict[str, Any] | None
+    error: BaseException | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def temporary(self) -> bool:
+        return isinstance(self.error, TemporaryError)
+
+    @property
+    def retry_delay(self) -> float | None:
+        """The delay the backend asked for (`TemporaryError(delay=...)`), if any."""
+        return self.error.delay if isinstance(self.error, TemporaryError) else None
 
 
 def describe_error(exc: BaseException) -> str:
@@ -104,6 +127,10 @@ class Call:
         self.cancelled.set()
         if handle is not None:
             _ask_to_stop(handle)
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome(self.result, self.error)
 
     def wait(self) -> tuple[dict[str, Any] | None, BaseException | None]:
         """Block until done or expired; (result, error)."""

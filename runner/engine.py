@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from . import expressions
 from .calls import Call, describe_error
 from .context import StepContext
-from .errors import JournalUnavailable, NotApproved, StepError, StepTimeout, TemporaryError
+from .errors import JournalUnavailable, NotApproved, StepError, StepTimeout
 from .gate import APPROVED, DECLINED, Gate, Proposal
 from .inventory import Target
 from .journal import Journal
@@ -50,6 +50,7 @@ SETTLED_REMEDY = REMEDY_SETTLED
 # A remedy that ended so: the run fails and the remedy is never run again by itself.
 BROKEN_REMEDY = REMEDY_BROKEN
 Progress = Callable[[Event], None]
+MAX_RETRY_DELAY = 60.0  # a backend's own retry delay, capped: a run does not stall on it
 
 
 @dataclass
@@ -62,6 +63,7 @@ class _Attempt:
     params: Any
     timeout: float
     number: int = 1
+    delay: float | None = None  # before this try: what the last one's error asked for
     call: Call | None = None
 
 
@@ -176,7 +178,9 @@ class Engine:
                     running.remove(attempt)
                     retry = self._settle(state, attempt)
                     if retry is not None:
-                        delayed.append((time.monotonic() + _backoff(retry.number), retry))
+                        wait = (_backoff(retry.number) if retry.delay is None
+                                else min(retry.delay, MAX_RETRY_DELAY))
+                        delayed.append((time.monotonic() + wait, retry))
 
     def _prepare(self, plan: Plan, state: RunState, step: Step, deps: set[str]) -> _Attempt | None:
         kind = self.registry.kind(step.run)
@@ -248,19 +252,21 @@ class Engine:
         call, step = attempt.call, attempt.step
         base = {"step": step.id, "kind": attempt.kind.name, "target": attempt.target.name,
                 "duration_ms": call.elapsed_ms, "attempts": attempt.number}
-        if call.error is None:
+        outcome = call.outcome
+        if outcome.error is None:
             self._emit(state, EventKind.STEP_FINISHED, {**base, "status": StepStatus.OK,
-                                                        "result": call.result})
+                                                        "result": outcome.result})
             self.journal.write_file(state.run_id, f"evidence/{step.id}.json", {
-                **base, "result": call.result})
+                **base, "result": outcome.result})
             return None
-        if isinstance(call.error, TemporaryError) and attempt.number <= step.retries:
-            self._emit(state, EventKind.STEP_RETRY, {**base, "error": describe_error(call.error)})
+        if outcome.temporary and attempt.number <= step.retries:
+            self._emit(state, EventKind.STEP_RETRY, {**base,
+                                                     "error": describe_error(outcome.error)})
             return _Attempt(step, attempt.kind, attempt.target, attempt.params,
-                            attempt.timeout, attempt.number + 1)
-        status = StepStatus.TIMEOUT if isinstance(call.error, StepTimeout) else StepStatus.FAILED
+                            attempt.timeout, attempt.number + 1, delay=outcome.retry_delay)
+        status = StepStatus.TIMEOUT if isinstance(outcome.error, StepTimeout) else StepStatus.FAILED
         self._emit(state, EventKind.STEP_FINISHED, {**base, "status": status,
-                                                    "error": describe_error(call.error)})
+                                                    "error": describe_error(outcome.error)})
         return None
 
     def _conclude(self, plan: Plan, state: RunState) -> None:
@@ -478,12 +484,9 @@ class Engine:
                 self._apply(state, event)
 
     def _write_outputs(self, state: RunState) -> None:
-        from .charts import files
         from .report import markdown
 
         self.journal.write_file(state.run_id, "run.json", state.to_json())
-        for relative, svg in files(state).items():  # evidence/<step>.svg, before report.md
-            self.journal.write_file(state.run_id, relative, svg)
         self.journal.write_file(state.run_id, "report.md", markdown(state))
 
 

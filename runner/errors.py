@@ -50,7 +50,13 @@ class StepError(RunbookError):
 
 
 class TemporaryError(StepError):
-    """A failure that may pass: the engine retries it if the step allows retries."""
+    """A failure that may pass: the engine retries it if the step allows retries, after
+    `delay` seconds when the backend knows how long to wait (a 429's Retry-After, a server
+    that said when it will be back), else after its own back-off."""
+
+    def __init__(self, *args: object, delay: float | None = None) -> None:
+        super().__init__(*args)
+        self.delay = delay
 
 
 class StepTimeout(TemporaryError):

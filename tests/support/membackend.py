@@ -103,6 +103,7 @@ class Fail(BaseModel):
     temporary: bool = False
     times: int = Field(1_000_000, description="fail this many times, then succeed")
     key: str = "fail"
+    delay: float | None = Field(None, description="ask the engine to retry after this long")
 
 
 class WaitFor(BaseModel):
@@ -138,7 +139,9 @@ def fail(h: Handle, p: Fail) -> dict[str, Any]:
     n = int(counter.read_text()) if counter.exists() else 0
     counter.write_text(str(n + 1))
     if n < p.times:
-        raise (TemporaryError if p.temporary else PermanentError)(f"failure number {n + 1}")
+        if p.temporary:
+            raise TemporaryError(f"failure number {n + 1}", delay=p.delay)
+        raise PermanentError(f"failure number {n + 1}")
     return {"ok": True, "attempts": n + 1}
 
 

@@ -4,6 +4,7 @@ timeout and deadline, the run, the run's directory, runbook's home, a cancellati
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,29 @@ def test_ansible_check_with_a_ten_minute_timeout_is_given_ten_minutes_not_its_de
     state = engine.start(plan, new_run_id(), trigger="test", requested_by="tester")
     assert state.steps["check"].status == "ok", state.steps["check"].error
     assert state.steps["check"].result == {"timeout": 600, "home": str(tmp_path / "home")}
+
+
+def test_a_temporary_error_that_names_its_delay_is_retried_after_it(kit: Kit) -> None:
+    """Outcomes are values: a backend's `TemporaryError(delay=...)` (a 429's Retry-After)
+    sets when the engine tries again, instead of its own back-off (0.5 s here)."""
+    state = kit.run("steps:\n  - {id: flaky, run: mem.fail, retries: 1,"
+                    " with: {temporary: true, times: 1, delay: 1.5}}\n")
+    assert state.steps["flaky"].status == "ok"
+    retried = next(e for e in state.timeline if e.type == EventKind.STEP_RETRY)
+    again = [e for e in state.timeline if e.type == EventKind.STEP_STARTED][1]
+    assert (_at(again.at) - _at(retried.at)).total_seconds() >= 1.5
+
+
+def test_an_outcome_says_whether_it_may_pass_and_when() -> None:
+    from runner.calls import Outcome
+    from runner.errors import PermanentError, TemporaryError
+
+    assert Outcome({"x": 1}, None).ok
+    assert Outcome(None, TemporaryError("busy", delay=3)).retry_delay == 3
+    assert Outcome(None, TemporaryError("busy")).temporary
+    assert not Outcome(None, PermanentError("denied")).temporary
+    assert Outcome(None, PermanentError("denied")).retry_delay is None
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
