@@ -484,9 +484,12 @@ class Engine:
                 self._apply(state, event)
 
     def _write_outputs(self, state: RunState) -> None:
+        from .charts import files
         from .report import markdown
 
         self.journal.write_file(state.run_id, "run.json", state.to_json())
+        for relative, svg in files(state).items():  # evidence/<step>.svg, before report.md
+            self.journal.write_file(state.run_id, relative, svg)
         self.journal.write_file(state.run_id, "report.md", markdown(state))
 
 
