@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from . import completion, parsing, playbooks, runs, scaffold
+from . import completion, parsing, playbooks, runs, scaffold, testing
 from .exits import EXIT_INTERNAL, EXIT_JOURNAL, EXIT_OK, EXIT_UNDIAGNOSED, EXIT_USAGE
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -35,6 +35,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "schema": playbooks.cmd_schema,
     "init": scaffold.cmd_init,
     "completion": completion.cmd_completion,
+    "replay": testing.cmd_replay,
+    "record": testing.cmd_record,
+    "test": testing.cmd_test,
 }
 
 
