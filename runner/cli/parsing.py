@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("completion", "Print a shell completion script: "
                               "eval \"$(runbook completion bash)\".")
     p.add_argument("shell", choices=["bash", "zsh", "fish"])
+    from .testing import add_parsers as add_testing_parsers  # replay, record, test
+
+    add_testing_parsers(command, add_home)
     return parser
 
 
