@@ -135,6 +135,42 @@ def _api_client(settings: Any, timeout: float, *, read_only: bool) -> tuple[Any,
     return cls(configuration), source
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def default_namespace(settings: Any, action: bool) -> str:
+    """The namespace a target that names none works in, as kubectl chooses it: the
+    kubeconfig context's (the one the target names, else the current one), in a pod its
+    own, else `default`."""
+    if settings.namespace:
+        return str(settings.namespace)
+    path, context = _kubeconfig(settings, action)
+    files = os.path.expanduser(os.path.expandvars(path)) if path else \
+        os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    if path or os.environ.get("KUBECONFIG") or Path(files).exists():
+        return context_namespace(files, context) or "default"
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        with contextlib.suppress(OSError):
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    return "default"
+
+
+def context_namespace(files: str, context: str | None) -> str | None:
+    """The namespace a kubeconfig's context names (the current context when None); None
+    when it names none. `files` as KUBECONFIG lists them (merged as kubectl merges them)."""
+    from kubernetes import config as kube_config
+
+    reader: Any = kube_config
+    try:
+        contexts, current = reader.list_kube_config_contexts(config_file=files)
+    except (reader.ConfigException, OSError, ValueError, TypeError) as exc:
+        raise PermanentError(f"cannot read the Kubernetes contexts of {files}: {exc}") from None
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context \
+        else current
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else None
+
+
 def _message(exc: Any) -> str:
     """The API server's own message from an ApiException's Status body."""
     try:
@@ -152,8 +188,8 @@ class _Api:
         from kubernetes import client
 
         self.settings = settings
-        self.namespace: str = settings.namespace
         self.client, self.source = _api_client(settings, timeout, read_only=read_only)
+        self.namespace: str = default_namespace(settings, not read_only)
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
         self.custom = client.CustomObjectsApi(self.client)

@@ -41,7 +41,6 @@ class KubernetesReader:
     def __init__(self, settings: Any, timeout: float, *, read_only: bool = True) -> None:
         self.settings = settings
         self.timeout = timeout
-        self.namespace: str = settings.namespace
         if settings.deployment:
             self.kind, self.name = "deployment", str(settings.deployment)
         elif settings.statefulset:
@@ -49,6 +48,7 @@ class KubernetesReader:
         else:
             self.kind, self.name = "selector", str(settings.selector)
         self.api = _Api(settings, timeout, read_only=read_only)
+        self.namespace: str = self.api.namespace  # named, else the kube context's
 
     def cancel(self) -> None:
         self.api.cancel()
