@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import expressions
+from . import expressions, severity
 from .calls import Call, describe_error
 from .context import StepContext
 from .errors import JournalUnavailable, NotApproved, StepError, StepTimeout
@@ -300,6 +300,7 @@ class Engine:
             status = FindingStatus.FIRED if fired else FindingStatus.CLEAR
             self._emit(state, EventKind.FINDING, {**base, "status": status,
                                           "message": message})
+        self._emit(state, EventKind.SEVERITY, severity.assess(plan, state, _context(plan, state)))
 
     # Remedies
 

@@ -94,7 +94,7 @@ STRUCTURAL_FIELDS = frozenset({
     "status", "step", "kind", "target", "targets", "attempt", "attempts", "duration_ms",
     "remedy", "finding", "verify", "severity", "fingerprint", "args", "identity", "decision",
     "by", "how", "playbook", "trigger", "requested_by", "channel", "checks", "ttl",
-    "four_eyes", "approvers"})
+    "four_eyes", "approvers", "level"})
 
 BUSY_TIMEOUT_ENV = "RUNBOOK_JOURNAL_BUSY_TIMEOUT"
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
@@ -341,6 +341,8 @@ class Journal:
             db.execute("UPDATE runs SET status=?, updated_at=?, owner=? WHERE id=?",
                        (data["status"], at, (owner or this_process()) if running else None,
                         run_id))
+        if type_ == EventKind.SEVERITY and "level" in data:  # `runbook history` shows it
+            db.execute("UPDATE runs SET severity=? WHERE id=?", (data["level"], run_id))
         event = Event(int(cursor.lastrowid or 0), run_id, at, type_, json.loads(payload))
         self._mirror.append(event)
         return event

@@ -25,6 +25,7 @@ from .loader import LoadedPlaybook, load
 from .plan import Plan, make_plan, provenance, replan
 from .policy import Policy
 from .registry import Registry
+from .severity import ROUTE_KEY
 from .state import RemedyState, RunState
 
 
@@ -52,11 +53,16 @@ def engine_for(registry: Registry, journal: Journal, *, approver: str, policy: P
 
 def start(engine: Engine, plan: Plan, *, inventory_paths: Iterable[Path], policy: Policy,
           trigger: str, requested_by: str,
-          on_run_id: Callable[[str], None] | None = None) -> RunState:
+          on_run_id: Callable[[str], None] | None = None,
+          route_severity: Mapping[str, str] | None = None) -> RunState:
     """Start a new run of `plan` and drive it as far as it goes. It records where its
     inventory came from and the policy it started under; `on_run_id` hears the new run's id
-    before anything of it runs."""
-    plan = replace(plan, provenance=provenance(list(inventory_paths), plan, policy.to_json()))
+    before anything of it runs. `route_severity` (`severity.route_floor`): the severity a
+    daemon route raises the run's to, if it finds anything."""
+    recorded = provenance(list(inventory_paths), plan, policy.to_json())
+    if route_severity:
+        recorded = {**recorded, ROUTE_KEY: dict(route_severity)}
+    plan = replace(plan, provenance=recorded)
     run_id = new_run_id()
     if on_run_id is not None:
         on_run_id(run_id)

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -29,7 +30,15 @@ Duration = Annotated[
     PlainSerializer(lambda s: s, return_type=float),
     Field(json_schema_extra={"examples": ["30s", "5m"]}),
 ]
-Severity = Literal["P1", "P2", "P3", "P4"]
+# The seeds' SEV1..SEV4 are accepted for P0..P3 (SEV1 is the worst, as P0 is).
+SEVERITY_ALIASES = {"SEV1": "P0", "SEV2": "P1", "SEV3": "P2", "SEV4": "P3"}
+Severity = Annotated[
+    Literal["P0", "P1", "P2", "P3", "P4"],
+    BeforeValidator(lambda v: SEVERITY_ALIASES.get(v, v) if isinstance(v, str) else v,
+                    json_schema_input_type=Literal["P0", "P1", "P2", "P3", "P4", "SEV1", "SEV2",
+                                                   "SEV3", "SEV4"]),
+]
+_LABEL: TypeAdapter[str] = TypeAdapter(Severity)
 StepId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 ParamType = Literal["string", "name", "int", "float", "bool", "duration", "list"]
@@ -136,12 +145,33 @@ class Verify(_Strict):
     allow_options: bool = Field(False, description=ALLOW_OPTIONS)
 
 
+class SeverityRule(_Strict):
+    """One row of a severity matrix: the run is `level` when `when` holds."""
+
+    level: Severity
+    when: str = Field(description="expression over steps, params, targets and findings "
+                      "(findings['id'] is true when that finding fired)")
+    why: str = Field("", description="what this level means, shown with the run's severity")
+
+
+class SeverityMatrix(_Strict):
+    """Severity from impact: the first rule that holds sets the run's severity once the
+    diagnosis is concluded (`runner.severity`); a run with no findings has none."""
+
+    default: Severity = Field("P3", description="the label before diagnosis, and the level "
+                              "when findings fired but no rule holds")
+    rules: list[SeverityRule] = Field(min_length=1)
+
+
 class Playbook(_Strict):
     """A whole playbook document."""
 
     name: Name
     summary: str
-    severity: Severity = "P3"
+    # A label (P0..P3, SEV1..SEV4), or a matrix of rules over the diagnosis.
+    severity_spec: Severity | SeverityMatrix = Field(
+        "P3", alias="severity", description="P0..P3 (or SEV1..SEV4), or {default, rules: "
+        "[{level, when, why}]}: the first rule that holds after diagnosis sets the run's")
     description: str = ""
     params: dict[StepId, Param] = Field(default_factory=dict)
     targets: dict[StepId, TargetRole] = Field(default_factory=dict)
@@ -149,6 +179,24 @@ class Playbook(_Strict):
     findings: list[Finding] = Field(default_factory=list)
     remedies: list[Remedy] = Field(default_factory=list)
     verify: list[Verify] = Field(default_factory=list)
+
+    @field_validator("severity_spec", mode="before")
+    @classmethod
+    def _label_or_matrix(cls, value: Any) -> Any:
+        """One shape's errors, at the author's own path (a union would report both)."""
+        if isinstance(value, dict):
+            return SeverityMatrix.model_validate(value)
+        return value if isinstance(value, SeverityMatrix) else _LABEL.validate_python(value)
+
+    @property
+    def severity(self) -> str:
+        """The playbook's label: what a run says before its diagnosis sets its own."""
+        spec = self.severity_spec
+        return spec if isinstance(spec, str) else spec.default
+
+    @property
+    def severity_rules(self) -> list[SeverityRule]:
+        return [] if isinstance(self.severity_spec, str) else list(self.severity_spec.rules)
 
     def verify_id(self, index: int) -> str:
         check = self.verify[index]

@@ -99,6 +99,7 @@ class RunState:
     playbook: str = ""
     summary: str = ""
     severity: str = ""
+    severity_why: str = ""  # the rule (or finding) that set it; empty: the playbook's label
     status: RunStatus = RunStatus.RUNNING
     trigger: str = ""
     requested_by: str = ""
@@ -143,6 +144,8 @@ class RunState:
             self.findings[d["finding"]] = FindingState(
                 d["finding"], FindingStatus(d["status"]), d["severity"], d.get("message"),
                 d.get("hint", ""), d.get("reason"))
+        elif kind == EventKind.SEVERITY:
+            self.severity, self.severity_why = d["level"], d.get("why", "")
         elif kind == EventKind.REMEDY_PROPOSED:
             self.remedies[d["remedy"]] = RemedyState(
                 d["remedy"], d["kind"], d["target"], RemedyStatus.PROPOSED, d["args"],
@@ -223,6 +226,7 @@ class RunState:
             "summary": self.summary,
             "status": self.status,
             "severity": self.severity,
+            "severity_why": self.severity_why,
             "trigger": self.trigger,
             "requested_by": self.requested_by,
             "started_at": self.started_at,

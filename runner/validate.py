@@ -83,6 +83,8 @@ class _Checker:
             self._params(loc, check.with_, kind)
             self._templates(loc + ("with",), check.with_)
             self._expression(loc + ("expect",), check.expect)
+        for i, rule in enumerate(self.book.severity_rules):
+            self._expression(("severity", "rules", i, "when"), rule.when)
         return self.problems
 
     def _unique(self, section: str, ids: list[str]) -> None:
@@ -155,7 +157,7 @@ class _Checker:
                  "targets": set(self.book.targets),
                  "findings": {f.id for f in self.book.findings}}
         for space, name in refs:
-            if space == "findings" and loc[0] not in ("remedies", "verify"):
+            if space == "findings" and loc[0] not in ("remedies", "verify", "severity"):
                 self.add(loc, f"findings[{name!r}]: findings are concluded after the steps, "
                               "so only remedies and verify can use them")
             elif space in known and name not in known[space]:

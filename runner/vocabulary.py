@@ -95,6 +95,8 @@ class EventKind(StrEnum):
     STEP_RETRY = "step.retry"
     STEP_FINISHED = "step.finished"
     FINDING = "finding"
+    SEVERITY = "severity"  # the run's severity from its diagnosis, with the rule that set it
+    NOTE = "note"  # a person's note on the incident (`runbook note`)
     REMEDY_PROPOSED = "remedy.proposed"
     REMEDY_SKIPPED = "remedy.skipped"
     REMEDY_STARTED = "remedy.started"

@@ -22,7 +22,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         data = doc.data if isinstance(doc.data, dict) else {}
         if problems:
             data = {"summary": "(does not parse: runbook validate)"}
-        rows.append((name, str(data.get("severity", "")), str(data.get("summary", "")),
+        label = data.get("severity", "")
+        label = label.get("default", "P3") if isinstance(label, dict) else label  # a matrix
+        rows.append((name, str(label), str(data.get("summary", "")),
                      str(path), not problems))
     if args.format == "json":
         render.emit({"playbooks": [

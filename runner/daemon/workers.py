@@ -82,12 +82,20 @@ class Workers:
             state = lifecycle.start(
                 engine, plan, inventory_paths=self.config.inventory_paths(), policy=policy,
                 trigger=f"alert route {item.route}", requested_by=f"alert:{item.route}",
-                on_run_id=lambda new_id: self.inbox.set_run(item.id, new_id))
+                on_run_id=lambda new_id: self.inbox.set_run(item.id, new_id),
+                route_severity=self._route_severity(item.route))
             run_id = state.run_id
             message = notify.incident(state, self.inbox.alerts_of(run_id))
         self.metrics.observe_run(state)
         self.announcer.send(run_id, message)
         return state
+
+    def _route_severity(self, name: str) -> dict[str, str] | None:
+        """The route's `severity:`, which raises (never lowers) what the run finds."""
+        from ..severity import route_floor
+
+        route = next((r for r in self.config.routes if r.name == name), None)
+        return route_floor(name, route.severity) if route is not None else None
 
     def _inventory(self) -> Any:
         from .. import inventory
