@@ -101,8 +101,8 @@ def _pull_event(events: list[dict[str, Any]], pod: str, image: str) -> dict[str,
     """The kubelet's event that says why: the failure itself before the back-off notes."""
     found = pod_events(events, pod, _PULL_EVENTS)
     found = [e for e in found if e.get("reason") != "BackOff" or "image" in e["message"]]
-    found.sort(key=lambda e: (image not in (e.get("message") or ""),
-                              e.get("reason") == "BackOff"))
+    found.sort(key=lambda e: (e.get("reason") == "BackOff",
+                              image not in (e.get("message") or "")))
     return found[0] if found else None
 
 
