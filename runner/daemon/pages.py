@@ -26,7 +26,6 @@ from starlette.routing import Route
 from ..errors import JournalError, UsageError
 from ..runpage import Viewer, message_page, run_page, runs_page, sign_in_page
 from ..vocabulary import RunStatus
-from . import notify
 from .sessions import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -41,6 +40,7 @@ from .sessions import (
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+    from .alerts import Alert
     from .service import Daemon
 
 FORM_LIMIT = 16_384  # bytes of a posted form: a token, a remedy id, a fingerprint
@@ -96,7 +96,7 @@ class Pages:
             return html(message_page("No such run", str(exc)), 404)
         alerts = await run_in_threadpool(self.daemon.inbox.alerts_of, run_id)
         return html(run_page(state, viewer=self.viewer(request, f"/runs/{run_id}"),
-                             links=notify.links(alerts), notice=notice, base=""),
+                             links=alert_links(alerts), notice=notice, base=""),
                     code)
 
     async def form(self, request: Request) -> dict[str, str] | None:
@@ -183,6 +183,20 @@ class Pages:
     def _secure(request: Request) -> bool:
         return secure_cookie(request.url.scheme, request.client.host if request.client
                              else None)
+
+
+def alert_links(alerts: list[Alert], most: int = 20) -> list[dict[str, str]]:
+    """Back to the alert: its group in Alertmanager (externalURL) or Grafana, a silence,
+    each alert's generatorURL; once each (http(s) only, checked at intake)."""
+    found: dict[str, str] = {}
+    for alert in alerts:
+        sender = "Grafana" if alert.source == "grafana" else "Alertmanager"
+        for text, url in ((f"Open in {sender}", alert.group_url),
+                          (f"Silence {alert.name}", alert.silence_url),
+                          (f"Source of {alert.name}", alert.generator_url)):
+            if url and url not in found and len(found) < most:
+                found[url] = text
+    return [{"text": text, "url": url} for url, text in found.items()]
 
 
 def _local(next_url: str | None) -> str:
