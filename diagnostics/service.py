@@ -79,7 +79,8 @@ class DockerService(_Common):
 
 class KubernetesService(_Common):
     runtime: Literal["kubernetes"]
-    namespace: str = "default"
+    namespace: str | None = Field(None, description="default: the kubeconfig context's "
+                                  "namespace, in a pod its own, else `default` (as kubectl)")
     deployment: str | None = Field(None, description="the service's Deployment")
     statefulset: str | None = Field(None, description="or its StatefulSet")
     selector: str | None = Field(None, description="or a label selector of its pods "
@@ -204,8 +205,17 @@ def _operator(settings: RuntimeSettings, ctx: StepContext) -> ServiceRuntime:
 
 class ServiceConnector:
     def prepare(self) -> None:
-        import docker  # noqa: F401 - imported before the steps' clocks start
-        import httpx  # noqa: F401
+        import httpx  # noqa: F401 - imported before the steps' clocks start
+
+        from runner.extras import missing_module
+
+        if missing_module("docker") is None:  # [docker] may not be installed, nor needed
+            import docker  # noqa: F401
+
+    def extras(self, target: Target) -> list[str]:
+        """The runtime's client library: [docker] or [kubernetes] (runner.extras)."""
+        return ["kubernetes" if isinstance(_runtime_settings(target), KubernetesService)
+                else "docker"]
 
     @contextmanager
     def probe(self, target: Target, ctx: StepContext) -> Iterator[ServiceView]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .extras import require_for
 from .inventory import Inventory, Target
 from .loader import LoadedPlaybook
 from .model import Playbook, coerce_param
@@ -131,6 +132,7 @@ def make_plan(loaded: LoadedPlaybook, inventory: Inventory, registry: Registry,
             target = candidates[0]
         registry.backend(target.kind)  # fails early if no backend serves it
         bound[role] = target
+    require_for(registry, bound.values())  # a client library not installed: the pip line
     for name in params:
         if name not in book.params:
             raise UsageError(f"{book.name} has no param {name!r}; "

@@ -144,6 +144,7 @@ def target_warnings(registry: Any, targets: list[Any]) -> list[dict[str, str]]:
     sessions, probes without read-only credentials), and the variables its settings name
     that are not set (each once): said, not refused."""
     from ..envcheck import missing_variables
+    from ..extras import missing_for
 
     found: list[dict[str, str]] = []
     for target in targets:
@@ -152,6 +153,9 @@ def target_warnings(registry: Any, targets: list[Any]) -> list[dict[str, str]]:
                   for message in (check(target) if check else [])]
     found += [{"target": m.target, "source": m.source, "message": str(m), "variable": m.variable}
               for m in missing_variables(targets)]
+    found += [{"target": m.target.name, "source": m.target.source,  # each extra once
+               "message": f"target {m.target.name}: {m.need}"}
+              for m in missing_for(registry, targets)]
     return found
 
 

@@ -17,6 +17,9 @@ log = logging.getLogger("runbook.daemon")
 
 def serve(config_path: Path, host: str | None = None, port: int | None = None) -> int:
     """`runbook daemon`: run until SIGTERM/SIGINT, then shut down gracefully."""
+    from ..extras import require
+
+    require("daemon", "runbook daemon")  # [daemon]: starlette, uvicorn, prometheus-client
     import uvicorn
 
     from ..journal import Journal
