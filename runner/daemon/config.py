@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import PlaybookError, UsageError
+from ..comms.config import Sink as Notify  # the same sinks as notify.yaml's
+from ..errors import PlaybookError
 from ..model import Duration, Severity
 from .matchers import Matcher, parse_matchers
 
@@ -127,28 +128,6 @@ class Route(_Strict):
     def target_template(self, role: str) -> str:
         spec = self.targets[role]
         return spec if isinstance(spec, str) else spec.template
-
-
-class Notify(_Strict):
-    kind: Literal["slack", "webhook"]
-    url: str | None = None
-    url_env: str | None = Field(None, description="env var holding the URL (Slack's is a secret)")
-    timeout: Duration = 5.0
-    retries: int = Field(3, ge=0, le=10)
-
-    @model_validator(mode="after")
-    def _has_url(self) -> Notify:
-        if bool(self.url) == bool(self.url_env):
-            raise ValueError("a notifier needs url or url_env (one of them)")
-        if self.url and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url {self.url!r}: expected http:// or https://")
-        return self
-
-    def resolved_url(self) -> str:
-        url = os.environ.get(self.url_env, "") if self.url_env else self.url or ""
-        if not url:
-            raise UsageError(f"notify {self.kind}: no URL ({self.url_env or 'url'} is empty)")
-        return url
 
 
 class SlackApp(_Strict):
@@ -266,7 +245,7 @@ def warnings(config: DaemonConfig) -> list[str]:
                      "playbook names, step kinds and run counts")
     envs = [config.auth.token_env, config.auth.secret_env, config.metrics.token_env,
             *(a.token_env for a in config.approvers.values()),
-            *(n.url_env for n in config.notify),
+            *(env for n in config.notify for env in n.secret_envs()),
             *((config.slack_app.signing_secret_env, config.slack_app.bot_token_env)
               if config.slack_app else ()),
             *(e for r in config.routes for t in r.escalation
