@@ -127,9 +127,11 @@ class RunningDaemon:
 
 @contextmanager
 def daemon_in_thread(config_path: Path, home: Path, token: str,
-                     registry: Registry | None = None) -> Iterator[RunningDaemon]:
+                     registry: Registry | None = None,
+                     clock: Callable[[], float] | None = None) -> Iterator[RunningDaemon]:
     """The daemon on a free loopback port; its steps come from `registry` (default: the
-    `mem` test backend only; `runner.registry.default_registry()` for the real ones)."""
+    `mem` test backend only; `runner.registry.default_registry()` for the real ones);
+    `clock` (unix time) is what it reads as now (default: the real one)."""
     import uvicorn
 
     from runner.daemon.config import load
@@ -139,7 +141,8 @@ def daemon_in_thread(config_path: Path, home: Path, token: str,
     from tests.enginekit import mem_registry
 
     config = load(config_path)
-    daemon = Daemon(config, Journal(home), registry if registry is not None else mem_registry())
+    daemon = Daemon(config, Journal(home), registry if registry is not None else mem_registry(),
+                    **({"clock": clock} if clock is not None else {}))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(build_app(daemon), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))

@@ -11,6 +11,9 @@ refuses, as Slack does, a message that breaks Block Kit's limits:
       field's text over 2000 characters         -> 400 invalid_blocks
     a context with more than 10 elements, or an
       element's text over 3000 characters       -> 400 invalid_blocks
+    actions with more than 25 elements, or a
+      button over its limits (text 75, value
+      2000, action_id 255, confirm's texts)     -> 400 invalid_blocks
 
 It also reads every mrkdwn text as Slack would render it and records each `<...>` control
 sequence it finds (`<!channel>`, `<@U123>`, `<http://x|label>`) in `controls`: a test of
@@ -73,6 +76,11 @@ class SlackStandIn:
             for text in [*fields, *([block["text"]] if "text" in block else [])]:
                 self._text(text)
             return None if fields or "text" in block else "invalid_blocks"
+        if kind == "actions":  # buttons: at most 25, each within Slack's field limits
+            elements = block.get("elements", [])
+            if not 1 <= len(elements) <= 25 or len(block.get("block_id", "")) > 255:
+                return "invalid_blocks"
+            return next(("invalid_blocks" for e in elements if not _button_ok(e)), None)
         if kind == "context":
             elements = block.get("elements", [])
             if not 1 <= len(elements) <= 10 or any(len(e["text"]) > 3000 for e in elements):
@@ -88,6 +96,16 @@ class SlackStandIn:
 
     def _read_mrkdwn(self, text: str) -> None:
         self.controls += _CONTROL.findall(text)
+
+
+def _button_ok(button: dict[str, Any]) -> bool:
+    confirm = button.get("confirm") or {}
+    limits = {"title": 100, "text": 300, "confirm": 30, "deny": 30}
+    return (button.get("type") == "button" and 0 < len(button["text"]["text"]) <= 75
+            and button["text"]["type"] == "plain_text"
+            and len(button.get("value", "")) <= 2000 and 0 < len(button["action_id"]) <= 255
+            and button.get("style", "primary") in {"primary", "danger"}
+            and all(len(confirm[k]["text"]) <= n for k, n in limits.items() if k in confirm))
 
 
 @contextmanager

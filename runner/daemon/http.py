@@ -8,6 +8,7 @@ may call is decided in `auth.py`; what happens to the alerts, in `service.py`.
     GET  /v1/runs/{id}
     POST /v1/runs/{id}/approvals   {"remedy": ..., "decision": "approve"|"decline"},
                                    with an approver's bearer token
+    POST /v1/slack/interactions    Slack's signed button clicks (slackapp.py)
     GET  /healthz                  liveness only: {"status": "ok"}, nothing about runs
     GET  /metrics                  Prometheus metrics (a reader's token unless
                                    `metrics: {auth: none}`)
@@ -24,6 +25,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -41,6 +43,7 @@ from .alerts import (
 )
 from .auth import Unauthorized
 from .service import Daemon
+from .slackapp import Refused
 
 RUNS_LIMIT_MAX = 500
 
@@ -63,6 +66,7 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/v1/runs", api.runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", api.run, methods=["GET"]),
         Route("/v1/runs/{run_id}/approvals", api.approvals, methods=["POST"]),
+        Route("/v1/slack/interactions", api.slack_interactions, methods=["POST"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         *pages.routes(daemon),  # the HTML run pages for people (pages.py)
@@ -194,6 +198,27 @@ class Api:
         return JSONResponse({"run_id": approval.run_id, "remedy": approval.remedy,
                              "decision": approval.decision, "by": approval.by,
                              "at": approval.at}, status_code=202)
+
+    async def slack_interactions(self, request: Request) -> Response:
+        """A button pressed in Slack: signed by Slack, then decided; Slack hears the outcome
+        after the 200 (it wants one within 3 seconds)."""
+        slack = self.daemon.slack
+        if slack is None:
+            return problem(404, "no slack_app in the daemon config")
+        body = await self.body_of(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            await run_in_threadpool(slack.authenticate, request.headers, body,
+                                    self.daemon.inbox.clock())
+        except Refused as exc:
+            self.daemon.metrics.refused.labels("unauthorized").inc()
+            return problem(401, f"unauthorized: {exc}")
+        try:
+            then = await run_in_threadpool(slack.handle, body)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+            return problem(400, f"not a runbook button press: {type(exc).__name__}")
+        return Response(status_code=200, background=BackgroundTask(then))
 
     async def healthz(self, request: Request) -> Response:
         # unauthenticated: says it is alive and nothing else (no playbooks, kinds, counts)

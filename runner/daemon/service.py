@@ -19,9 +19,11 @@ from ..vocabulary import AlertOutcome
 from . import notify
 from .announce import Announcer
 from .auth import Access, Credentials
+from .escalation import Escalator
 from .inbox import Inbox
 from .logonce import LogOnce
 from .metrics import Metrics
+from .slackapp import SlackApprovals, slack_api
 from .workers import Workers
 from .writer import IntakeWriter
 
@@ -52,6 +54,9 @@ class Daemon:
                                self.announcer, self.log_once, self.stopping, self.new_work)
         self.threads: list[threading.Thread] = []
         self.access = Access(config, Credentials.from_env(config))  # a missing secret: here
+        self.slack = SlackApprovals(config, journal, self.approve) if config.slack_app else None
+        self.escalator = Escalator(config, journal, self.announcer.send, slack_api(config),
+                                   clock, self.stopping)
 
     # Lifecycle
 
@@ -63,7 +68,8 @@ class Daemon:
                         "requeued", len(interrupted), requeued)
         self.writer.thread.start()
         self.threads = [threading.Thread(target=self._dispatch_loop, name="dispatcher",
-                                         daemon=True), *self.workers.threads()]
+                                         daemon=True), *self.workers.threads(),
+                        self.escalator.thread()]
         for thread in self.threads:
             thread.start()
 
@@ -108,7 +114,7 @@ class Daemon:
     # Approvals
 
     def approve(self, run_id: str, remedy_id: str, decision: str, approver: str,
-                fingerprint: str | None = None) -> Approval:
+                fingerprint: str | None = None, how: str | None = None) -> Approval:
         """Through the run lifecycle's one approval path, as `runbook approve` is;
         `fingerprint`, when given, must be the proposal's now."""
         from ..approval import APPROVED, DECLINED, ApprovalRefused
@@ -117,7 +123,8 @@ class Daemon:
         try:
             approval = decide(self.journal, run_id, remedy_id,
                               decision=APPROVED if decision == "approve" else DECLINED,
-                              by=approver, how=f"HTTP POST /v1/runs/{run_id}/approvals",
+                              by=approver,
+                              how=how or f"HTTP POST /v1/runs/{run_id}/approvals",
                               policy=self.config.policy(), fingerprint=fingerprint).approval
         except ApprovalRefused as exc:
             if exc.forbidden:
