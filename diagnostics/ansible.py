@@ -10,6 +10,7 @@
         key_file: ~/.ssh/runbook_ed25519        # or key_env: VAR holding the key; else the agent
         known_hosts: ~/.ssh/known_hosts
         jump: ops@bastion                       # optional: one bastion (ssh -W through it)
+        ansible_playbook: /opt/ops/bin/ansible-playbook  # optional: the team's own Ansible
 
 Kinds: `ansible.check` runs a playbook with `--check --diff`: in check mode Ansible reports
 what it would change and changes nothing, except in tasks that opt out of check mode
@@ -70,6 +71,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import sysconfig
 import tempfile
@@ -103,6 +105,7 @@ MESSAGE_CHARS = 500
 _INHERITED = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
               "SSH_AUTH_SOCK", "ORIGINAL_STDOUT_CALLBACK")
 _SETTINGS_PREFIXES = ("ANSIBLE_", "AWX_", "RUNNER_")
+ANSIBLE_PLAYBOOK_ENV = "RUNBOOK_ANSIBLE_PLAYBOOK"  # the team's own, when targets name none
 
 
 # Inventory
@@ -138,6 +141,10 @@ class AnsibleSettings(BaseModel):
         None, description="one bastion to go through, [user@]host[:port]; its host key is "
                           "checked against known_hosts too")
     python_interpreter: str = Field("/usr/bin/python3", description="Python on the hosts")
+    ansible_playbook: str | None = Field(
+        None, description="the team's own ansible-playbook (its Ansible, its collections): "
+        "an absolute path or a command on PATH; default: RUNBOOK_ANSIBLE_PLAYBOOK, else the "
+        "one installed with runbook")
     connect_timeout: Duration = Field(10.0, gt=0, le=300)
     timeout: Duration = Field(600.0, gt=0, le=86400, description="a whole run")
     forks: int = Field(5, ge=1, le=100, description="hosts at once")
@@ -148,6 +155,14 @@ class AnsibleSettings(BaseModel):
         if hosts and len(set(hosts)) != len(hosts):
             raise ValueError("a host is listed twice")
         return hosts
+
+    @field_validator("ansible_playbook")
+    @classmethod
+    def _path_or_command(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "\0" in value or
+                                  ("/" in value and not value.startswith(("/", "~")))):
+            raise ValueError("give an absolute path (or ~/...) or a command name on PATH")
+        return value
 
     @field_validator("python_interpreter")
     @classmethod
@@ -356,8 +371,10 @@ class _Playbooks:
             ssh_args += ["-o", "ProxyCommand=" + _proxy_command(settings.jump, ssh_args, key,
                                                                 settings.connect_timeout)]
         env = {
-            # The ansible-playbook installed beside this Python, not another one on PATH.
-            "PATH": os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")]),
+            # The ansible-playbook asked for, else the one installed beside this Python, not
+            # another one on PATH.
+            "PATH": os.pathsep.join([*self._chosen_ansible(private), sysconfig.get_path("scripts"),
+                                     os.environ.get("PATH", "")]),
             "LANG": os.environ.get("LANG") or "C.UTF-8",
             "ANSIBLE_HOST_KEY_CHECKING": "True",
             "ANSIBLE_SSH_ARGS": shlex.join(ssh_args),
@@ -374,6 +391,25 @@ class _Playbooks:
         if key:
             env["ANSIBLE_PRIVATE_KEY_FILE"] = key
         return env
+
+    def _chosen_ansible(self, private: Path) -> list[str]:
+        """PATH's first entries for the ansible-playbook asked for (the target's
+        `ansible_playbook`, else RUNBOOK_ANSIBLE_PLAYBOOK): a link of that name to it in the
+        run's private bin/ (ansible-runner runs `ansible-playbook` found on PATH), then its
+        own directory (its ansible-galaxy, ansible-config). None asked for: none."""
+        chosen = self.settings.ansible_playbook or os.environ.get(ANSIBLE_PLAYBOOK_ENV)
+        if not chosen:
+            return []
+        found = shutil.which(os.path.expanduser(chosen))
+        if found is None:
+            where = "" if "/" in chosen else " on PATH"
+            raise PermanentError(f"{self.target}: ansible_playbook {chosen!r}: no executable "
+                                 f"file of that name{where}")
+        program = Path(found).absolute()
+        links = private / "bin"
+        links.mkdir(mode=0o700)
+        (links / "ansible-playbook").symlink_to(program)
+        return [str(links), str(program.parent)]
 
     def real_tasks(self, playbook: Path) -> list[RealTask]:
         """The playbook's tasks that run for real in check mode (see ansiblecheck)."""
@@ -702,7 +738,13 @@ class AnsibleAction(_Playbooks):
 
 class AnsibleConnector:
     def prepare(self) -> None:
-        import ansible_runner  # noqa: F401 - imported before the steps' clocks start
+        from runner.extras import client_of
+
+        with client_of("ansible", "the ansible backend"):
+            import ansible_runner  # noqa: F401 - imported before the steps' clocks start
+
+    def extras(self, target: Target) -> list[str]:
+        return ["ansible"]  # ansible-runner, and ansible-core (runner.extras)
 
     def plan_notes(self, target: Target, kind: str, given: dict[str, Any]) -> list[str]:
         """For `runbook plan`: the tasks of an ansible.check's playbook that run for real

@@ -24,7 +24,13 @@ from .settings import SshSettings
 
 class SshConnector:
     def prepare(self) -> None:
-        import paramiko  # noqa: F401 - imported before the steps' clocks start
+        from runner.extras import client_of
+
+        with client_of("ssh", "the ssh backend"):
+            import paramiko  # noqa: F401 - imported before the steps' clocks start
+
+    def extras(self, target: Target) -> list[str]:
+        return ["ssh"]  # paramiko (runner.extras)
 
     def _open(self, target: Target, timeout: float) -> tuple[Any, Any]:
         import paramiko

@@ -143,3 +143,21 @@ def test_require_names_the_first_missing_module(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(MissingExtra, match=r"no module 'ansible'\): pip install "
                                            r"'runbook-runner\[ansible\]'"):
         require("ansible", "target fleet (ansible)")
+
+
+@pytest.mark.parametrize(("entry", "module", "extra"), [
+    ("  box:\n    kind: ssh\n    hosts: [10.0.0.5]\n", "paramiko", "ssh"),
+    ("  fleet:\n    kind: ansible\n    playbook_dir: /srv/ansible\n    hosts: [10.0.0.5]\n",
+     "ansible_runner", "ansible"),
+])
+def test_ssh_and_ansible_targets_name_their_extra(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, entry: str, module: str, extra: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("targets:\n" + entry)
+    assert main(["validate", "--inventory", str(inventory)]) == 0
+    assert "runbook-runner[" not in capsys.readouterr().out
+    _absent(monkeypatch, module)
+    assert main(["validate", "--inventory", str(inventory)]) == 0
+    assert f"(no module {module!r}): pip install 'runbook-runner[{extra}]'" \
+        in capsys.readouterr().out
