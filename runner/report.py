@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import timeline
 from .charts import charts_of, describe, spark_line
 from .durations import format_duration
 from .state import AWAITING, RunState
@@ -112,6 +113,8 @@ def text(state: RunState) -> str:
     out.append(f"{state.playbook} [{state.severity}]  run {state.run_id}  -> {state.status}")
     if targets:
         out.append(f"targets: {targets}")
+    if state.severity_why:
+        out.append(f"severity: {state.severity}: {state.severity_why}")
     out.append("")
     out += _lead(state)
     if found := charts_of(state):  # what sampled over time, at a glance
@@ -156,6 +159,7 @@ def text(state: RunState) -> str:
             detail = f": {check.error}" if check.error else ""
             out.append(f"  {check.status:<8} {check.id} ({check.kind}, {check.checks} checks)"
                        f"{detail}")
+    out += ["", "TIMELINE", *timeline.text_lines(timeline.entries(state))]
     if nexts := _next_steps(state):
         out.append("")
         out.append("NEXT")
@@ -166,7 +170,7 @@ def text(state: RunState) -> str:
 def markdown(state: RunState) -> str:
     out = [f"# {state.playbook}: {state.summary}", ""]
     out.append(f"- **Run** `{state.run_id}`, status **{state.status}**, severity "
-               f"**{state.severity}**")
+               f"**{state.severity}**" + (f": {state.severity_why}" if state.severity_why else ""))
     out.append(f"- **Started** {state.started_at} by {state.requested_by or '?'} "
                f"({state.trigger or '?'})")
     for role, target in state.targets.items():
@@ -201,10 +205,5 @@ def markdown(state: RunState) -> str:
                        f"checks{': ' + check.error if check.error else ''}")
     if nexts := _next_steps(state):
         out += ["", "## Next", ""] + [f"    {line}" for line in nexts]
-    out += ["", "## Timeline", ""]
-    for event in state.timeline:
-        subject = event.data.get("step") or event.data.get("remedy") or event.data.get(
-            "finding") or event.data.get("verify") or ""
-        status = event.data.get("status") or event.data.get("decision") or ""
-        out.append(f"- {event.at} {event.type} {subject} {status}".rstrip())
+    out += ["", "## Timeline", "", *timeline.markdown_lines(timeline.entries(state))]
     return "\n".join(out) + "\n"

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from . import completion, parsing, playbooks, runs, scaffold, testing
+from . import completion, incident, parsing, playbooks, runs, scaffold, testing
 from .exits import EXIT_INTERNAL, EXIT_JOURNAL, EXIT_OK, EXIT_UNDIAGNOSED, EXIT_USAGE
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -30,6 +30,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": runs.cmd_report,
     "approve": runs.cmd_approve,
     "resume": runs.cmd_resume,
+    "note": incident.cmd_note,
+    "timeline": incident.cmd_timeline,
+    "postmortem": incident.cmd_postmortem,
     "daemon": runs.cmd_daemon,
     "kinds": playbooks.cmd_kinds,
     "schema": playbooks.cmd_schema,

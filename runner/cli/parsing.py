@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import incident
+
 EPILOG = """\
 examples:
   runbook list
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_approver(p)
     add_format(p, markdown=True)
     add_home(p)
+    incident.add_parsers(command, add_home)  # note, timeline, postmortem
     p = command("daemon", "Run the alert daemon: webhooks in, diagnostics at once, remedies "
                           "after approval.")
     p.add_argument("--config", required=True, type=Path, metavar="FILE",
