@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from . import completion, incident, parsing, playbooks, runs, scaffold, testing
+from . import comms, completion, incident, parsing, playbooks, runs, scaffold, testing
 from .exits import EXIT_INTERNAL, EXIT_JOURNAL, EXIT_OK, EXIT_UNDIAGNOSED, EXIT_USAGE
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -33,6 +33,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "note": incident.cmd_note,
     "timeline": incident.cmd_timeline,
     "postmortem": incident.cmd_postmortem,
+    "notify": comms.cmd_notify,
     "daemon": runs.cmd_daemon,
     "kinds": playbooks.cmd_kinds,
     "schema": playbooks.cmd_schema,

@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="never ask at the terminal; unapproved remedies wait")
         p.add_argument("--concurrency", type=int, default=8, metavar="N",
                        help="read-only steps run at once (default 8)")
+        add_notify(p)
+        p.add_argument("--notify", action=argparse.BooleanOptionalAction, default=None,
+                       help="tell the incident channel: ALERT, an UPDATE on each status "
+                            "change, RESOLVED (default: notify.yaml's `notify:`)")
+
+    def add_notify(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--notify-config", metavar="FILE", type=Path,
+                       help="notify.yaml: sinks and wording (default $RUNBOOK_NOTIFY, else "
+                            "notify.yaml beside the inventory or in ~/.config/runbook)")
 
     p = command("list", "List the playbooks.")
     add_sources(p)
@@ -143,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_sources(p)
     add_approver(p)
     add_format(p, markdown=True)
+    add_home(p)
+    p = command("notify", "Show what a run told the incident channel; --retry what failed, "
+                          "--customer its customer-facing update.")
+    p.add_argument("run_id")
+    p.add_argument("--retry", action="store_true", help="send the undelivered messages again")
+    p.add_argument("--customer", action="store_true",
+                   help="print the customer update (status page, support) for the run now")
+    p.add_argument("--inventory", metavar="PATH", action="append",
+                   help="where notify.yaml is looked for beside (default $RUNBOOK_INVENTORY)")
+    add_notify(p)
+    add_format(p)
     add_home(p)
     incident.add_parsers(command, add_home)  # note, timeline, postmortem
     p = command("daemon", "Run the alert daemon: webhooks in, diagnostics at once, remedies "

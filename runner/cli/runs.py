@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import render, sources
+from . import comms, render, sources
 from .exits import EXIT_FINDINGS, EXIT_OK, EXIT_UNDIAGNOSED
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..comms.announce import RunAnnouncer
+    from ..engine import Engine, Progress
+    from ..gate import Prompter
     from ..journal import Journal
     from ..loader import LoadedPlaybook
     from ..policy import Policy
@@ -32,12 +34,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                               parse_assignments(args.param, "param"))
     check_approvals(args.approve, loaded)
     policy = sources.policy_of(args, inventory_paths)
-    engine = engine_for(args, registry, sources.journal(), policy)
-    state = lifecycle.start(
-        engine, plan, inventory_paths=inventory_paths, policy=policy, trigger="cli",
-        requested_by=sources.who(args),
-        on_run_id=lambda run_id: print(f"run {run_id}: {loaded.playbook.name}",
-                                       file=sys.stderr))
+    journal = sources.journal()
+    announcer = comms.announcer_of(args, journal, inventory_paths)
+    engine = engine_for(args, registry, journal, policy, announcer)
+    try:
+        state = lifecycle.start(
+            engine, plan, inventory_paths=inventory_paths, policy=policy, trigger="cli",
+            requested_by=sources.who(args),
+            on_run_id=lambda run_id: print(f"run {run_id}: {loaded.playbook.name}",
+                                           file=sys.stderr))
+    finally:
+        comms.close(announcer)  # what the run said is delivered or recorded as failed
     return finish(args, state)
 
 
@@ -53,8 +60,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     plan = lifecycle.replan_run(journal, args.run_id, sources.inventory_of(args, registry, paths),
                                 registry)
     check_approvals(args.approve, plan.loaded)
-    engine = engine_for(args, registry, journal, sources.policy_of(args, paths))
-    state = lifecycle.resume(engine, plan, args.run_id, by=sources.who(args))
+    announcer = comms.announcer_of(args, journal, paths)
+    engine = engine_for(args, registry, journal, sources.policy_of(args, paths), announcer)
+    try:
+        state = lifecycle.resume(engine, plan, args.run_id, by=sources.who(args))
+    finally:
+        comms.close(announcer)
     return finish(args, state)
 
 
@@ -91,14 +102,18 @@ def check_approvals(approve: list[str], loaded: LoadedPlaybook) -> None:
 
 
 def engine_for(args: argparse.Namespace, registry: Registry, journal: Journal,
-               policy: Policy) -> Engine:
+               policy: Policy, announcer: RunAnnouncer | None = None) -> Engine:
     from .. import lifecycle
 
     interactive = not args.no_input and sys.stdin.isatty() and sys.stderr.isatty()
-    progress = render.progress if args.format == "text" or sys.stderr.isatty() else None
+    progress: Progress | None = (render.progress if args.format == "text"
+                                 or sys.stderr.isatty() else None)
+    prompter: Prompter | None = render.ask if interactive else None
+    if announcer is not None:  # the channel hears of each change, and before a person is asked
+        progress, prompter = announcer.wrap(progress, prompter)
     return lifecycle.engine_for(registry, journal, approver=sources.who(args), policy=policy,
                                 pre_approved=frozenset(args.approve),
-                                prompter=render.ask if interactive else None,
+                                prompter=prompter,
                                 os_user=sources.os_user(), concurrency=args.concurrency,
                                 progress=progress)
 
