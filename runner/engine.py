@@ -13,6 +13,7 @@ import queue
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -70,8 +71,11 @@ class _Attempt:
 class Engine:
     def __init__(self, registry: Registry, journal: Journal, gate: Gate, *,
                  concurrency: int = 8, progress: Progress | None = None,
-                 remedy_grace: float | None = None) -> None:
+                 remedy_grace: float | None = None, inline_watch: float = 60.0) -> None:
         self.registry, self.journal, self.gate = registry, journal, gate
+        # A verify window up to this long is held in the run; a longer one is watched by
+        # schedule (`watch`), so that nothing holds a worker for fifteen minutes.
+        self.inline_watch = inline_watch
         self.concurrency = max(1, concurrency)
         self.progress = progress
         # How long past a remedy's deadline the run waits for the action to end.
@@ -115,6 +119,8 @@ class Engine:
                 verified = self._verify(plan, state)
                 # A remedy still awaiting approval keeps the run open, whatever verify says.
                 outcome = AWAITING if outcome == AWAITING else verified
+            elif outcome == COMPLETED and state.watch is not None:
+                outcome = RunStatus.MONITORING  # resumed while its watch goes on
         except JournalUnavailable as exc:  # nothing more can be journaled: stop here
             raise JournalUnavailable(f"{exc}; run {state.run_id} stopped where the journal "
                                      f"shows it: `runbook resume {state.run_id}` once it is "
@@ -410,8 +416,11 @@ class Engine:
         return last_remedy > last_verify
 
     def _verify(self, plan: Plan, state: RunState) -> RunStatus:
-        """Each check must come true within its settling time, then hold for its window."""
+        """Each check must come true within its settling time, then hold for its window:
+        here, when the window is short; by schedule (MONITORING, `watch`) when it is long."""
         outcome = COMPLETED
+        watched: dict[str, float] = {}  # check -> its window
+        intervals = []
         for index, check in enumerate(plan.playbook.verify):
             kind = self.registry.kind(check.run)
             target = plan.target_for(check.target, kind)
@@ -423,6 +432,9 @@ class Engine:
                            f"no target for the optional role {plan.role_for(check.target, kind)}"})
                 continue
             self._emit(state, EventKind.VERIFY_STARTED, base)
+            window = plan.window(check.for_)
+            scheduled = window > self.inline_watch
+            hold = 0.0 if scheduled else window
             checks, held_since = 0, None
             settle_end = time.monotonic() + check.within
             while True:
@@ -431,18 +443,80 @@ class Engine:
                 now = time.monotonic()
                 if error is None:
                     held_since = held_since or now
-                    if now - held_since >= (check.for_ or 0):
+                    if now - held_since >= hold:
                         break
                 elif held_since is not None or now + check.interval > settle_end:
                     break  # it stopped holding, or it never came true in time
                 time.sleep(check.interval)
+            if scheduled and not error:
+                watched[base["verify"]] = window
+                intervals.append(check.interval)
+                continue  # settled; it is judged when its watch ends
             status = VerifyStatus.FAILED if error else VerifyStatus.PASSED
             self._emit(state, EventKind.VERIFY_FINISHED, {**base, "status": status,
                                                   "checks": checks, "result": result,
                                                   "error": error})
             if error:
                 outcome = FAILED
-        return outcome
+        if not watched:
+            return outcome
+        until = datetime.now(UTC) + timedelta(seconds=max(watched.values()))
+        self._emit(state, EventKind.WATCH_STARTED, {
+            "checks": sorted(watched), "until": until.isoformat(timespec="seconds"),
+            "interval": min(intervals), "for": max(watched.values())})
+        return RunStatus.MONITORING if outcome == COMPLETED else outcome
+
+    def verify(self, plan: Plan, run_id: str, *, by: str) -> RunState:
+        """Verify a run now, after a fix made by hand: its playbook's checks settle, then
+        hold for their windows (watched by schedule when long), as after a remedy."""
+        resumed = self.journal.claim(run_id, by)
+        state = self.journal.state(run_id)
+        if self.progress is not None:
+            self.progress(resumed)
+        with SECRETS.scope():
+            outcome = self._verify(plan, state)
+            self._emit(state, EventKind.RUN_FINISHED, {"status": outcome})
+            self._write_outputs(state)
+        return state
+
+    def watch(self, plan: Plan, run_id: str) -> RunState:
+        """One look at a run under watch: every watched check once. One that fails is a
+        relapse (the run fails and says so: the incident reopens); when all hold at the
+        window's end the run is resolved. Between looks nothing holds the run."""
+        state = self.journal.state(run_id)
+        watch = state.watch
+        if state.status != RunStatus.MONITORING or watch is None:
+            return state
+        with SECRETS.scope():
+            ids = [plan.playbook.verify_id(i) for i in range(len(plan.playbook.verify))]
+            results = []
+            for check_id in watch["checks"]:
+                check = plan.playbook.verify[ids.index(check_id)]
+                kind = self.registry.kind(check.run)
+                target = plan.target_for(check.target, kind)
+                assert target is not None  # it was bound when the watch started
+                base = {"verify": check_id, "kind": kind.name, "target": target.name}
+                result, error = self._check(plan, state, check, check_id, kind, target)
+                if error is not None:
+                    why = f"relapsed during its watch: {error}"
+                    self._emit(state, EventKind.VERIFY_FINISHED, {
+                        **base, "status": VerifyStatus.FAILED, "result": result, "error": why})
+                    self._emit(state, EventKind.WATCH_RELAPSED, {"verify": check_id,
+                                                                 "error": error})
+                    self._emit(state, EventKind.RUN_FINISHED, {"status": FAILED,
+                                                               "error": f"{check_id} {why}"})
+                    self._write_outputs(state)
+                    return state
+                results.append((base, result))
+            if datetime.now(UTC) < datetime.fromisoformat(watch["until"]):
+                return state
+            for base, result in results:
+                self._emit(state, EventKind.VERIFY_FINISHED, {
+                    **base, "status": VerifyStatus.PASSED, "result": result, "error": None,
+                    "checks": 1, "held_for": watch["for"]})
+            self._emit(state, EventKind.RUN_FINISHED, {"status": COMPLETED})
+            self._write_outputs(state)
+        return state
 
     def _check(self, plan: Plan, state: RunState, check: Any, check_id: str, kind: StepKind,
                target: Target) -> tuple[dict[str, Any] | None, str | None]:

@@ -9,8 +9,10 @@ do with a new run's id before it starts (print it; link it to its alerts).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from .policy import Policy
 from .registry import Registry
 from .severity import ROUTE_KEY
 from .state import RemedyState, RunState
+from .vocabulary import RunStatus
 
 
 def load_playbook(name_or_path: str, playbook_dirs: Iterable[Path],
@@ -101,6 +104,31 @@ def replan_run(journal: Journal, run_id: str, inventory: Inventory,
 def resume(engine: Engine, plan: Plan, run_id: str, *, by: str) -> RunState:
     """Carry on a journaled run (refused while a live process drives it)."""
     return engine.resume(plan, run_id, by=by)
+
+
+def verify(engine: Engine, plan: Plan, run_id: str, *, by: str) -> RunState:
+    """`runbook verify RUN_ID`: a person fixed it; the playbook's verify checks say whether
+    it holds (and, for a long window, the run goes on MONITORING)."""
+    return engine.verify(plan, run_id, by=by)
+
+
+def next_look(state: RunState, now: datetime | None = None) -> float:
+    """Seconds until a MONITORING run's next look: its interval, or less at the window's end."""
+    assert state.watch is not None
+    left = (datetime.fromisoformat(state.watch["until"]) - (now or datetime.now(UTC)))
+    return max(0.0, min(float(state.watch["interval"]), left.total_seconds()))
+
+
+def watch(engine: Engine, plan: Plan, run_id: str, *,
+          sleep: Callable[[float], None] = time.sleep) -> RunState:
+    """Watch a MONITORING run from this process until its window ends or it relapses.
+    Stopping here (Ctrl-C) loses nothing: the run stays MONITORING in the journal, and the
+    daemon's watcher or `runbook watch RUN_ID` carries on."""
+    state = engine.journal.state(run_id)
+    while state.status == RunStatus.MONITORING and state.watch is not None:
+        sleep(next_look(state))
+        state = engine.watch(plan, run_id)
+    return state
 
 
 @dataclass(frozen=True)

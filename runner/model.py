@@ -30,6 +30,21 @@ Duration = Annotated[
     PlainSerializer(lambda s: s, return_type=float),
     Field(json_schema_extra={"examples": ["30s", "5m"]}),
 ]
+_PARAM_REF = re.compile(r"^\{\{\s*params\.([A-Za-z_]\w*)\s*\}\}$")
+
+
+def param_ref(value: object) -> str | None:
+    """`NAME` of a value written `{{ params.NAME }}`, else None."""
+    found = _PARAM_REF.match(value) if isinstance(value, str) else None
+    return found.group(1) if found else None
+
+
+# A duration, or a duration param's reference resolved when the run is planned.
+Window = Annotated[
+    float | str,
+    BeforeValidator(lambda v: v if param_ref(v) else parse_duration(v),
+                    json_schema_input_type=float | str),
+]
 # The seeds' SEV1..SEV4 are accepted for P0..P3 (SEV1 is the worst, as P0 is).
 SEVERITY_ALIASES = {"SEV1": "P0", "SEV2": "P1", "SEV3": "P2", "SEV4": "P3"}
 Severity = Annotated[
@@ -139,7 +154,9 @@ class Verify(_Strict):
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     expect: str | None = Field(None, description="expression over `result`; default: ok")
     within: Duration = Field(10.0, description="how long the fix may take to show")
-    for_: Duration | None = Field(None, alias="for", description="then it must hold this long")
+    for_: Window | None = Field(None, alias="for", description=(
+        "then it must hold this long (a duration, or `{{ params.NAME }}` of a duration "
+        "param); a window longer than the engine holds inline is watched by schedule"))
     interval: Duration = Field(1.0, description="time between checks")
     timeout: Duration | None = None
     allow_options: bool = Field(False, description=ALLOW_OPTIONS)

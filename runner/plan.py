@@ -12,7 +12,7 @@ from .errors import UsageError
 from .extras import require_for
 from .inventory import Inventory, Target
 from .loader import LoadedPlaybook
-from .model import Playbook, coerce_param
+from .model import Playbook, coerce_param, param_ref
 from .registry import Registry, StepKind
 
 
@@ -38,6 +38,11 @@ class Plan:
     def target_for(self, role: str | None, kind: StepKind) -> Target | None:
         """The bound target, or None for an optional role left unbound."""
         return self.targets.get(self.role_for(role, kind))
+
+    def window(self, value: float | str | None) -> float:
+        """A verify check's `for:` in seconds: a duration, or the duration param it names."""
+        name = param_ref(value)
+        return float(self.params[name] if name else value or 0.0)
 
     def context(self, results: Mapping[str, Any]) -> dict[str, Any]:
         """What expressions see: step results, params, and the bound targets."""

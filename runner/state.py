@@ -111,6 +111,8 @@ class RunState:
     findings: dict[str, FindingState] = field(default_factory=dict)
     remedies: dict[str, RemedyState] = field(default_factory=dict)
     verify: dict[str, VerifyState] = field(default_factory=dict)
+    # While MONITORING: the watched checks, `until` (ISO time), `interval` and `for` (s).
+    watch: dict[str, Any] | None = None
     timeline: list[Event] = field(default_factory=list)
 
     @classmethod
@@ -131,6 +133,12 @@ class RunState:
         elif kind in {EventKind.RUN_FINISHED, EventKind.RUN_INTERRUPTED, EventKind.RUN_RESUMED}:
             self.status = RunStatus(d["status"])
             self.finished_at = event.at if kind == EventKind.RUN_FINISHED else None
+            if kind == EventKind.RUN_FINISHED and self.status != RunStatus.MONITORING:
+                self.watch = None
+        elif kind == EventKind.WATCH_STARTED:
+            self.watch = dict(d)
+        elif kind == EventKind.WATCH_RELAPSED:
+            self.watch = None
         elif kind == EventKind.STEP_STARTED:
             step = self.steps.setdefault(d["step"], StepState(d["step"], d["kind"], d["target"]))
             step.status, step.attempts = StepStatus.RUNNING, d.get("attempt", 1)
@@ -240,6 +248,7 @@ class RunState:
             "steps": [asdict(s) for s in self.steps.values()],
             "remedies": [asdict(r) for r in self.remedies.values()],
             "verify": [asdict(v) for v in self.verify.values()],
+            "watch": self.watch,
         }
 
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from . import expressions
 from .errors import Problem
-from .model import Playbook, coerce_param
+from .model import Playbook, coerce_param, param_ref
 from .registry import Registry, StepKind, UnknownKind
 from .yamlsource import Document
 
@@ -83,6 +83,10 @@ class _Checker:
             self._params(loc, check.with_, kind)
             self._templates(loc + ("with",), check.with_)
             self._expression(loc + ("expect",), check.expect)
+            ref = param_ref(check.for_)
+            if ref and getattr(self.book.params.get(ref), "type", None) != "duration":
+                self.add(loc + ("for",), f"'for' names params.{ref}, which is not a duration "
+                                         "param of this playbook")
         for i, rule in enumerate(self.book.severity_rules):
             self._expression(("severity", "rules", i, "when"), rule.when)
         return self.problems

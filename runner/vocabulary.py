@@ -14,6 +14,9 @@ from enum import StrEnum
 class RunStatus(StrEnum):
     RUNNING = "running"  # a live process drives it
     AWAITING_APPROVAL = "awaiting_approval"  # a proposed remedy needs a person
+    # Fixed and settled; its verify checks are watched until the window ends (no process
+    # holds it meanwhile: the daemon's watcher or `runbook watch` checks it when due).
+    MONITORING = "monitoring"
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # the process driving it died; resumable
@@ -106,6 +109,8 @@ class EventKind(StrEnum):
     REMEDY_INTERRUPTED = "remedy.interrupted"
     VERIFY_STARTED = "verify.started"
     VERIFY_FINISHED = "verify.finished"
+    WATCH_STARTED = "watch.started"  # verify checks to watch, until when, how often
+    WATCH_RELAPSED = "watch.relapsed"  # a watched check stopped holding: the incident reopens
     APPROVAL = "approval"
     APPROVAL_POLICY = "approval.policy"
     APPROVAL_REFUSED = "approval.refused"

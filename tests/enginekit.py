@@ -46,10 +46,11 @@ class Kit:
         return make_plan(loaded, self.inventory, self.registry, {}, params or {})
 
     def engine(self, *, approve: frozenset[str] = frozenset(), prompter: Prompter | None = None,
-               concurrency: int = 8) -> Engine:
+               concurrency: int = 8, inline_watch: float = 60.0) -> Engine:
         gate = Gate(self.journal, self.registry, approver="tester", pre_approved=approve,
                     prompter=prompter)
-        return Engine(self.registry, self.journal, gate, concurrency=concurrency)
+        return Engine(self.registry, self.journal, gate, concurrency=concurrency,
+                      inline_watch=inline_watch)
 
     def run(self, body: str, **options: Any) -> RunState:
         plan = self.plan(body, options.pop("params", None))

@@ -72,7 +72,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if book.verify:
         print("\nverify")
         for i, check in enumerate(book.verify):
-            window = f" for {check.for_:g}s" if check.for_ else ""
+            window = (f" for {check.for_:g}s" if isinstance(check.for_, float)
+                      else f" for {check.for_}" if check.for_ else "")
             print(f"  read-only  {book.verify_id(i)}: {check.run}{window}")
     return EXIT_OK
 

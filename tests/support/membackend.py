@@ -166,10 +166,21 @@ def act(h: Handle, p: Act) -> dict[str, Any]:
     return {"done": len(p.items)}
 
 
+class Exists(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str
+
+
+def exists(h: Handle, p: Exists) -> dict[str, Any]:
+    return {"ok": (h.root / p.file).exists()}
+
+
 def register(registry: Registry) -> None:
     registry.add_backend(Backend("mem", MemConnector(), MemSettings, "in-process test backend"))
     registry.add(StepKind("mem.sleep", "mem", sleep, Sleep, False, "sleep, then echo value"))
     registry.add(StepKind("mem.fail", "mem", fail, Fail, False, "fail (temporarily or not)"))
+    registry.add(StepKind("mem.exists", "mem", exists, Exists, False,
+                          "ok while a file exists in the target folder"))
     registry.add(StepKind("mem.wait_for", "mem", wait_for, WaitFor, False,
                           "wait until a file exists in the target folder", timeout=120))
     registry.add(StepKind("mem.act", "mem", act, Act, True, "record an action",
