@@ -196,7 +196,7 @@ class Escalator:
         key = _resolved(None, target.routing_key_env)
         remedy = due.state.remedies[due.remedy]
         event = {
-            "routing_key": key, "event_action": "trigger",
+            "event_action": "trigger",
             # one alert per waiting proposal: every level and a re-send fold into it
             "dedup_key": f"runbook/{due.state.run_id}/{due.remedy}/{short(due.fingerprint)}",
             "client": "runbook",
@@ -212,8 +212,10 @@ class Escalator:
                                    "waited_s": round(due.waited), "level": due.level},
             },
         }
+        # scrubbed before the key goes in: the key is a registered secret itself
+        body = {"routing_key": key, **SECRETS.scrub_output(event)}
         error, answer = post_json(_resolved(target.url, target.url_env) if (
-            target.url or target.url_env) else PAGERDUTY_URL, SECRETS.scrub_output(event))
+            target.url or target.url_env) else PAGERDUTY_URL, body)
         if error is None and answer.get("status") != "success":
             return f"PagerDuty answered {str(answer)[:200]}"
         return error
