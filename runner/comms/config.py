@@ -158,7 +158,8 @@ def read(path: Path) -> NotifyFile:
     except ValidationError as exc:
         raise PlaybookError([problem(doc, error) for error in exc.errors()]) from None
     located = [doc.problem(("sinks", i, "url"), f"sinks.{i}.url: a Slack webhook URL is a "
-                           "secret: put it in an environment variable and name it with url_env")
+                           "secret, never written in a file; name the environment variable "
+                           "holding it with url_env")
                for i, sink in enumerate(parsed.sinks) if sink.kind == "slack" and sink.url]
     if parsed.templates and not (path.parent / parsed.templates).is_dir():
         located.append(doc.problem(("templates",), f"templates: no folder "
