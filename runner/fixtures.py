@@ -7,6 +7,9 @@ run: path/to/runs/<id>                  # optional: steps, targets and params fr
 targets: {db: {name: journey-db, kind: postgres}}
 params: {idle_after: 60}
 identities: {journey-db: {system_identifier: "..."}}   # what targets resolved to (optional)
+proposed:                                # what the run proposed: a kind that pins a mutable
+  end-idle-transactions:                 # reference (a rollback's image) takes its pinned
+    {kind: postgres.terminate_backends, target: journey-db, args: {max: 20}}  # args from here
 steps:                                   # step id -> recorded outcome
   usage: {status: ok, result: {used: 97, max: 100, used_pct: 97.0}}
   ping: {status: failed, error: "connection refused"}
@@ -135,6 +138,10 @@ def _base_recording(path: Path, data: dict[str, Any], text: str, where: str) -> 
     identities.update(data.get("identities") or {})
     recorded_findings = dict(findings)
     recorded_remedies: dict[str, RecordedRemedy] = dict(remedies)
+    for remedy_id, shown in (data.get("proposed") or {}).items():
+        recorded_remedies[remedy_id] = RecordedRemedy("proposed", str(shown["kind"]),
+                                                      str(shown["target"]), True,
+                                                      dict(shown.get("args") or {}))
     return Recording(str(data.get("run_id") or path.stem), where, text, targets, params, steps,
                      recorded_findings, recorded_remedies, verify, identities)
 

@@ -35,11 +35,11 @@ def trim(value: Any) -> Any:
 
 
 def trimmed(recording: Recording) -> Recording:
-    def step(s: RecordedStep) -> RecordedStep:
-        return RecordedStep(s.status, trim(s.result), trim(s.error))
+    def step(s: RecordedStep) -> RecordedStep:  # masked as a whole too: secret-named keys
+        return RecordedStep(s.status, SECRETS.scrub(trim(s.result)), trim(s.error))
 
     return Recording(recording.run_id, recording.playbook_path, recording.playbook_text,
-                     recording.targets, trim(recording.params),
+                     recording.targets, SECRETS.scrub(trim(recording.params)),
                      {k: step(v) for k, v in recording.steps.items()}, recording.findings,
                      recording.remedies, {k: step(v) for k, v in recording.verify.items()},
                      recording.identities)
@@ -85,6 +85,9 @@ def fixture_of(recording: Recording, registry: Registry, to: Path) -> tuple[str,
         "targets": recording.targets,
         "params": small.params,
         "identities": recording.identities,
+        "proposed": {rid: {"kind": r.kind, "target": r.target,
+                           "args": SECRETS.scrub(trim(r.args))}
+                     for rid, r in recording.remedies.items() if r.proposed},
         "steps": {k: _step_data(v) for k, v in small.steps.items()},
         "verify": {k: _step_data(v) for k, v in small.verify.items()},
         "expect": expectations(document),
@@ -94,7 +97,7 @@ def fixture_of(recording: Recording, registry: Registry, to: Path) -> tuple[str,
               f"# masked, strings over {MAX_TEXT} characters and lists over {MAX_ITEMS} "
               "items trimmed); `expect` is what a replay of them concludes.\n")
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-    return header + str(SECRETS.scrub(body)), notes
+    return header + body, notes
 
 
 def _step_data(step: RecordedStep) -> dict[str, Any]:
