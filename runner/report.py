@@ -113,10 +113,10 @@ def text(state: RunState) -> str:
     out.append(f"{state.playbook} [{state.severity}]  run {state.run_id}  -> {state.status}")
     if targets:
         out.append(f"targets: {targets}")
-    if state.severity_why:
-        out.append(f"severity: {state.severity}: {state.severity_why}")
     out.append("")
     out += _lead(state)
+    if state.severity_why:  # after what was found: the rule that made it this severe
+        out.append(f"SEVERITY {state.severity}: {state.severity_why}")
     if found := charts_of(state):  # what sampled over time, at a glance
         out += ["", "CHARTS", *[f"  {spark_line(series)}" for series in found]]
     out.append("")

@@ -71,7 +71,7 @@ def test_the_why_is_shown_in_text_and_markdown_and_history(kit: IncidentKit) -> 
     run = kit.run(kit.playbook(MATRIX), "-p", "value=9")
     text = kit.cli("report", run["run_id"])
     assert text.splitlines()[0].startswith("pb [P0]")
-    assert "severity: P0: everything is down" in text
+    assert "SEVERITY P0: everything is down" in text
     markdown = kit.cli("report", run["run_id"], "--format", "markdown")
     assert "severity **P0**: everything is down" in markdown
     [row] = kit.json("history")["runs"]
@@ -190,6 +190,6 @@ def test_an_old_journal_without_a_severity_event_still_reads(tmp_path: Path) -> 
     folded = RunState.fold(state.run_id, old)
     assert (folded.severity, folded.severity_why) == ("P2", "")  # the playbook's label
     assert report.text(folded).startswith("pb [P2]")
-    assert "severity:" not in report.text(folded).splitlines()[1]
+    assert "SEVERITY" not in report.text(folded)
     assert folded.to_json()["severity_why"] == ""
     assert new_run_id() != state.run_id
