@@ -9,6 +9,7 @@ do with a new run's id before it starts (print it; link it to its alerts).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -31,6 +32,8 @@ from .severity import ROUTE_KEY
 from .state import RemedyState, RunState
 from .vocabulary import RunStatus
 
+WATCH_INLINE_ENV = "RUNBOOK_WATCH_INLINE"
+
 
 def load_playbook(name_or_path: str, playbook_dirs: Iterable[Path],
                   registry: Registry) -> LoadedPlaybook:
@@ -51,7 +54,16 @@ def engine_for(registry: Registry, journal: Journal, *, approver: str, policy: P
     """The engine and its gate: every remedy of every run passes this one gate."""
     gate = Gate(journal, registry, approver=approver, pre_approved=pre_approved,
                 prompter=prompter, policy=policy, os_user=os_user)
-    return Engine(registry, journal, gate, concurrency=concurrency, progress=progress)
+    return Engine(registry, journal, gate, concurrency=concurrency, progress=progress,
+                  inline_watch=inline_watch())
+
+
+def inline_watch() -> float:
+    """RUNBOOK_WATCH_INLINE: the longest verify window a run holds inline (default 60 s);
+    a longer one is watched by schedule."""
+    from .durations import parse_duration
+
+    return parse_duration(os.environ.get(WATCH_INLINE_ENV) or 60.0)
 
 
 def start(engine: Engine, plan: Plan, *, inventory_paths: Iterable[Path], policy: Policy,

@@ -4,7 +4,11 @@ real HTTP receiver standing in for Slack: it records what it got and answers as 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -154,3 +158,47 @@ def daemon_in_thread(config_path: Path, home: Path, token: str,
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+class DaemonProcess:
+    """`runbook daemon` as a real process (so a test can kill -9 it) on loopback, over the
+    mem backend; `env` adds the config's secrets."""
+
+    def __init__(self, config: Path, home: Path, token: str, env: dict[str, str]) -> None:
+        self.config, self.home, self.port = config, home, free_port()
+        self.token, self.env = token, env
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "RUNBOOK_HOME": str(self.home), **self.env,
+               "RUNBOOK_BACKENDS": "tests.support.membackend:register"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "runner", "daemon", "--config",
+                                      str(self.config), "--port", str(self.port)],
+                                     cwd=Path(__file__).resolve().parents[1], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._up, "the daemon to answer")
+
+    def _up(self) -> bool:
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+    def post(self, path: str, payload: object, token: str | None = None) -> httpx.Response:
+        return httpx.post(self.url + path, json=payload, timeout=10,
+                          headers={"Authorization": f"Bearer {token or self.token}"})
+
+    def runs(self) -> list[dict[str, object]]:
+        answer = httpx.get(self.url + "/v1/runs", headers={"Authorization": f"Bearer {self.token}"})
+        return list(answer.json()["runs"])

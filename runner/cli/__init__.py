@@ -17,7 +17,17 @@ import os
 import sys
 from collections.abc import Callable
 
-from . import comms, completion, incident, parsing, playbooks, runs, scaffold, testing
+from . import (
+    comms,
+    completion,
+    incident,
+    parsing,
+    playbooks,
+    runs,
+    scaffold,
+    testing,
+    watching,
+)
 from .exits import EXIT_INTERNAL, EXIT_JOURNAL, EXIT_OK, EXIT_UNDIAGNOSED, EXIT_USAGE
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -30,6 +40,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": runs.cmd_report,
     "approve": runs.cmd_approve,
     "resume": runs.cmd_resume,
+    "watch": watching.cmd_watch,
+    "verify": watching.cmd_verify,
     "note": incident.cmd_note,
     "timeline": incident.cmd_timeline,
     "postmortem": incident.cmd_postmortem,

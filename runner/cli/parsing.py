@@ -33,6 +33,8 @@ environment:
                       else in $XDG_CONFIG_HOME/runbook, else in /etc/runbook)
   RUNBOOK_JOURNAL_BUSY_TIMEOUT  seconds to wait for another process's journal write (30)
   RUNBOOK_REMEDY_GRACE          seconds to wait for a remedy past its deadline (120)
+  RUNBOOK_WATCH_INLINE          longest verify window held in the run (60s); a longer
+                                one leaves the run MONITORING, watched by schedule
 """
 
 
@@ -94,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="never ask at the terminal; unapproved remedies wait")
         p.add_argument("--concurrency", type=int, default=8, metavar="N",
                        help="read-only steps run at once (default 8)")
+        p.add_argument("--no-watch", action="store_true",
+                       help="leave a long verify window to the daemon or `runbook watch`")
         add_notify(p)
         p.add_argument("--notify", action=argparse.BooleanOptionalAction, default=None,
                        help="tell the incident channel: ALERT, an UPDATE on each status "
@@ -148,6 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_format(p)
     add_home(p)
     p = command("resume", "Carry on a run: unfinished diagnostics, then approved remedies.")
+    p.add_argument("run_id")
+    add_sources(p)
+    add_approver(p)
+    add_format(p, markdown=True)
+    add_home(p)
+    p = command("watch", "Watch a MONITORING run here until its verify window ends or it "
+                         "relapses (Ctrl-C stops watching here, not the watch).")
+    p.add_argument("run_id")
+    add_sources(p)
+    add_approver(p)
+    add_format(p, markdown=True)
+    add_home(p)
+    p = command("verify", "After a fix made by hand: run the playbook's verify checks now, "
+                          "and watch them for their windows.")
     p.add_argument("run_id")
     add_sources(p)
     add_approver(p)

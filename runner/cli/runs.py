@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 def cmd_run(args: argparse.Namespace) -> int:
     from .. import lifecycle
     from ..plan import parse_assignments
+    from .watching import follow
 
     registry = sources.registry_of()
     loaded = lifecycle.load_playbook(args.playbook, sources.playbook_dirs(args), registry)
@@ -43,6 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             requested_by=sources.who(args),
             on_run_id=lambda run_id: print(f"run {run_id}: {loaded.playbook.name}",
                                            file=sys.stderr))
+        state = follow(args, engine, plan, state)  # a long verify window, watched here
     finally:
         comms.close(announcer)  # what the run said is delivered or recorded as failed
     return finish(args, state)
@@ -50,6 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from .. import lifecycle
+    from .watching import follow
 
     registry = sources.registry_of()
     journal = sources.journal()
@@ -64,6 +67,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     engine = engine_for(args, registry, journal, sources.policy_of(args, paths), announcer)
     try:
         state = lifecycle.resume(engine, plan, args.run_id, by=sources.who(args))
+        state = follow(args, engine, plan, state)
     finally:
         comms.close(announcer)
     return finish(args, state)

@@ -310,3 +310,22 @@ class Inbox:
         rows = self.journal.read("SELECT a.alert FROM alerts a JOIN work w ON w.id = a.work_id "
                                  "WHERE w.run_id = ? ORDER BY a.id", (run_id,))
         return [Alert.model_validate_json(r[0]) for r in rows]
+
+    def reopen(self, run_id: str) -> bool:
+        """A run relapsed during its watch: queue a new run of its playbook in the same alert
+        group (the group points at it, open again), so the incident goes on as one. False
+        when the run was not started by an alert (from the command line)."""
+        with self.journal.transaction() as db:
+            row = db.execute("SELECT route, group_key, playbook, targets, params FROM work "
+                             "WHERE run_id=? AND kind='run' ORDER BY id LIMIT 1",
+                             (run_id,)).fetchone()
+            if row is None:
+                return False
+            at = now()
+            work_id = db.execute(
+                "INSERT INTO work (kind, route, group_key, playbook, targets, params, status, "
+                "created_at, updated_at) VALUES ('run',?,?,?,?,?,'queued',?,?)",
+                (*row, at, at)).lastrowid
+            db.execute("UPDATE alert_groups SET work_id=?, opened_at=?, resolved=0 "
+                       "WHERE group_key=?", (work_id, self.clock(), row[1]))
+        return True

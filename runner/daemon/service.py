@@ -24,6 +24,7 @@ from .inbox import Inbox
 from .logonce import LogOnce
 from .metrics import Metrics
 from .slackapp import SlackApprovals, slack_api
+from .watcher import Watcher
 from .workers import Workers
 from .writer import IntakeWriter
 
@@ -55,6 +56,8 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.access = Access(config, Credentials.from_env(config))  # a missing secret: here
         self.slack = SlackApprovals(config, journal, self.approve) if config.slack_app else None
+        self.watcher = Watcher(config, journal, registry, self.inbox, self.announcer,
+                               self.log_once, self.stopping, self.new_work)
         self.escalator = Escalator(config, journal, self.announcer.send, slack_api(config),
                                    clock, self.stopping)
 
@@ -69,7 +72,7 @@ class Daemon:
         self.writer.thread.start()
         self.threads = [threading.Thread(target=self._dispatch_loop, name="dispatcher",
                                          daemon=True), *self.workers.threads(),
-                        self.escalator.thread()]
+                        self.escalator.thread(), self.watcher.thread()]
         for thread in self.threads:
             thread.start()
 

@@ -4,21 +4,16 @@ that was running is never run again by itself. Real processes, really killed."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from runner.journal import Journal
-from tests.daemonkit import free_port, write_world
+from tests.daemonkit import DaemonProcess, write_world
 from tests.support.polling import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+Daemon = DaemonProcess
 TOKEN = "crash-intake-token"
 
 SLOW_PLAYBOOK = """
@@ -50,52 +45,12 @@ inventory: [{root}/inventory.yaml]
 """
 
 
-class Daemon:
-    def __init__(self, config: Path, home: Path) -> None:
-        self.config, self.home, self.port = config, home, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "RUNBOOK_HOME": str(self.home), "CRASH_TOKEN": TOKEN,
-               "CRASH_CAROL": "carol-token",
-               "RUNBOOK_BACKENDS": "tests.support.membackend:register"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "runner", "daemon", "--config",
-                                      str(self.config), "--port", str(self.port)], cwd=ROOT,
-                                     env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_for(self._up, "the daemon to answer")
-
-    def _up(self) -> bool:
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
-
-    def post(self, path: str, payload: object, token: str = TOKEN) -> httpx.Response:
-        return httpx.post(self.url + path, json=payload, timeout=10,
-                          headers={"Authorization": f"Bearer {token}"})
-
-    def runs(self) -> list[dict[str, object]]:
-        answer = httpx.get(self.url + "/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"})
-        return list(answer.json()["runs"])
-
-
 @pytest.fixture
 def daemon(tmp_path: Path, runbook_home: Path) -> Iterator[Daemon]:
     config = write_world(tmp_path, CONFIG)
     (tmp_path / "playbooks" / "slow-incident.yaml").write_text(SLOW_PLAYBOOK)
-    running = Daemon(config, runbook_home)
+    running = Daemon(config, runbook_home, TOKEN, {"CRASH_TOKEN": TOKEN,
+                                                   "CRASH_CAROL": "carol-token"})
     running.start()
     try:
         yield running

@@ -5,6 +5,7 @@ resolves the run at the window's end, and a relapse inside it reopens the incide
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,3 +125,71 @@ def test_a_window_may_be_a_duration_param_so_a_test_can_shorten_it(kit: Kit) -> 
     assert short.window(short.playbook.verify[0].for_) == 2
     with pytest.raises(PlaybookError, match="not a duration param"):
         kit.plan(FIXED.replace("WINDOW", '"{{ params.nope }}"'))
+
+
+WATCHED = """name: watched
+summary: s
+targets:
+  box: {kind: mem}
+params:
+  watch_for: {type: duration, default: 15m}
+steps:
+  - {id: look, run: mem.sleep, with: {value: [1]}}
+remedies:
+  - {id: fix, run: mem.act, with: {items: "{{ steps.look.value }}"}}
+verify:
+  - {id: up, run: mem.exists, with: {file: up}, for: "{{ params.watch_for }}", interval: 100ms}
+"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Any:
+    """`runbook ... -o json` in-process over the mem backend; (exit code, document)."""
+    import json
+
+    from runner.cli import main
+
+    monkeypatch.setenv("RUNBOOK_BACKENDS", "tests.support.membackend:register")
+    monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RUNBOOK_WATCH_INLINE", "0")  # every window is watched by schedule
+    (tmp_path / "box").mkdir()
+    (tmp_path / "box" / "up").write_text("")
+    (tmp_path / "inventory.yaml").write_text(
+        f"targets:\n  box:\n    kind: mem\n    path: {tmp_path / 'box'}\n")
+    (tmp_path / "watched.yaml").write_text(WATCHED)
+
+    def run(*argv: str) -> tuple[int, Any]:
+        code = main([*argv, "-o", "json"])
+        out, _ = capsys.readouterr()
+        return code, json.loads(out)
+
+    run.playbook = str(tmp_path / "watched.yaml")  # type: ignore[attr-defined]
+    run.inventory = str(tmp_path / "inventory.yaml")  # type: ignore[attr-defined]
+    return run
+
+
+def test_the_cli_watches_in_the_foreground_until_the_window_ends(cli: Any) -> None:
+    code, report = cli("run", cli.playbook, "--inventory", cli.inventory, "--no-input",
+                       "--approve", "fix=mem.act", "--param", "watch_for=1s")
+    assert code == 1  # its finding fired; the fix held
+    assert report["status"] == "completed" and report["watch"] is None
+    assert report["verify"][0]["status"] == "passed"
+
+
+def test_no_watch_leaves_it_monitoring_and_runbook_watch_carries_on(cli: Any) -> None:
+    _, report = cli("run", cli.playbook, "--inventory", cli.inventory, "--no-input",
+                    "--approve", "fix=mem.act", "--param", "watch_for=1s", "--no-watch")
+    assert report["status"] == "monitoring" and report["watch"]["checks"] == ["up"]
+    _, watched = cli("watch", report["run_id"])
+    assert watched["status"] == "completed"
+    assert cli("history", "--status", "monitoring")[1] == {"runs": []}
+
+
+def test_runbook_verify_checks_a_fix_made_by_hand(cli: Any) -> None:
+    _, report = cli("run", cli.playbook, "--inventory", cli.inventory, "--no-input",
+                    "--param", "watch_for=1s")
+    assert report["status"] == "awaiting_approval"  # nobody approved; someone fixed it
+    _, verified = cli("verify", report["run_id"], "--as", "alice")
+    assert verified["status"] == "completed"
+    assert verified["remedies"][0]["status"] == "proposed"  # never run by runbook
