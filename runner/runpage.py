@@ -101,7 +101,7 @@ table.runs td{display:inline-block;border:0;padding:.1rem .3rem}}
 def _document(title: str, body: list[str], *, refresh: bool = False) -> str:
     head = ['<!doctype html>', '<html lang="en">', "<head>", '<meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            '<meta name="referrer" content="no-referrer">',
+            '<meta name="referrer" content="same-origin">',
             f"<title>{t(title)}</title>"]
     if refresh:
         head.append(f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">')

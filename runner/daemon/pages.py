@@ -49,7 +49,9 @@ HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                       "img-src 'self' data:; form-action 'self'; "
                                       "frame-ancestors 'none'; base-uri 'none'",
-           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+           "X-Content-Type-Options": "nosniff",
+           # same-origin, not no-referrer: with no-referrer a browser's POST says Origin: null
+           "Referrer-Policy": "same-origin"}
 
 
 def routes(daemon: Daemon) -> list[Route]:
