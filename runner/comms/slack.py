@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .buttons import approval_blocks
+
 SLACK_SECTION_TEXT = 3000  # Block Kit: a section's text
 SLACK_FIELD_TEXT = 2000  # a section field's text
 SLACK_FIELDS = 10  # fields in one section
@@ -101,7 +103,10 @@ def slack_blocks(message: dict[str, Any], mentions: list[str] | None = None) -> 
             blocks += _sections(label, list(message[key]))
     if message.get("links"):
         blocks.append(_link_section(list(message["links"])))
-    closing = ([{"type": "context", "elements": [{"type": "mrkdwn", "text": fit(
+    run = message.get("run") or {}  # a proposal waiting: its Approve/Decline buttons
+    buttons = approval_blocks(run) if message.get("kind") in {"incident", "update"} and \
+        run.get("status") == "awaiting_approval" else []
+    closing = buttons + ([{"type": "context", "elements": [{"type": "mrkdwn", "text": fit(
         mrkdwn_escape(message["next"]), SLACK_SECTION_TEXT)}]}] if message.get("next") else [])
     room = SLACK_BLOCKS - len(closing)
     if len(blocks) > room:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.comms.buttons import APPROVE, DECLINE, approval_blocks, value
+from runner.comms.buttons import APPROVE, DECLINE, value
 from tests.daemonkit import RunningDaemon, daemon_in_thread, write_world
 from tests.slackapi import TOKEN, SlackApiStandIn, SlackMessage, slack_api_stand_in
 from tests.support.polling import wait_for
@@ -30,6 +30,9 @@ four_eyes: true
 slack_app: {{signing_secret_env: TEST_SLACK_SIGNING, bot_token_env: TEST_SLACK_BOT,
              api_url: "SLACK_API_URL"}}
 slack_users: {{U0ALICE000: alice, U0BOB00000: bob}}
+notify:
+  - {{kind: slack, bot_token_env: TEST_SLACK_BOT, channel: incidents, api_url: "SLACK_API_URL",
+     retries: 0}}
 routes:
   - name: mem
     match: ['alertname="BoxTooHigh"']
@@ -67,13 +70,17 @@ class World:
         return run
 
     def proposal_message(self, run: dict[str, Any]) -> SlackMessage:
-        """The proposal as the Slack app shows it: its buttons posted with chat.postMessage
-        (real HTTP to the stand-in, the bot's token)."""
-        answer = httpx.post(self.api.url + "chat.postMessage", json={
-            "channel": "incidents", "text": "proposal", "blocks": approval_blocks(run)},
-            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json()
-        assert answer["ok"], answer
-        return next(m for m in self.api.messages if m.ts == answer["ts"])
+        """The daemon's INCIDENT ALERT in the incident channel (its bot posted it with
+        chat.postMessage), with the proposal's buttons."""
+        mine = f"runbook:{run['run_id']}:fix"
+
+        def posted() -> SlackMessage | None:
+            return next((m for m in self.api.messages if m.channel == "C0INCIDENTS"
+                         and any(b.get("block_id") == mine for b in m.blocks)), None)
+        message = wait_for(posted, "the INCIDENT ALERT with its buttons")
+        assert message is not None
+        assert message.text.startswith("INCIDENT ALERT") and message.thread_ts is None
+        return message
 
     def click(self, message: SlackMessage, action: str = APPROVE, user: str = ALICE,
               **override: Any) -> int:
@@ -83,6 +90,17 @@ class World:
                                    override.pop("value", button["value"]), user_id=user,
                                    **override)
         return status
+
+    def settled_again(self, run: dict[str, Any]) -> None:
+        """Until the run, resumed after the latest approval, awaits approval again."""
+        journal = self.daemon.daemon.journal
+
+        def settled(runs: list[dict[str, Any]]) -> bool:
+            events = journal.events(run["run_id"])
+            last = max(e.seq for e in events if e.type == "approval")
+            return any(e.type == "run.finished" and e.seq > last for e in events) \
+                and runs[0]["status"] == "awaiting_approval"
+        self.daemon.wait_run(settled)
 
     def replies(self, message: SlackMessage) -> list[str]:
         """What the app told the person who clicked (response_url, ephemeral)."""
@@ -115,7 +133,8 @@ def approvals(world: World, run: dict[str, Any]) -> list[tuple[str, str]]:
 def test_two_mapped_people_approve_in_slack_and_the_remedy_runs_once(world: World) -> None:
     run = world.awaiting_run()
     message = world.proposal_message(run)
-    section = message.blocks[0]["text"]["text"]
+    [section] = [b["text"]["text"] for b in message.blocks
+                 if b["type"] == "section" and "Proposed: fix" in b.get("text", {}).get("text", "")]
     fix = run["remedies"][0]
     assert "mem.act" in section and "box" in section and '"items": [5]' in section
     assert fix["fingerprint"][:16] in section
@@ -128,6 +147,7 @@ def test_two_mapped_people_approve_in_slack_and_the_remedy_runs_once(world: Worl
     assert any(b["type"] == "actions" for b in message.blocks)  # bob can still approve
     assert world.actions() == []
 
+    world.settled_again(run)
     assert world.click(message, user=BOB) == 200
     [run] = world.daemon.wait_run(lambda runs: runs[0]["status"] == "completed")
     assert run["remedies"][0]["status"] == "succeeded"
@@ -147,6 +167,7 @@ def test_one_slack_user_clicking_twice_counts_once(world: World) -> None:
     run = world.awaiting_run()
     message = world.proposal_message(run)
     assert world.click(message, user=ALICE) == 200
+    world.settled_again(run)  # alice's approval resumed the run, which waits for bob
     assert world.click(message, user=ALICE) == 200
     wait_for(lambda: world.replies(message), "the second click to be refused")
     [said] = world.replies(message)
