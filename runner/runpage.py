@@ -19,17 +19,17 @@ from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from . import charts
+from . import charts, timeline
 from .durations import format_duration
 from .redact import SECRETS
 from .state import AWAITING, RUNNING
 from .vocabulary import EventKind, RemedyStatus, StepStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from .journal import RunRow
-    from .state import Event, RemedyState, RunState
+    from .state import RemedyState, RunState
 
 REFRESH_SECONDS = 3  # how often a page of a run in progress reloads
 
@@ -122,8 +122,9 @@ def in_progress(state: RunState) -> bool:
 
 def run_page(state: RunState, *, viewer: Viewer | None = None,
              links: Iterable[dict[str, str]] = (), notice: str = "",
-             base: str | None = None) -> str:
+             base: str | None = None, alerts: Iterable[Mapping[str, Any]] = ()) -> str:
     """The whole page of one run. `links`: where the alert came from ({"text", "url"});
+    `alerts`: the alerts that started or joined it (JSON), for the timeline;
     `notice`: a message for the reader at the top (a refused decision); `base`: the URL
     prefix of the daemon's pages ("" at its root; None: a file from the CLI, no forms)."""
     viewer = viewer or Viewer()
@@ -138,13 +139,13 @@ def run_page(state: RunState, *, viewer: Viewer | None = None,
     body += _steps(state)
     body += _verify(state)
     body += _links(links)
-    body += _timeline(state.timeline)
+    body += _timeline(timeline.entries(state, alerts))
     return _document(f"{state.playbook} {state.status} · runbook", body,
                      refresh=in_progress(state))
 
 
 def _headline(state: RunState, viewer: Viewer, base: str | None) -> list[str]:
-    why = getattr(state, "severity_reason", "") or ""
+    why = state.severity_why
     out = [f"<h1>{t(state.playbook)}: {t(state.summary)}</h1>",
            f'<p>{_badge(state.status)} <span class="badge {t(state.severity)}">'
            f"{t(state.severity)}</span>" + (f" <span class=\"meta\">{t(why)}</span>"
@@ -309,26 +310,19 @@ def _links(links: Iterable[dict[str, str]]) -> list[str]:
               "</li>" for link in shown], "</ul>"]
 
 
-def describe_event(event: Event) -> str:
-    """One line of the timeline: what happened to what, and by whom or why."""
-    d = event.data
-    subject = d.get("step") or d.get("remedy") or d.get("finding") or d.get("verify") or ""
-    parts = [event.type, str(subject)]
-    for key in ("status", "decision", "by", "note", "text", "reason", "error"):
-        if d.get(key):
-            parts.append(f"{key}: {d[key]}" if key in {"by", "reason", "error"}
-                         else str(d[key]))
-    return " ".join(p for p in parts if p)
-
-
-def _timeline(events: list[Event]) -> list[str]:
-    if not events:
+def _timeline(entries: list[timeline.Entry]) -> list[str]:
+    """What happened when (runner/timeline.py): alerts, steps, findings, the severity,
+    approvals, remedies, notifications and people's notes, open by default."""
+    if not entries:
         return []
-    out = ['<h2 id="timeline">Timeline</h2><details class="timeline"><summary>'
-           f"{len(events)} events</summary><table><tbody>"]
-    out += [f'<tr><td class="meta"><time datetime="{t(e.at)}">{t(e.at[11:19])}</time></td>'
-            f"<td>{t(describe_event(e))}</td></tr>" for e in events]
-    return [*out, "</tbody></table></details>"]
+    out = ['<h2 id="timeline">Timeline</h2><details class="timeline" open><summary>'
+           f"{len(entries)} entries</summary><div class=\"scroll\"><table><tbody>"]
+    for e in entries:
+        by = f"{e.by}: " if e.by and e.kind in {"note", "approval"} else ""
+        out.append(f'<tr class="entry-{t(e.kind)}"><td class="meta"><time datetime='
+                   f'"{t(e.at)}">{t(e.at[11:19])}</time></td><td>{t(e.kind)}</td>'
+                   f"<td>{t(by + e.what)}</td></tr>")
+    return [*out, "</tbody></table></div></details>"]
 
 
 def _age(created_at: str, now: datetime) -> str:

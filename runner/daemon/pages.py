@@ -98,7 +98,8 @@ class Pages:
             return html(message_page("No such run", str(exc)), 404)
         alerts = await run_in_threadpool(self.daemon.inbox.alerts_of, run_id)
         return html(run_page(state, viewer=self.viewer(request, f"/runs/{run_id}"),
-                             links=alert_links(alerts), notice=notice, base=""),
+                             links=alert_links(alerts), notice=notice, base="",
+                             alerts=[a.model_dump(mode="json") for a in alerts]),
                     code)
 
     async def form(self, request: Request) -> dict[str, str] | None:

@@ -191,3 +191,19 @@ def test_report_format_html_writes_the_page(tmp_path: Path, capsys: Any,
     page = capsys.readouterr().out
     assert page.startswith("<!doctype html>") and "memory-growing" in page
     assert "<svg" in page and not Tags(page).named("form")
+
+
+def test_the_severity_says_why_and_the_timeline_holds_alerts_and_notes() -> None:
+    items = events() + [
+        (EventKind.SEVERITY, {"level": "P1", "why": "rule: memory-growing on a payment API"}),
+        (EventKind.NOTE, {"text": "customers see 502s <again>", "by": "carol"})]
+    page = runpage.run_page(state_of(items), base="", alerts=[{
+        "labels": {"alertname": "ApiMemoryLeak", "env": "prod"}, "status": "firing",
+        "starts_at": "2026-12-02T02:59:00Z", "annotations": {"summary": "api leaks"},
+        "source": "alertmanager"}])
+    headline = page[:page.index('id="findings"')]
+    assert "P1" in headline and "rule: memory-growing on a payment API" in headline
+    rows = re.findall(r'<tr class="entry-(\w+)">', page)
+    assert rows[0] == "alert" and "note" in rows and "severity" in rows
+    assert "carol: note: customers see 502s &lt;again&gt;" in page
+    assert "alert ApiMemoryLeak firing (env=prod): api leaks" in page
