@@ -165,13 +165,14 @@ def grade_rollout(kind: str, workload: dict[str, Any], revisions: list[dict[str,
     observed = as_int(st.get("observedGeneration")) >= as_int(workload["metadata"].get(
         "generation"))
     updated = as_int(st.get("updatedReplicas"))
+    ready_new = available.get(new_hash or "", 0)
     if kind == "deployment":
-        ready_new = as_int(st.get("availableReplicas")) if not [
-            v for v in views if v["hash"] != new_hash] else available.get(new_hash or "", 0)
+        # NewReplicaSetAvailable: the rollout finished; pods unavailable since are the pods'
+        # problem (a crash loop, a node), not the rollout's.
+        finished = progressing.get("reason") == "NewReplicaSetAvailable"
         complete = (observed and updated >= desired and as_int(st.get("replicas")) <= desired
-                    and as_int(st.get("availableReplicas")) >= desired)
+                    and (as_int(st.get("availableReplicas")) >= desired or finished))
     else:
-        ready_new = available.get(new_hash or "", 0)
         complete = observed and ready_new >= desired and (
             st.get("currentRevision") == st.get("updateRevision") or updated >= desired)
     blocked = [v for v in new if not v["ready"] and v["reason"] in BLOCKED]
@@ -200,6 +201,11 @@ def grade_rollout(kind: str, workload: dict[str, Any], revisions: list[dict[str,
                        f"{progressing.get('message')}")
         summary = (f"the rollout of {label} to {target} is stuck: "
                    + "; ".join(w for w in why if w) + fallback)
+    elif not complete and spec.get("paused"):
+        level = "warning"
+        summary = (f"the rollout of {label} to {target} is paused ({updated} of {desired} "
+                   f"updated, {ready_new} ready): resume it (kubectl rollout resume {label}) "
+                   "or roll back" + fallback)
     elif not complete and stalled_s is not None and stalled_s >= params.slow_after:
         level = "warning"
         summary = (f"the rollout of {label} to {target} has made no progress for "

@@ -161,6 +161,35 @@ def test_a_rollout_in_progress_without_blocked_pods_is_ok_then_a_warning_when_it
     assert stalled["level"] == "warning" and "no progress for 20 s" in stalled["summary"]
 
 
+def test_a_paused_rollout_is_a_warning_that_says_so() -> None:
+    creating = pod("api-7d9c6b5f4d-q7w2e", "7d9c6b5f4d", BAD, ready=False,
+                   waiting=("ContainerCreating", ""))
+    paused = deployment(progressing={"type": "Progressing", "status": "Unknown",
+                                     "lastUpdateTime": ago(900), "reason": "DeploymentPaused",
+                                     "message": "Deployment is paused"})
+    paused["spec"]["paused"] = True
+    found = rollout(paused, [OLD_POD, creating])
+    assert (found["level"], found["stuck"]) == ("warning", False)
+    assert "is paused" in found["summary"] and "rollout resume" in found["summary"]
+
+
+def test_a_complete_rollout_with_a_pod_not_ready_is_a_warning_for_the_pod_checks() -> None:
+    done = deployment(revision=1, updated=1, available=0, total=1, progressing={
+        "type": "Progressing", "status": "True", "lastUpdateTime": ago(900),
+        "reason": "NewReplicaSetAvailable",
+        "message": 'ReplicaSet "api-5c8f9d7b6" has successfully progressed.'})
+    crashing = pod("api-5c8f9d7b6-x2x9k", "5c8f9d7b6", GOOD, ready=False,
+                   waiting=("CrashLoopBackOff", "back-off 40s restarting failed container=api"))
+    found = rollout(done, [crashing], REPLICA_SETS[:1])
+    assert (found["level"], found["stuck"], found["complete"]) == ("warning", False, True)
+    assert found["reasons"] == ["CrashLoopBackOff"] and "pod checks" in found["summary"]
+    # The same pod while its revision was still rolling out: the rollout is stuck on it.
+    rolling = rollout(deployment(revision=1, updated=1, available=0, total=1), [crashing],
+                      REPLICA_SETS[:1])
+    assert (rolling["level"], rolling["stuck"]) == ("critical", True)
+    assert rolling["last_available_revision"] is None  # nothing to roll back to
+
+
 def test_a_complete_rollout_is_ok() -> None:
     done = deployment(revision=1, updated=1, available=1, total=1)
     done["spec"]["template"]["spec"]["containers"][0]["image"] = GOOD
