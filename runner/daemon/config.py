@@ -130,6 +130,20 @@ class Route(_Strict):
         return spec if isinstance(spec, str) else spec.template
 
 
+class Triage(_Strict):
+    """Alerts that no route takes: run the triage playbook of the target they name."""
+
+    target_labels: list[str] = Field(
+        default_factory=lambda: ["target", "service", "instance"], min_length=1,
+        description="the labels looked at, in order, for the name of an inventory target")
+    playbooks: dict[str, str] = Field(
+        default_factory=lambda: {"docker": "container-triage",
+                                 "kubernetes": "k8s-workload-triage",
+                                 "postgres": "postgres-health", "ssh": "host-health"},
+        description="the target's kind (a service's runtime) -> its triage playbook")
+    severity: Severity | None = None
+
+
 class SlackApp(_Strict):
     """A Slack app: approvals from its buttons (Slack signs each click with the signing
     secret) and messages through its Web API with the bot token."""
@@ -158,6 +172,8 @@ class DaemonConfig(_Strict):
     four_eyes: bool = Field(False, description="the approver may not be who requested the run")
     approvers: dict[str, Approver] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
+    triage: Triage | None = Field(None, description="alerts no route takes: the triage "
+                                                    "playbook of the target they name")
     notify: list[Notify] = Field(default_factory=list)
     inventory: list[str] = Field(default_factory=list, description="default: as the CLI")
     playbooks: list[str] = Field(default_factory=list, description="default: as the CLI")

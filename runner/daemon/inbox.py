@@ -23,7 +23,7 @@ from ..journal import Journal, now
 from ..state import AWAITING
 from ..vocabulary import AlertOutcome, WorkKind, WorkStatus
 from .alerts import Alert
-from .config import DaemonConfig
+from .config import DaemonConfig, Route
 from .routing import TargetRefused, bindings, group_key, route_for
 
 # The SQL below spells the values of AlertOutcome, WorkKind and WorkStatus (runner.vocabulary)
@@ -109,8 +109,10 @@ class Dispatched:
 
 class Inbox:
     def __init__(self, journal: Journal, config: DaemonConfig,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 fallback: Callable[[Alert], Route | None] | None = None) -> None:
         self.journal, self.config = journal, config
+        self.fallback = fallback  # the route of an alert no route takes (triage), if any
         self.clock = clock  # unix time; dedup windows and signature expiry read it
         journal.extend_schema(SCHEMA)
 
@@ -161,6 +163,8 @@ class Inbox:
 
     def _dispatch_one(self, db: Any, alert_id: int, alert: Alert) -> Dispatched:
         route = route_for(alert, self.config.routes)
+        if route is None and self.fallback is not None:
+            route = self.fallback(alert)
         if route is None:
             db.execute("UPDATE alerts SET outcome='unrouted' WHERE id=?", (alert_id,))
             return Dispatched(alert, AlertOutcome.UNROUTED)

@@ -40,7 +40,27 @@ def problems(config_path: Path, config: DaemonConfig, registry: Registry
     unknown: list[Problem] = []
     for index, route in enumerate(config.routes):
         found += _route(doc, ("routes", index), route, config, registry, targets, unknown)
+    found += _triage(doc, config, registry)
     return sorted(set(found)), sorted(set(unknown))
+
+
+def _triage(doc: Document, config: DaemonConfig, registry: Registry) -> list[Problem]:
+    """Each triage playbook exists, loads, and never changes anything."""
+    from .. import loader
+    from ..catalog import resolve
+
+    found: list[Problem] = []
+    for kind, playbook in (config.triage.playbooks.items() if config.triage else []):
+        where = ("triage", "playbooks", kind)
+        try:
+            book = loader.load(resolve(playbook, config.playbook_dirs()), registry).playbook
+        except (UsageError, PlaybookError) as exc:
+            found.append(doc.problem(where, f"triage for {kind}: {exc}".splitlines()[0]))
+            continue
+        if book.remedies:
+            found.append(doc.problem(where, f"triage for {kind}: {playbook} has remedies; an "
+                                            "alert no route takes may only start a diagnosis"))
+    return found
 
 
 def _route(doc: Document, at: tuple[str | int, ...], route: Route, config: DaemonConfig,

@@ -24,6 +24,7 @@ from .inbox import Inbox
 from .logonce import LogOnce
 from .metrics import Metrics
 from .slackapp import SlackApprovals, slack_api
+from .triage import Triage
 from .watcher import Watcher
 from .workers import Workers
 from .writer import IntakeWriter
@@ -42,7 +43,7 @@ class Daemon:
     def __init__(self, config: DaemonConfig, journal: Journal, registry: Registry,
                  clock: Callable[[], float] = time.time) -> None:
         self.config, self.journal, self.registry = config, journal, registry
-        self.inbox = Inbox(journal, config, clock)
+        self.inbox = Inbox(journal, config, clock, fallback=Triage(config, registry).route_for)
         self.log_once = LogOnce(log)
         self.writer = IntakeWriter(self.inbox)
         self.metrics = Metrics(self.inbox)
