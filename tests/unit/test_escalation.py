@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.daemonkit import RunningDaemon, daemon_in_thread, write_world
+from tests.daemonkit import Receiver, RunningDaemon, daemon_in_thread, receiver, write_world
 from tests.pagerduty import ROUTING_KEY, PagerDutyStandIn, pagerduty_stand_in
 from tests.slackapi import TOKEN, SlackApiStandIn, slack_api_stand_in
 from tests.slackhook import SlackStandIn, slack_stand_in
@@ -38,6 +38,7 @@ routes:
     escalation:
       - {{kind: slack, to: oncall}}
       - {{kind: pagerduty, routing_key_env: TEST_PD_KEY, url: "PD_URL"}}
+      - {{kind: webhook, url: "HOOK_URL"}}
 notify:
   - {{kind: slack, url_env: TEST_SLACK_URL, retries: 0}}
 playbooks: [{root}/playbooks]
@@ -65,6 +66,7 @@ class World:
     api: SlackApiStandIn
     pd: PagerDutyStandIn
     channel: SlackStandIn
+    hook: Receiver
     config: Path
     home: Path
     clock: Clock = field(default_factory=Clock)
@@ -93,7 +95,8 @@ def awaiting(daemon: RunningDaemon) -> dict[str, Any]:
 def world_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runbook_home: Path,
              check: str) -> Iterator[World]:
     """The stand-ins and a daemon config whose loop looks every `check`."""
-    with slack_api_stand_in() as api, pagerduty_stand_in() as pd, slack_stand_in() as hook:
+    with slack_api_stand_in() as api, pagerduty_stand_in() as pd, slack_stand_in() as hook, \
+            receiver() as generic:
         for name, val in {"TEST_INTAKE_TOKEN": "intake-tok-123",
                           "TEST_ALICE_TOKEN": "alice-tok-1",
                           "TEST_SLACK_SIGNING": "signing-secret-abcdef0123",
@@ -101,8 +104,8 @@ def world_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runbook_home: Path
                           "TEST_SLACK_URL": hook.url}.items():
             monkeypatch.setenv(name, val)
         text = (CONFIG.replace("SLACK_API_URL", api.url).replace("PD_URL", pd.url)
-                .replace("CHECK", check))
-        yield World(api, pd, hook, write_world(tmp_path, text), runbook_home)
+                .replace("HOOK_URL", generic.url).replace("CHECK", check))
+        yield World(api, pd, hook, generic, write_world(tmp_path, text), runbook_home)
 
 
 @pytest.fixture
@@ -135,15 +138,22 @@ def test_an_unapproved_proposal_escalates_level_by_level_once_each(world: World)
         assert event["payload"]["source"] == "box"
         assert event["payload"]["summary"].startswith("ESCALATION [P2] mem-incident")
 
+        world.clock.ahead = 3 * HOUR + 1  # three: the generic webhook, the message as JSON
+        world.hook.wait_for(lambda got: len(got) == 1)
+        [sent] = world.hook.got
+        assert sent["kind"] == "escalation" and sent["fields"]["Escalation"] == "level 3 of 3"
+        assert sent["fields"]["Run"] == run["run_id"]
+
         world.clock.ahead = 10 * HOUR  # past every level: nothing more, however often it looks
         for _ in range(3):
             assert daemon.daemon.escalator.tick() == []
         steps = escalations(daemon, run["run_id"])
         assert [(s["level"], s["target"]["kind"], s["delivered"]) for s in steps] == [
-            (1, "slack", True), (2, "pagerduty", True)]
+            (1, "slack", True), (2, "pagerduty", True), (3, "webhook", True)]
         assert {s["remedy"] for s in steps} == {"fix"}
         assert len(world.oncall()) == 1 and len(world.pd.events) == 1
-        assert len(world.reminders()) == 2  # the channel heard at each level
+        assert len(world.hook.got) == 1
+        assert len(world.reminders()) == 3  # the channel heard at each level
         assert world.pd.refused == []
 
 
@@ -169,8 +179,8 @@ def test_a_refused_page_is_journaled_with_why_and_not_sent_again(
         assert "invalid event" in steps[1]["error"] and "routing_key" in steps[1]["error"]
         assert "too-short" not in str(steps)  # a secret stays out of the journal
         assert len(world.pd.refused) == 1
-        assert daemon.daemon.escalator.tick(time.time() + 3 * HOUR) == []
-        assert len(escalations(daemon, run["run_id"])) == 2
+        assert daemon.daemon.escalator.tick(time.time() + 2 * HOUR + 60) == []
+        assert len(escalations(daemon, run["run_id"])) == 2 and len(world.pd.refused) == 1
 
 
 def test_escalation_survives_a_daemon_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
