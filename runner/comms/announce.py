@@ -22,7 +22,7 @@ from typing import Any
 from ..expressions import ExpressionError
 from ..journal import Journal
 from ..state import Event, RunState
-from ..vocabulary import EventKind
+from ..vocabulary import EventKind, RunStatus
 from .config import Settings
 from .facts import Status, customer_facts, notable, run_facts, status_of
 from .notifier import Notifier
@@ -63,6 +63,12 @@ class _Said:
     status: str | None = None  # the status the customer was last told
 
 
+def key_of(status: str, run_status: str) -> tuple[str, str]:
+    """What a change must change to be said: the seeds' status, or the run failing or
+    being interrupted (a remedy starting after its approval is no news)."""
+    return status, run_status if run_status in {RunStatus.FAILED, RunStatus.INTERRUPTED} else ""
+
+
 def said_of(journal: Journal, run_id: str) -> _Said:
     said = _Said()
     for event in journal.events(run_id):
@@ -74,7 +80,7 @@ def said_of(journal: Journal, run_id: str) -> _Said:
         elif data.get("message") in TEAM:
             said.incident = True
             said.resolved = said.resolved or data.get("message") == "resolved"
-            said.key = (str(data.get("status")), str(data.get("run_status")))
+            said.key = key_of(str(data.get("status")), str(data.get("run_status")))
     return said
 
 
@@ -117,9 +123,8 @@ class RunAnnouncer:
     # What to say
 
     def checkpoint(self, run_id: str) -> None:
-        if run_id not in self._said:
+        if run_id not in self._said:  # what failed before goes first, with the next message
             self._said[run_id] = said_of(self.journal, run_id)
-            self._queue(lambda: self.notifier.retry_undelivered(run_id))
         for message in self.due(self.journal.state(run_id)):
             self._queue((run_id, message))
 
@@ -127,7 +132,7 @@ class RunAnnouncer:
         """The messages this state calls for, given what was said; marks them said."""
         said = self._said.setdefault(state.run_id, _Said())
         status = status_of(state)
-        key = (str(status), str(state.status))
+        key = key_of(str(status), str(state.status))
         kinds: list[str] = []
         if not said.incident:
             if notable(state) or self.always:

@@ -39,6 +39,13 @@ def thread_of(journal: Journal, run_id: str, sink: str) -> tuple[str, str] | Non
     return None
 
 
+def runs_with_undelivered(journal: Journal, limit: int = 500) -> list[str]:
+    """The most recent runs with a failed notification (the daemon retries them at start)."""
+    rows = journal.read("SELECT run_id FROM events WHERE type=? GROUP BY run_id "
+                        "ORDER BY MAX(seq) DESC LIMIT ?", (EventKind.NOTIFY_FAILED, limit))
+    return [str(row[0]) for row in rows if undelivered(journal, str(row[0]))]
+
+
 def undelivered(journal: Journal, run_id: str) -> list[Any]:
     """The failed messages no later attempt was made for, oldest first."""
     events = journal.events(run_id)
@@ -54,12 +61,15 @@ class Notifier:
         self.sinks, self.journal, self.sleep = list(sinks), journal, sleep
 
     def send(self, run_id: str, message: dict[str, Any]) -> int:
-        """Send to every sink of the message's audience; return how many failed (each is
-        journaled on the run)."""
-        failures = 0
-        for sink in self.sinks:
-            if sink.audience == audience_of(str(message.get("kind"))):
-                failures += not self._one(run_id, sink, message)
+        """Send to every sink of the message's audience, after what failed earlier for the
+        run (in order: an UPDATE never precedes its ALERT on a channel that came back);
+        return how many failed (each is journaled on the run)."""
+        sinks = [s for s in self.sinks if s.audience == audience_of(str(message.get("kind")))]
+        if not sinks:
+            return 0
+        _, failures = self.retry_undelivered(run_id, sinks)
+        for sink in sinks:
+            failures += not self._one(run_id, sink, message)
         return failures
 
     def _one(self, run_id: str, sink: Sink, message: dict[str, Any],
@@ -99,11 +109,13 @@ class Notifier:
             self.journal.append(run_id, EventKind.NOTIFY_FAILED,
                                 {**event, "error": delivery.error, "pending": pending})
 
-    def retry_undelivered(self, run_id: str) -> tuple[int, int]:
-        """Send again every message that failed for the run, to the sink it failed on (one
-        no longer configured stays undelivered). Returns (delivered, still failing)."""
+    def retry_undelivered(self, run_id: str,
+                          sinks: Iterable[Sink] | None = None) -> tuple[int, int]:
+        """Send again every message that failed for the run, to the sink it failed on (of
+        `sinks`, default all; one no longer configured stays undelivered). Returns
+        (delivered, still failing)."""
         sent = failed = 0
-        by_label = {sink.label(): sink for sink in self.sinks}
+        by_label = {sink.label(): sink for sink in (self.sinks if sinks is None else sinks)}
         for event in undelivered(self.journal, run_id):
             sink = by_label.get(str(event.data.get("sink") or event.data.get("channel")))
             if sink is None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..comms import notifier, setup
-from ..comms.announce import build
+from ..comms.announce import TEAM, build, said_of
 from ..comms.config import Sink
 from ..comms.delivery import deliver
+from ..comms.facts import status_of
 from ..comms.slack import fit, mrkdwn_escape, slack_blocks
 from ..state import RunState
 from .alerts import Alert
@@ -26,6 +27,16 @@ MAX_LINKS = 20  # a group of hundreds of alerts must not bury the message in lin
 
 
 class Notifier(notifier.Notifier):
+    def send(self, run_id: str, message: dict[str, Any]) -> int:
+        """The message; and beside an ALERT, UPDATE or RESOLVED, the customer update when
+        a customer sink is configured and the status customers were told changed."""
+        failures = super().send(run_id, message)
+        if message.get("kind") in TEAM and any(s.audience == "customer" for s in self.sinks):
+            state = self.journal.state(run_id)
+            if said_of(self.journal, run_id).status != str(status_of(state)):
+                failures += super().send(run_id, customer(state))
+        return failures
+
     @staticmethod
     def _post(sink: Sink, payload: dict[str, Any]) -> str | None:
         """One payload to one sink: None when delivered, else the last error."""
