@@ -109,8 +109,12 @@ def replan_run(journal: Journal, run_id: str, inventory: Inventory,
                registry: Registry) -> Plan:
     """The plan of a journaled run: the playbook text it started with, not today's file,
     bound through `inventory` (whatever resolves differently from what was approved voids
-    the approval at the gate)."""
-    return replan(journal.get_run(run_id).source, inventory, registry)
+    the approval at the gate). It keeps the severity a route raised the run to, for a
+    diagnosis concluded on resume."""
+    source = journal.get_run(run_id).source
+    plan = replan(source, inventory, registry)
+    floor = source.get(ROUTE_KEY)
+    return replace(plan, provenance={ROUTE_KEY: floor}) if floor else plan
 
 
 def resume(engine: Engine, plan: Plan, run_id: str, *, by: str) -> RunState:

@@ -193,3 +193,18 @@ def test_an_old_journal_without_a_severity_event_still_reads(tmp_path: Path) -> 
     assert "SEVERITY" not in report.text(folded)
     assert folded.to_json()["severity_why"] == ""
     assert new_run_id() != state.run_id
+
+
+def test_a_resumed_run_keeps_the_route_s_severity(tmp_path: Path) -> None:
+    kit = Kit(tmp_path)
+    plan = kit.plan(ROUTED)
+    engine = kit.engine()
+    state = lifecycle.start(engine, plan, inventory_paths=[], policy=Policy(),
+                            trigger="alert route r", requested_by="alert:r",
+                            route_severity=route_floor("r", "P0"))
+    replanned = lifecycle.replan_run(kit.journal, state.run_id, kit.inventory, kit.registry)
+    assert replanned.provenance == {"route_severity": {"route": "r", "level": "P0"}}
+    without = lifecycle.start(engine, plan, inventory_paths=[], policy=Policy(),
+                              trigger="cli", requested_by="me")
+    again = lifecycle.replan_run(kit.journal, without.run_id, kit.inventory, kit.registry)
+    assert "route_severity" not in again.provenance

@@ -44,7 +44,7 @@ ON_DISK: dict[type[StrEnum], set[str]] = {
                 "remedy.still_running", "remedy.interrupted", "verify.started",
                 "verify.finished", "approval", "approval.policy", "approval.refused",
                 "approval.void", "approval.expired", "lock.broken", "alert.resolved",
-                "notify.sent", "notify.failed", "escalation"},
+                "notify.sent", "notify.failed", "escalation", "severity", "note"},
     AlertOutcome: {"started", "joined", "resolved", "unrouted", "refused"},
     WorkKind: {"run", "resume"},
     WorkStatus: {"queued", "running", "done", "failed"},
