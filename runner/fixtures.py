@@ -16,7 +16,8 @@ steps:                                   # step id -> recorded outcome
 verify: {idle_cleared: {status: passed, result: {count: 0}}}
 cases:                                   # optional; each case patches the steps above
   - name: idle transactions hold the pool
-    steps: {idle_tx: {result: {count: 3}}}   # merged into the step (dicts deeply)
+    steps: {idle_tx: {result: {count: 3}}}   # merged into the step (dicts deeply;
+                                             # `replace: true` replaces the result)
     params: {max_terminate: 5}
     expect:
       severity: P1
@@ -27,8 +28,8 @@ cases:                                   # optional; each case patches the steps
       verify: {idle_cleared: passed}
 ```
 
-Without `cases`, the file's own `expect` is its one case. A case runs `runner.replay`: no
-infrastructure, nothing live.
+The file's own `expect` (what `runbook record` writes) is its first case, then `cases`.
+A case runs `runner.replay`: no infrastructure, nothing live.
 """
 
 from __future__ import annotations
@@ -103,7 +104,11 @@ def read_cases(path: Path) -> list[Case]:
             raise UsageError(f"{path}: playbook {data['playbook']} not found ({book_path})")
         text, where = book_path.read_text(), str(book_path)
     base = _base_recording(path, data, text, where)
-    raw_cases = data.get("cases") or [{"name": path.stem, "expect": data.get("expect") or {}}]
+    # the file's own `expect` is its first case (as recorded), then its `cases`
+    raw_cases = ([{"name": path.stem, "expect": data["expect"]}] if "expect" in data else []) \
+        + list(data.get("cases") or [])
+    if not raw_cases:
+        raw_cases = [{"name": path.stem, "expect": {}}]
     cases = []
     for index, raw in enumerate(raw_cases):
         name = str(raw.get("name") or f"case {index + 1}")
@@ -157,7 +162,9 @@ def _patched(base: RecordedStep | None, patch: dict[str, Any]) -> RecordedStep:
     """A case's change to a recorded step: its result merged in, status and error replaced."""
     if base is None:
         return _step(patch)
-    result = _merge(base.result, patch["result"]) if "result" in patch else base.result
+    result = base.result
+    if "result" in patch:  # `replace: true` drops the recorded fields the patch leaves out
+        result = patch["result"] if patch.get("replace") else _merge(base.result, patch["result"])
     error = patch.get("error", None if "status" in patch else base.error)
     return RecordedStep(str(patch.get("status", base.status)), result, error)
 
