@@ -1,9 +1,9 @@
 """The `kubernetes.*` workload checks on the lab's Kubernetes cluster: each fault induced for
-real (a rollout to an image tag no node has, an HPA with no metrics to scale on, a Job and a
-CronJob that fail, a Service whose pods never get ready and one whose selector matches
-none), found by its check and by k8s-workload-triage, most severe first; a healthy workload
-raises nothing; bad-deploy rolls a stuck rollout back, after approval, to the revision that
-was available.
+real (a rollout to an image tag no node has, one whose pod fits no node, an HPA with no
+metrics to scale on, a Job and a CronJob that fail, a Service whose pods never get ready and
+one whose selector matches none), found by its check and by k8s-workload-triage, most
+severe first; a healthy workload raises nothing; api-down names why pods are not ready;
+bad-deploy rolls a stuck rollout back, after approval, to the revision that was available.
 
 Every faulty object is created at once, in one namespace for this module (the healthy
 workload has its own, as Jobs are graded per namespace), and the test waits, bounded, for
@@ -57,8 +57,8 @@ class Lab:
     endpoints: ["http://{{pod_ip}}:8080/health"]
     http_timeout: 3s"""
         path.write_text("targets:" + target(self.faulty, "stuck") + target(self.faulty, "undo")
-                        + target(self.faulty, "unready") + target(self.healthy, "healthy")
-                        + "\n")
+                        + target(self.faulty, "unready") + target(self.faulty, "greedy")
+                        + target(self.healthy, "healthy") + "\n")
         return path
 
 
@@ -111,6 +111,13 @@ def _stuck_on_missing_image(namespace: str, name: str) -> bool:
                for p in kube.pods(api)) and len(kube.ready_pods(api)) == 1
 
 
+def _unschedulable(namespace: str) -> bool:
+    api = kube.ApiDeployment(namespace, "greedy", "")
+    return any(c.type == "PodScheduled" and c.reason == "Unschedulable"
+               for p in kube.pods(api) for c in p.status.conditions or []
+               ) and len(kube.ready_pods(api)) == 1
+
+
 @pytest.fixture(scope="module")
 def lab(k8s: kube.Cluster) -> Iterator[Lab]:
     from kubernetes import client
@@ -119,7 +126,7 @@ def lab(k8s: kube.Cluster) -> Iterator[Lab]:
     good = require_image("api-good")
     batch = client.BatchV1Api(kube.api_client())
     try:
-        for name in ("stuck", "undo"):
+        for name in ("stuck", "undo", "greedy"):
             _deployment(faulty, name, good)
         _deployment(faulty, "unready", good, probe_path="/not-here")
         _service(faulty, "unready", {"app": "unready"})
@@ -143,9 +150,16 @@ def lab(k8s: kube.Cluster) -> Iterator[Lab]:
             kube.wait_rollout(kube.ApiDeployment(faulty, name, good))
             kube.apps().patch_namespaced_deployment(name, faulty, {"spec": {"template": {
                 "spec": {"containers": [{"name": "api", "image": BAD_TAG}]}}}})
+        # greedy's revision 2 asks for more memory than the node has: Pending, Unschedulable
+        kube.wait_rollout(kube.ApiDeployment(faulty, "greedy", good))
+        kube.apps().patch_namespaced_deployment("greedy", faulty, {"spec": {"template": {
+            "spec": {"containers": [{"name": "api", "resources": {
+                "requests": {"memory": "4000Gi"}, "limits": {"memory": "4000Gi"}}}]}}}})
         for name in ("stuck", "undo"):
             kube.wait(lambda n=name: _stuck_on_missing_image(faulty, n), 120,
                       f"{faulty}/{name}'s new pod in ErrImageNeverPull, the old one ready")
+        kube.wait(lambda: _unschedulable(faulty), 120,
+                  f"{faulty}/greedy's new pod unschedulable, the old one ready")
         kube.wait_rollout(kube.ApiDeployment(healthy, "healthy", good))
         unready = kube.ApiDeployment(faulty, "unready", good)
         kube.wait(lambda: [p for p in kube.pods(unready) if p.status.phase == "Running"], 90,
@@ -198,6 +212,16 @@ def test_rollout_to_a_missing_image_is_stuck_with_the_reason_and_the_revision_th
     assert (rollout["last_available_revision"], rollout["last_available_image"],
             rollout["last_available_ready"]) == (1, lab.good_image, 1)
     assert "ErrImageNeverPull" in rollout["summary"] and "revision 1" in rollout["summary"]
+
+
+def test_rollout_whose_pod_fits_no_node_is_stuck_with_the_scheduler_reason(
+        cli: CLI, lab: Lab, inventory: Path) -> None:
+    rollout = result(triage(cli, "greedy"), "rollout")
+    assert (rollout["level"], rollout["stuck"]) == ("critical", True)
+    [new] = rollout["new_pods"]
+    assert new["reason"] == "Unschedulable" and "Insufficient memory" in new["message"]
+    assert "Insufficient memory" in rollout["summary"]
+    assert (rollout["last_available_revision"], rollout["last_available_ready"]) == (1, 1)
 
 
 def test_hpa_without_metrics_cannot_scale_and_says_why(
@@ -273,6 +297,14 @@ def test_api_down_names_the_waiting_reason_of_pods_not_ready(
     assert {"pods-not-ready", "rollout-stuck"} <= findings(report)
     said = next(f["message"] for f in report["findings"] if f["id"] == "pods-not-ready")
     assert "ErrImageNeverPull" in said and BAD_TAG in said
+
+
+def test_api_down_names_the_scheduler_reason_of_a_pending_pod(
+        cli: CLI, lab: Lab, inventory: Path) -> None:
+    _code, report = cli.json("run", "api-down", "--target", "api=greedy", "--no-input")
+    said = next(f["message"] for f in report["findings"] if f["id"] == "pods-not-ready"
+                and f["status"] == "fired")
+    assert "Unschedulable" in said and "Insufficient memory" in said
 
 
 def test_bad_deploy_rolls_a_stuck_rollout_back_to_the_available_revision_after_approval(
