@@ -212,7 +212,7 @@ class Api:
             await run_in_threadpool(slack.authenticate, request.headers, body,
                                     self.daemon.inbox.clock())
         except Refused as exc:
-            self.daemon.metrics.refused.labels("unauthorized").inc()
+            self.daemon.metrics.refused.labels("slack_signature").inc()
             return problem(401, f"unauthorized: {exc}")
         try:
             then = await run_in_threadpool(slack.handle, body)

@@ -86,9 +86,10 @@ class World:
               **override: Any) -> int:
         button = next(e for b in message.blocks if b["type"] == "actions"
                       for e in b["elements"] if e["action_id"] == action)
+        names = {ALICE: "alice", BOB: "bob", MALLORY: "mallory"}
         status, _ = self.api.click(self.request_url, SECRET, message, action,
                                    override.pop("value", button["value"]), user_id=user,
-                                   **override)
+                                   user_name=names[user], **override)
         return status
 
     def settled_again(self, run: dict[str, Any]) -> None:
@@ -155,7 +156,7 @@ def test_two_mapped_people_approve_in_slack_and_the_remedy_runs_once(world: Worl
     assert approvals(world, run) == [("approved", "alice"), ("approved", "bob")]
     [how] = {a.how for a in world.daemon.daemon.journal.approvals(run["run_id"], "fix")
              if a.by == "bob"}
-    assert how.startswith(f"Slack button by {BOB}")
+    assert how == f"Slack button by {BOB} (bob) in C0INCIDENTS"
     world.api.wait_for(lambda _: message.updates == 2)
     final = json.dumps(message.blocks)
     assert "Approved* by bob" in final and "it runs now" in final
@@ -204,6 +205,8 @@ def test_a_forged_signature_is_refused_and_nothing_is_recorded(world: World) -> 
                       timeout=10).status_code == 401
     assert approvals(world, run) == [] and world.replies(message) == []
     assert message.updates == 0
+    metrics = world.daemon.get("/metrics").text
+    assert 'runbook_alerts_refused_total{reason="slack_signature"} 3.0' in metrics
 
 
 def test_a_stale_timestamp_is_refused(world: World) -> None:
