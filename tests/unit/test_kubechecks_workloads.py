@@ -462,3 +462,35 @@ def test_kinds_are_read_only_service_kinds_and_refuse_docker_services(kind: str)
 
     with pytest.raises(PermanentError, match="runtime: kubernetes; this one runs on docker"):
         step.func(View(), step.params())
+
+
+def test_statefulset_rollout_stuck_on_its_update_revision() -> None:
+    uid = "sts-uid"
+    sts = {"kind": "StatefulSet", "metadata": {"name": "web", "uid": uid, "generation": 2},
+           "spec": {"replicas": 2, "template": {"spec": {"containers": [
+               {"name": "api", "image": BAD}]}}},
+           "status": {"observedGeneration": 2, "replicas": 2, "readyReplicas": 1,
+                      "currentReplicas": 1, "updatedReplicas": 1,
+                      "currentRevision": "web-5c8f9d7b6", "updateRevision": "web-7d9c6b5f4d"}}
+
+    def revision(number: int, name: str, image: str) -> dict[str, Any]:
+        return {"kind": "ControllerRevision", "revision": number,
+                "metadata": {"name": name, "ownerReferences": [
+                    {"kind": "StatefulSet", "name": "web", "uid": uid}]},
+                "data": {"spec": {"template": {"spec": {"containers": [
+                    {"name": "api", "image": image}]}}}}}
+
+    def member(name: str, hash_: str, image: str, **kw: Any) -> dict[str, Any]:
+        found = pod(name, hash_, image, **kw)
+        found["metadata"]["labels"] = {"app": "web", "controller-revision-hash": hash_}
+        return found
+
+    revisions = revision_table("statefulset", sts, [revision(1, "web-5c8f9d7b6", GOOD),
+                                                    revision(2, "web-7d9c6b5f4d", BAD)], "api")
+    pods = [member("web-0", "web-5c8f9d7b6", GOOD),
+            member("web-1", "web-7d9c6b5f4d", BAD, ready=False, waiting=NEVER_PULL)]
+    found = grade_rollout("statefulset", sts, revisions, pods, "api", NOW, RolloutParams())
+    assert (found["level"], found["stuck"], found["revision"]) == ("critical", True, 2)
+    assert [p["pod"] for p in found["new_pods"]] == ["web-1"]
+    assert (found["last_available_revision"], found["last_available_image"]) == (1, GOOD)
+    assert "statefulset/web" in found["summary"]
