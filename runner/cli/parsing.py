@@ -33,6 +33,8 @@ environment:
                       else in $XDG_CONFIG_HOME/runbook, else in /etc/runbook)
   RUNBOOK_JOURNAL_BUSY_TIMEOUT  seconds to wait for another process's journal write (30)
   RUNBOOK_REMEDY_GRACE          seconds to wait for a remedy past its deadline (120)
+  RUNBOOK_SERVER / RUNBOOK_TOKEN  a daemon's URL for approve, history and report, and
+                                the token (an approver's, to approve) they send
   RUNBOOK_WATCH_INLINE          longest verify window held in the run (60s); a longer
                                 one leaves the run MONITORING, watched by schedule
 """
@@ -103,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tell the incident channel: ALERT, an UPDATE on each status "
                             "change, RESOLVED (default: notify.yaml's `notify:`)")
 
+    def add_server(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", metavar="URL",
+                       help="a daemon's URL: work through its API, not the local journal "
+                            "(default $RUNBOOK_SERVER; token in $RUNBOOK_TOKEN)")
+
     def add_notify(p: argparse.ArgumentParser) -> None:
         p.add_argument("--notify-config", metavar="FILE", type=Path,
                        help="notify.yaml: sinks and wording (default $RUNBOOK_NOTIFY, else "
@@ -137,10 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", help="only runs with this status, e.g. awaiting_approval")
     add_format(p)
     add_home(p)
+    add_server(p)
     p = command("report", "Show a run's report from the journal.")
     p.add_argument("run_id")
     add_format(p, markdown=True, html=True)
     add_home(p)
+    add_server(p)
     p = command("approve", "Record an approval (or --decline) of a proposed remedy.")
     p.add_argument("run_id")
     p.add_argument("remedy")
@@ -151,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy(p)
     add_format(p)
     add_home(p)
+    add_server(p)
     p = command("resume", "Carry on a run: unfinished diagnostics, then approved remedies.")
     p.add_argument("run_id")
     add_sources(p)

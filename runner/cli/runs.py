@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import comms, render, sources
+from . import comms, remote, render, sources
 from .exits import EXIT_FINDINGS, EXIT_OK, EXIT_UNDIAGNOSED
 
 if TYPE_CHECKING:
@@ -134,6 +134,9 @@ def finish(args: argparse.Namespace, state: RunState) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    server = remote.server_of(args)
+    if server:
+        return _remote_history(args, server)
     rows = sources.journal().runs(limit=args.limit, status=args.status)
     if args.format == "json":
         render.emit({"runs": [
@@ -151,8 +154,28 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _remote_history(args: argparse.Namespace, server: str) -> int:
+    runs = remote.runs(server, args.limit, args.status)
+    if args.format == "json":
+        render.emit({"runs": [
+            {"id": r["run_id"], "playbook": r["playbook"], "status": r["status"],
+             "severity": r["severity"], "created_at": r["started_at"],
+             "updated_at": r["finished_at"] or r["started_at"],
+             "targets": {role: t["name"] for role, t in r["targets"].items()}} for r in runs]})
+        return EXIT_OK
+    if not runs:
+        print(f"no runs yet on {server}", file=sys.stderr)
+    for r in runs:
+        targets = ", ".join(f"{role}={t['name']}" for role, t in r["targets"].items())
+        print(f"{r['run_id']}  {r['started_at'][:19]}  {r['status']:<17} {r['severity']}  "
+              f"{r['playbook']}  {targets}")
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    state = sources.journal().state(args.run_id)
+    server = remote.server_of(args)
+    state = (remote.state(server, args.run_id) if server
+             else sources.journal().state(args.run_id))
     if args.format == "html":  # the daemon's run page, as a file (no forms)
         from ..runpage import run_page
 
@@ -166,6 +189,9 @@ def cmd_approve(args: argparse.Namespace) -> int:
     from ..approval import APPROVED, DECLINED
     from ..lifecycle import decide
 
+    server = remote.server_of(args)
+    if server:
+        return _remote_approve(args, server)
     journal = sources.journal()
     source = journal.get_run(args.run_id).source
     paths = [Path(p) for p in (source.get("inventory") or {}).get("paths", [])]
@@ -190,6 +216,25 @@ def cmd_approve(args: argparse.Namespace) -> int:
     if remedy.explain:
         print(f"  {remedy.explain}")
     print(f"next: runbook resume {args.run_id}")
+    return EXIT_OK
+
+
+def _remote_approve(args: argparse.Namespace, server: str) -> int:
+    """Through the daemon's one approval path: its policy, four-eyes and TTL apply, and the
+    approver is whoever the token belongs to."""
+    from ..errors import UsageError
+
+    if args.who:
+        raise UsageError("--as does not apply with --server: the daemon knows the approver "
+                         f"by the token in {remote.TOKEN_ENV}")
+    decided = remote.decide(server, args.run_id, args.remedy, decline=args.decline,
+                            fingerprint=args.fingerprint)
+    if args.format == "json":
+        render.emit(decided)
+        return EXIT_OK
+    print(f"{decided['decision']}: {decided['remedy']} of run {decided['run_id']} by "
+          f"{decided['by']} on {server}")
+    print("the daemon resumes the run once what is recorded lets the remedy run")
     return EXIT_OK
 
 

@@ -65,6 +65,7 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/v1/alerts", api.intake(from_generic), methods=["POST"]),
         Route("/v1/runs", api.runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", api.run, methods=["GET"]),
+        Route("/v1/runs/{run_id}/events", api.events, methods=["GET"]),
         Route("/v1/runs/{run_id}/approvals", api.approvals, methods=["POST"]),
         Route("/v1/slack/interactions", api.slack_interactions, methods=["POST"]),
         Route("/healthz", api.healthz, methods=["GET"]),
@@ -164,6 +165,20 @@ class Api:
         except JournalError as exc:
             return problem(404, str(exc))
         return JSONResponse(state.to_json())
+
+    async def events(self, request: Request) -> Response:
+        """The run's journal events (scrubbed when written): `runbook report --server`
+        folds them into the same report as on the daemon's host."""
+        if not self.access.reader(request.headers):
+            return problem(401, "unauthorized")
+        journal, run_id = self.daemon.journal, request.path_params["run_id"]
+        try:
+            await run_in_threadpool(journal.get_run, run_id)
+        except JournalError as exc:
+            return problem(404, str(exc))
+        events = await run_in_threadpool(journal.events, run_id)
+        return JSONResponse({"events": [{"seq": e.seq, "at": e.at, "type": e.type,
+                                         "data": e.data} for e in events]})
 
     async def approvals(self, request: Request) -> Response:
         approver = self.access.approver(request.headers)
