@@ -131,3 +131,23 @@ def main_json(argv: list[str]) -> str:
     with contextlib.redirect_stdout(out):
         assert main([*argv, "-o", "json"]) == 0
     return out.getvalue()
+
+
+def test_a_run_that_could_not_check_is_still_investigating(
+        world: Path, api: SlackApiStandIn) -> None:
+    (world / "playbooks" / "mem-broken.yaml").write_text(textwrap.dedent("""\
+        name: mem-broken
+        summary: a probe that fails
+        severity: P3
+        targets:
+          box: {kind: mem}
+        steps:
+          - {id: broken, run: mem.fail}
+        findings:
+          - {id: lagging, when: steps.broken.lag > 10, say: lag}
+        """))
+    assert main(["run", "mem-broken", "--notify", "--no-input"]) == 3
+    [alert] = api.messages
+    assert fields(alert)["Status"] == "Investigating"
+    assert "INCONCLUSIVE: nothing found, but some checks could not run" in json.dumps(
+        alert.blocks)
