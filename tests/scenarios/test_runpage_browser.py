@@ -17,6 +17,7 @@ import os
 import shutil
 import textwrap
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,12 +140,26 @@ def sign_in(driver: WebDriver, daemon: RunningDaemon, run_id: str, token: str) -
     driver.find_element(By.LINK_TEXT, "sign in as an approver").click()
     driver.find_element(By.NAME, "token").send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    assert driver.current_url == f"{daemon.url}/runs/{run_id}", driver.find_element(
-        By.TAG_NAME, "body").text
+    wait(driver).until(lambda d: d.current_url == f"{daemon.url}/runs/{run_id}"
+                       and d.find_elements(By.XPATH, "//button[text()='sign out']"))
+
+
+def wait(driver: WebDriver, timeout: float = 30) -> WebDriverWait[WebDriver]:
+    """Until a condition holds: the page may be loading (a form was posted) or reloading
+    itself (a run in progress), so an element may be missing or go stale meanwhile."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=(
+        StaleElementReferenceException, NoSuchElementException))
+
+
+def notice(driver: WebDriver) -> str:
+    """The page's message to the reader (a refusal), once the posted form's answer shows."""
+    return str(wait(driver).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "[role=alert]").text))
 
 
 def sign_out(driver: WebDriver) -> None:
     driver.find_element(By.XPATH, "//button[text()='sign out']").click()
+    wait(driver).until(lambda d: d.current_url.endswith("/runs"))
 
 
 def remedy_status(driver: WebDriver, remedy: str) -> str:
@@ -214,6 +229,22 @@ def test_a_memory_leak_on_its_run_page(leaking_api: ApiService, daemon: RunningD
     if os.environ.get("RUNBOOK_SCREENSHOT_TO"):  # to refresh docs/img/runpage.png
         shutil.copy(shot, os.environ["RUNBOOK_SCREENSHOT_TO"])
 
+    # Dark theme: the page and the chart's text follow it (currentColor in the SVG).
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    background, label = browser.execute_script(
+        "return [getComputedStyle(document.body).backgroundColor, getComputedStyle("
+        "document.querySelector('#chart-memory svg text')).fill]")
+    assert (background, label) == ("rgb(18, 22, 27)", "rgb(228, 231, 235)")
+    browser.save_screenshot(str(tmp_path / "runpage-dark.png"))
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+    # The run directory has the chart as a file, and report.md shows it.
+    run_dir = daemon.daemon.journal.run_dir(run_id)
+    svg = ET.parse(run_dir / "evidence" / "memory.svg").getroot()
+    assert svg.find("{http://www.w3.org/2000/svg}line[@class='limit']") is not None
+    assert "](evidence/memory.svg)" in (run_dir / "report.md").read_text()
+
     # A forged session cookie is no session: still read-only, and a POST with it is refused.
     browser.add_cookie({"name": "runbook_session", "value": "forged-" + "x" * 40})
     browser.refresh()
@@ -226,8 +257,7 @@ def test_a_memory_leak_on_its_run_page(leaking_api: ApiService, daemon: RunningD
     # Mallory has an approver's token, but the policy does not let her approve this.
     sign_in(browser, daemon, run_id, MALLORY)
     browser.find_element(By.CSS_SELECTOR, "#remedy-rolling-restart button.approve").click()
-    notice = browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
-    assert "mallory may not approve memory-leak/rolling-restart" in notice
+    assert "mallory may not approve memory-leak/rolling-restart" in notice(browser)
     sign_out(browser)
     assert journal.approvals(run_id, "rolling-restart") == []
 
@@ -239,19 +269,15 @@ def test_a_memory_leak_on_its_run_page(leaking_api: ApiService, daemon: RunningD
         prize</button></form>""".encode()
     browser.get(f"{attacker.url}/attack.html")
     browser.find_element(By.ID, "go").click()
-    assert "Refused" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text \
-        or "Sign in" in browser.page_source
+    # SameSite=Strict: the browser does not even send the session; and there is no token
+    assert "nothing was recorded" in notice(browser)
     assert journal.approvals(run_id, "rolling-restart") == []
 
     # Alice approves from the page; the page reloads itself until the restart has run.
     browser.get(f"{daemon.url}/runs/{run_id}")
     assert remedy_status(browser, "rolling-restart") == "proposed"
     browser.find_element(By.CSS_SELECTOR, "#remedy-rolling-restart button.approve").click()
-    assert browser.current_url == f"{daemon.url}/runs/{run_id}"
-    # (the page reloads itself while the run goes on: an element may go stale between reads)
-    WebDriverWait(browser, 180, poll_frequency=0.5,
-                  ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
-                  ).until(lambda d: remedy_status(d, "rolling-restart") == "succeeded"
+    wait(browser, 180).until(lambda d: remedy_status(d, "rolling-restart") == "succeeded"
                           and "approved by alice" in d.find_element(
                               By.ID, "remedy-rolling-restart").text)
     assert browser.current_url == f"{daemon.url}/runs/{run_id}"
