@@ -280,6 +280,8 @@ def test_triage_finds_several_faults_most_severe_first(
 
 def test_a_healthy_workload_raises_nothing(cli: CLI, lab: Lab, inventory: Path) -> None:
     report = triage(cli, "healthy")
+    assert (report["verdict"], findings(report), report["not_checked"]) == (
+        "nothing_found", set(), [])
     for step, ids in MINE.items():
         found = result(report, step)
         assert found["level"] == "ok" and found["ok"], (step, found["summary"])
