@@ -494,3 +494,38 @@ def test_statefulset_rollout_stuck_on_its_update_revision() -> None:
     assert [p["pod"] for p in found["new_pods"]] == ["web-1"]
     assert (found["last_available_revision"], found["last_available_image"]) == (1, GOOD)
     assert "statefulset/web" in found["summary"]
+
+
+def test_the_raw_reads_go_through_the_read_only_client(tmp_path: Any) -> None:
+    """kubeapi's GETs of version-dependent groups use the reader's guarded client: a path
+    that acts (exec) is refused before connecting; a read reaches the socket (nothing
+    listens there) and fails as the API being unreachable."""
+    import socket
+
+    from diagnostics.kubechecks import kubeapi
+    from diagnostics.kubernetes import KubernetesReader
+    from diagnostics.service import KubernetesService
+    from runner.errors import TemporaryError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:{port}"}}}}]
+users: [{{name: u, user: {{token: not-a-secret}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+""")
+    reader = KubernetesReader(KubernetesService(runtime="kubernetes", namespace="web",
+                                                deployment="web", kubeconfig=str(kubeconfig)),
+                              2.0)
+    try:
+        with pytest.raises(Exception, match="Kubernetes handle is read-only"):
+            kubeapi.get(reader.api, "/api/v1/namespaces/web/pods/p/exec", "pods")
+        with pytest.raises(TemporaryError, match="unreachable"):
+            kubeapi.list_preferred(reader.api, "batch", ("v1",), "jobs")
+    finally:
+        reader.close()
