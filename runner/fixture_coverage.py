@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fixtures import Outcome
-from .loader import parse
+from .loader import LoadedPlaybook, parse
 from .registry import Registry
 
 CONDITION_FALSE = "condition is false"
@@ -29,7 +29,8 @@ class PlaybookCoverage:
     verify: dict[str, bool] = field(default_factory=dict)  # id -> judged in some case
 
     def unreached(self) -> list[str]:
-        return ([f"finding {k} never fired" for k, v in self.findings.items() if not v]
+        return ((["no fixture replays it"] if not self.cases else [])
+                + [f"finding {k} never fired" for k, v in self.findings.items() if not v]
                 + [f"remedy {k} never proposed" for k, v in self.remedies.items() if not v]
                 + [f"`when` of {k} never taken" for k, v in self.branches.items() if not v]
                 + [f"verify {k} never judged" for k, v in self.verify.items() if not v])
@@ -75,8 +76,11 @@ class Coverage:
         return "\n".join(lines) + "\n"
 
 
-def measure(outcomes: Iterable[Outcome], registry: Registry) -> Coverage:
-    playbooks: dict[str, PlaybookCoverage] = {}
+def measure(outcomes: Iterable[Outcome], registry: Registry,
+            catalogue: Iterable[LoadedPlaybook] = ()) -> Coverage:
+    """Coverage of the playbooks the fixtures replay, and of every one in `catalogue`
+    (a playbook no fixture names reaches nothing)."""
+    playbooks = {loaded.playbook.name: _empty(loaded.playbook) for loaded in catalogue}
     for outcome in outcomes:
         document = outcome.document
         if document is None:

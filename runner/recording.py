@@ -54,11 +54,6 @@ class Recording:
     verify: dict[str, RecordedStep] = field(default_factory=dict)
     identities: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> identity
 
-    def proposed_args(self, kind: str, target: str) -> dict[str, Any] | None:
-        """The arguments a remedy of `kind` on `target` was proposed with (pinned then)."""
-        return next((r.args for r in self.remedies.values()
-                     if r.proposed and r.kind == kind and r.target == target), None)
-
 
 def from_events(run_id: str, source: Mapping[str, Any],
                 events: Iterable[Mapping[str, Any]]) -> Recording:

@@ -92,10 +92,10 @@ class _ReplayGate(Gate):
                 ctx: Any) -> tuple[Any, dict[str, str]]:
         """What the run resolved: the target's recorded identity, and for a kind that pins
         mutable references (an image tag), the arguments as they were pinned then."""
-        if kind.name in self.pinned_kinds:
-            recorded = self.recording.proposed_args(kind.name, target.name)
-            if recorded is not None:
-                params = kind.params.model_validate(recorded)
+        shown = self.recording.remedies.get(str(getattr(ctx, "step", "")))  # ctx: the remedy's
+        if kind.name in self.pinned_kinds and shown is not None and shown.proposed \
+                and (shown.kind, shown.target) == (kind.name, target.name):
+            params = kind.params.model_validate(shown.args)
         return params, dict(self.recording.identities.get(target.name, {}))
 
     def decide(self, proposal: Proposal) -> str:  # never asked: replay stops at proposals
@@ -169,6 +169,7 @@ def replay(recording: Recording, registry: Registry, loaded: LoadedPlaybook | No
     pinned = frozenset(k.name for k in registry if k.pin is not None)
     with tempfile.TemporaryDirectory(prefix="runbook-replay-") as scratch, \
             Journal(Path(scratch)) as journal:
+        journal.read("PRAGMA synchronous=OFF")  # a throwaway journal: no fsync per event
         gate = _ReplayGate(journal, fake, recording, pinned)
         engine = _ReplayEngine(fake, journal, gate, recording, recorded_book)
         state = engine.start(plan, "replay", trigger="replay", requested_by="replay")

@@ -43,6 +43,9 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser],
                         "taken, verify checks exercised, and what no fixture reaches")
     p.add_argument("--fail-under", type=float, metavar="PCT",
                    help="with --coverage: fail when finding or remedy coverage is below PCT")
+    p.add_argument("--playbooks", metavar="DIR", action="append", type=Path,
+                   help="with --coverage: count every playbook in DIR, those no fixture "
+                        "names too (repeatable)")
     p.add_argument("-o", "--format", choices=["text", "json"], default="text")
 
 
@@ -84,9 +87,13 @@ def cmd_test(args: argparse.Namespace) -> int:
     failed = len(outcomes) - passed
     report = None
     if args.coverage:
+        from ..catalog import discover
         from ..fixture_coverage import measure
+        from ..loader import load
 
-        report = measure(outcomes, registry)
+        catalogue = [load(path, registry) for path in
+                     discover(args.playbooks or []).values()]
+        report = measure(outcomes, registry, catalogue)
     if args.format == "json":
         print(json.dumps({"passed": passed, "failed": failed,
                           "failures": {o.case.id: o.failures for o in outcomes if o.failures},
