@@ -256,6 +256,9 @@ def warnings(config: DaemonConfig) -> list[str]:
                     f"nothing constrains: any alert that matches can bind any target; use "
                     f"targets: {{{role}: {{from: ..., allow: [names]}}}} or a matcher on the "
                     "label")
+    if config.slack_app is not None and not config.slack_users:
+        found.append("slack_app without slack_users: every click in Slack is refused (no Slack "
+                     "user is an approver)")
     if config.metrics.auth == "none" and not _loopback(config.listen.host):
         found.append("metrics: auth none off loopback: anyone who can connect reads "
                      "playbook names, step kinds and run counts")

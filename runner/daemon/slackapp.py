@@ -237,8 +237,9 @@ class SlackApprovals:
         click = parse_click(body)
         name = self.config.slack_users.get(click.user_id)
         if name is None:
-            return self._tell(click, f"You (Slack user {click.user_id}) are not an approver "
-                                     "in runbook's config (slack_users): nothing was recorded.")
+            return self._refuse(click, f"slack:{click.user_id}", f"You (Slack user "
+                                f"{click.user_id}) are not an approver in runbook's config "
+                                "(slack_users): nothing was recorded.")
         try:
             state = self.journal.state(click.run_id)
         except JournalError:
@@ -247,17 +248,28 @@ class SlackApprovals:
         if remedy is None or not remedy.fingerprint.startswith(click.fingerprint) \
                 or len(click.fingerprint) < SHORT:
             now_ = f" it is proposed now as `{short(remedy.fingerprint)}`" if remedy else ""
-            return self._tell(click, f"This button was for {click.remedy} "
-                                     f"`{click.fingerprint[:SHORT]}`; the proposal is not that "
-                                     f"one any more:{now_ or ' nothing of that name'}. Nothing "
-                                     f"was recorded: look at the run again.")
+            return self._refuse(click, name, f"This button was for {click.remedy} "
+                                f"`{click.fingerprint[:SHORT]}`; the proposal is not that one "
+                                f"any more:{now_ or ' nothing of that name'}. Nothing was "
+                                "recorded: look at the run again.")
         how = f"Slack button by {click.user_id} ({click.user_name}) in {click.channel}"
         try:
             approval = self.decide(click.run_id, click.remedy, click.decision, name,
                                    remedy.fingerprint, how)
         except (UsageError, PermissionError, JournalError) as exc:
-            return self._tell(click, f"Not recorded: {exc}")
+            return self._refuse(click, name, f"Not recorded: {exc}")
         return lambda: self._update(click, approval)
+
+    def _refuse(self, click: Click, by: str, text: str) -> Callable[[], None]:
+        """A refused click is journaled on its run (who tried, why not), then told to the
+        person who clicked."""
+        try:
+            self.journal.get_run(click.run_id)
+        except JournalError:
+            return self._tell(click, text)
+        self.journal.append(click.run_id, EventKind.APPROVAL_REFUSED, {
+            "remedy": click.remedy, "by": by, "how": "Slack button", "reason": text})
+        return self._tell(click, text)
 
     def _tell(self, click: Click, text: str) -> Callable[[], None]:
         def tell() -> None:

@@ -295,6 +295,9 @@ def test_an_unmapped_slack_user_is_refused_and_told(world: World) -> None:
     [said] = world.replies(message)
     assert MALLORY in said and "not an approver" in said
     assert approvals(world, run) == [] and message.updates == 0
+    [refused] = [e.data for e in world.daemon.daemon.journal.events(run["run_id"])
+                 if e.type == "approval.refused"]  # who tried is on the run's record
+    assert refused["by"] == f"slack:{MALLORY}" and refused["remedy"] == "fix"
 
 
 def test_a_button_for_another_proposal_is_refused(world: World) -> None:
@@ -343,3 +346,24 @@ def test_only_runbooks_buttons_are_taken() -> None:
         "actions": [{"action_id": DECLINE, "value": value("r1", "fix", "ab" * 32)}]}))
     assert (click.decision, click.run_id, click.remedy, click.fingerprint) == (
         "decline", "r1", "fix", "ab" * 8)
+
+
+def test_the_config_refuses_what_cannot_work_and_warns_of_what_refuses_everyone() -> None:
+    from pydantic import ValidationError
+
+    from runner.daemon.config import DaemonConfig, warnings
+
+    app = {"signing_secret_env": "X_SIGNING", "bot_token_env": "X_BOT"}
+    with pytest.raises(ValidationError, match="not a Slack user id"):
+        DaemonConfig.model_validate({"auth": {"mode": "none"}, "slack_app": app,
+                                     "slack_users": {"alice": "alice"}})
+    with pytest.raises(ValidationError, match="a slack escalation needs slack_app"):
+        DaemonConfig.model_validate({"auth": {"mode": "none"}, "routes": [{
+            "name": "r", "playbook": "p", "escalation": [{"kind": "slack", "to": "C1"}]}]})
+    with pytest.raises(ValidationError, match="routing_key_env"):
+        DaemonConfig.model_validate({"auth": {"mode": "none"}, "routes": [{
+            "name": "r", "playbook": "p", "escalation": [{"kind": "pagerduty"}]}]})
+    lonely = DaemonConfig.model_validate({"auth": {"mode": "none"}, "slack_app": app})
+    said = warnings(lonely)
+    assert any("every click in Slack is refused" in w for w in said)
+    assert "X_SIGNING is not set in this environment" in said
