@@ -1,6 +1,7 @@
-"""Approving from Slack: the Approve and Decline buttons under a proposal, and what the
-daemon does when Slack says one was pressed (`POST /v1/slack/interactions`, Slack's
-`block_actions` payload: a form body whose field `payload` is JSON).
+"""Approving from Slack: what the daemon does when Slack says one of the Approve and
+Decline buttons under a proposal (`runner/comms/buttons.py`) was pressed
+(`POST /v1/slack/interactions`, Slack's `block_actions` payload: a form body whose field
+`payload` is JSON), and the few Web API calls the app makes (chat.update, chat.postMessage).
 
 Slack signs every request with the app's signing secret
 (https://api.slack.com/authentication/verifying-requests-from-slack):
