@@ -10,4 +10,6 @@ and the daemon alike.
     delivery.py   one message to one sink over HTTP: retries, Retry-After, Slack's Web API
     notifier.py   every sink, journaled (sent, failed, the thread), undelivered retried
     announce.py   when a run says something: on each change of its status
+    setup.py      the comms of one process (the CLI's notify.yaml, the daemon's templates)
+    buttons.py    a proposal's Approve/Decline buttons in Slack (the Slack app's)
 """
