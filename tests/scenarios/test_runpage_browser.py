@@ -283,6 +283,10 @@ def test_a_memory_leak_on_its_run_page(leaking_api: ApiService, daemon: RunningD
     assert browser.current_url == f"{daemon.url}/runs/{run_id}"
     [approval] = journal.approvals(run_id, "rolling-restart")
     assert approval.by == "alice"
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True})
+    browser.get(f"{daemon.url}/runs/{run_id}")
+    assert phone_fits(browser)  # the chart scales down with the page
     browser.save_screenshot(str(tmp_path / "runpage-after.png"))
 
 
@@ -305,7 +309,16 @@ def test_a_database_run_page_shows_no_password_and_fits_a_phone(
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
         "width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True})
     browser.refresh()
-    inner, scroll = browser.execute_script(
-        "return [window.innerWidth, document.scrollingElement.scrollWidth]")
-    assert inner == 375 and scroll <= inner, (inner, scroll)
+    assert phone_fits(browser)
     browser.save_screenshot(str(tmp_path / "runpage-phone.png"))
+    for summary in browser.find_elements(By.CSS_SELECTOR, "details > summary"):
+        summary.click()  # every step's evidence open: long JSON wraps, nothing overflows
+    assert phone_fits(browser)
+
+
+def phone_fits(driver: WebDriver) -> bool:
+    """The page at a phone's 375 px has no horizontal scroll."""
+    inner, scroll = driver.execute_script(
+        "return [window.innerWidth, document.scrollingElement.scrollWidth]")
+    assert inner == 375, inner
+    return bool(scroll <= inner)
