@@ -144,3 +144,17 @@ def test_charts_of_a_run_and_its_files() -> None:
     line = charts.spark_line(charts.charts_of(state)[0])
     assert line.startswith("memory ▁") and "100.0 MiB → 160.0 MiB" in line
     assert "limit 256.0 MiB" in line
+
+
+def test_the_reports_show_the_sparkline_and_embed_the_chart_file() -> None:
+    from runner import report
+
+    state = RunState("r1")
+    state.apply(Event(1, "r1", "2026-01-01T00:00:00+00:00", EventKind.STEP_FINISHED,
+                      {"step": "memory", "kind": "service.memory", "target": "api",
+                       "status": "ok", "result": memory_result()}))
+    text = report.text(state)
+    charts_at = text.index("CHARTS")
+    assert text.index("  memory ▁", charts_at) < text.index("STEPS")
+    assert "![memory: 31 samples" in report.markdown(state)
+    assert "](evidence/memory.svg)" in report.markdown(state)
