@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -68,11 +69,57 @@ def _api(host: str | None, timeout: float, *, read_only: bool) -> Any:
     kwargs = docker.utils.kwargs_from_env()
     if host:
         kwargs["base_url"] = host
+    elif "base_url" not in kwargs:  # no DOCKER_HOST: the docker CLI's current context
+        kwargs.update(context_endpoint())
     cls = ReadOnlyAPIClient if read_only else docker.APIClient
     try:
         return cls(version="auto", timeout=max(1, int(timeout)), **kwargs)
     except docker.errors.DockerException as exc:
         raise TemporaryError(f"Docker engine unreachable: {exc}") from None
+
+
+def context_endpoint(environment: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The engine of the Docker context the docker CLI would use (Docker Desktop, rootless,
+    colima): DOCKER_CONTEXT, else `currentContext` of config.json in DOCKER_CONFIG (default
+    ~/.docker); its endpoint from contexts/meta/<sha256 of the name>/meta.json
+    (Endpoints.docker.Host), its TLS files from contexts/tls/<same>/docker/. {} for the
+    `default` context: the local socket."""
+    import hashlib
+
+    environment = os.environ if environment is None else environment
+    config = Path(environment.get("DOCKER_CONFIG") or Path.home() / ".docker").expanduser()
+    name = environment.get("DOCKER_CONTEXT")
+    if not name:
+        try:
+            name = json.loads((config / "config.json").read_text()).get("currentContext")
+        except FileNotFoundError:
+            name = None
+        except (OSError, ValueError, AttributeError) as exc:
+            raise PermanentError(f"cannot read {config / 'config.json'}: {exc}") from None
+    if not name or name == "default":
+        return {}
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    meta = config / "contexts" / "meta" / digest / "meta.json"
+    try:
+        endpoint = json.loads(meta.read_text())["Endpoints"]["docker"]
+        host = str(endpoint["Host"])
+    except FileNotFoundError:
+        raise PermanentError(f"the Docker context {name!r} does not exist (no {meta}); "
+                             "`docker context ls`, or set DOCKER_HOST") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PermanentError(f"cannot read the Docker context {name!r} ({meta}): "
+                             f"{type(exc).__name__}: {exc}") from None
+    found: dict[str, Any] = {"base_url": host}
+    tls = config / "contexts" / "tls" / digest / "docker"
+    if (tls / "cert.pem").is_file() or (tls / "ca.pem").is_file():
+        from docker.tls import TLSConfig
+
+        cert = (str(tls / "cert.pem"), str(tls / "key.pem")) \
+            if (tls / "cert.pem").is_file() else None
+        ca = str(tls / "ca.pem") if (tls / "ca.pem").is_file() else None
+        found["tls"] = TLSConfig(client_cert=cert, ca_cert=ca,
+                                 verify=not endpoint.get("SkipTLSVerify", False))
+    return found
 
 
 def _translated(call: Any, *args: Any, **kwargs: Any) -> Any:

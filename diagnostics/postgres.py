@@ -147,11 +147,12 @@ class PostgresConnector:
                 # The guard parses strings as the server does only with standard strings.
                 options += (" -c default_transaction_read_only=on"
                             " -c standard_conforming_strings=on")
+            conninfo = _conninfo(target, settings, action=action)
             with _translated_errors(target.name, on_full=lambda: self._server_full(target)):
                 conn = psycopg.connect(
-                    _conninfo(target, settings, action=action), options=options,
-                    application_name=APPLICATION_NAME, autocommit=action,
-                    connect_timeout=max(1, int(min(settings.connect_timeout, timeout))))
+                    conninfo, application_name=APPLICATION_NAME, autocommit=action,
+                    **merged_with_dsn(conninfo, options,
+                                      max(1, int(min(settings.connect_timeout, timeout)))))
             try:
                 if action:
                     yield ActionSession(conn, target.name)
@@ -246,6 +247,27 @@ def _conninfo(target: Target, settings: PostgresSettings, *, action: bool) -> st
                              f"{SECRETS.scrub(str(exc))}") from None
     SECRETS.register(os.environ.get("PGPASSWORD"))
     return value
+
+
+def merged_with_dsn(conninfo: str, options: str, connect_timeout: int) -> dict[str, Any]:
+    """libpq's `options` and `connect_timeout` for a session: runbook's merged with the
+    user's (the DSN's, else PGOPTIONS and PGCONNECT_TIMEOUT, as libpq reads them), not in
+    their place. The user's options first and runbook's after: a DSN's `-c search_path=...`
+    holds, and where both set a parameter runbook's read-only and timeout settings win (the
+    server applies the options in order). The shorter connect timeout (0: libpq's "wait
+    for ever", so runbook's)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(conninfo)
+    theirs = str(given.get("options") or os.environ.get("PGOPTIONS") or "").strip()
+    try:
+        their_timeout = int(str(given.get("connect_timeout")
+                                or os.environ.get("PGCONNECT_TIMEOUT") or 0))
+    except ValueError:
+        their_timeout = 0  # libpq itself refuses it, with its own message
+    return {"options": f"{theirs} {options}".strip(),
+            "connect_timeout": min(their_timeout, connect_timeout) if their_timeout > 0
+            else connect_timeout}
 
 
 # What the server says when no connection slot is left (sqlstate 53300; at connect time

@@ -73,7 +73,9 @@ class _Common(BaseModel):
 class DockerService(_Common):
     runtime: Literal["docker"]
     container: str = Field(description="the service's container (replicas are cloned from it)")
-    docker_host: str | None = Field(None, description="default: DOCKER_HOST or the socket")
+    docker_host: str | None = Field(None, description="default: DOCKER_HOST, else the current "
+                                    "Docker context (DOCKER_CONTEXT, ~/.docker/config.json), "
+                                    "else the local socket")
     stop_timeout: Duration = 10.0
 
 
