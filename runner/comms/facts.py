@@ -65,10 +65,13 @@ def service_of(state: RunState) -> str:
 
 
 def found(state: RunState) -> list[str]:
+    from ..charts import charts_of, spark_line
+
     # "Nothing wrong" only when every check ran; else the gaps say what did not.
-    return [f"[{f.severity}] {f.message}" for f in state.fired()] or (
+    return ([f"[{f.severity}] {f.message}" for f in state.fired()] or (
         ["nothing wrong found"] if state.verdict() == Verdict.NOTHING_FOUND
-        else ["INCONCLUSIVE: nothing found, but some checks could not run"])
+        else ["INCONCLUSIVE: nothing found, but some checks could not run"])) + [
+        spark_line(series) for series in charts_of(state)]  # what sampled, at a glance
 
 
 def done(state: RunState) -> list[str]:

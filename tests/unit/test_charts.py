@@ -158,3 +158,14 @@ def test_the_reports_show_the_sparkline_and_embed_the_chart_file() -> None:
     assert text.index("  memory ▁", charts_at) < text.index("STEPS")
     assert "![memory: 31 samples" in report.markdown(state)
     assert "](evidence/memory.svg)" in report.markdown(state)
+
+
+def test_the_chat_messages_say_the_sparkline_with_what_was_found() -> None:
+    from runner.comms.facts import found
+
+    state = RunState("r1")
+    state.apply(Event(1, "r1", "2026-01-01T00:00:00+00:00", EventKind.STEP_FINISHED,
+                      {"step": "memory", "kind": "service.memory", "target": "api",
+                       "status": "ok", "result": memory_result()}))
+    assert found(state)[-1] == charts.spark_line(charts.charts_of(state)[0])
+    assert found(state)[-1].startswith("memory ▁")
