@@ -99,7 +99,8 @@ class Replays:
     def first_time(self, signature: str, timestamp: int, now: float) -> bool:
         with self.journal.transaction() as db:
             db.execute("DELETE FROM slack_signatures WHERE expires_at < ?", (now,))
-            return bool(db.execute("INSERT OR IGNORE INTO slack_signatures VALUES (?,?)",
+            return bool(db.execute("INSERT INTO slack_signatures VALUES (?,?) "
+                                   "ON CONFLICT DO NOTHING",
                                    (signature, timestamp + MAX_AGE)).rowcount)
 
 
