@@ -38,8 +38,8 @@ EXTRAS = {extra.name: extra for extra in (
     Extra("docker", "the Docker SDK (docker)", ("docker",)),
     Extra("kubernetes", "the Kubernetes client (kubernetes)", ("kubernetes",)),
     Extra("ssh", "paramiko", ("paramiko",)),
-    Extra("ansible", "ansible-runner and ansible-core", ("ansible_runner", "ansible")),
-    Extra("daemon", "starlette, uvicorn and prometheus-client",
+    Extra("ansible", "Ansible (ansible-runner, ansible-core)", ("ansible_runner", "ansible")),
+    Extra("daemon", "the daemon's server (starlette, uvicorn, prometheus-client)",
           ("starlette", "uvicorn", "prometheus_client")),
 )}
 
