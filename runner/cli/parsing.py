@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("history", "List recent runs.")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--status", help="only runs with this status, e.g. awaiting_approval")
+    p.add_argument("--shadow", action="store_true",
+                   help="shadow routes' runs: what they would have proposed, and per route "
+                        "how often that matched what people then approved")
     add_format(p)
     add_home(p)
     add_server(p)

@@ -134,6 +134,10 @@ def finish(args: argparse.Namespace, state: RunState) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    if getattr(args, "shadow", False):
+        from .testing import shadow_history
+
+        return shadow_history(args)
     server = remote.server_of(args)
     if server:
         return _remote_history(args, server)

@@ -158,3 +158,30 @@ def _brief(view: dict[str, Any] | None) -> str:
         return (f"proposed {json.dumps(view.get('args'), sort_keys=True)}" if view["proposed"]
                 else "not proposed")
     return f"{view['status']} {view.get('severity') or ''}".strip()
+
+
+def shadow_history(args: argparse.Namespace) -> int:
+    """`runbook history --shadow`: each shadow run's would-be remedies and how they compare
+    with what people approved in the next run of the same playbook on the same targets."""
+    from .. import shadow
+
+    found = shadow.comparisons(sources.journal(), limit=max(args.limit, 1000))
+    routes = shadow.per_route(found)
+    shown = found[-args.limit:]
+    if args.format == "json":
+        print(json.dumps({"routes": routes, "runs": [c.to_json() for c in shown]},
+                         indent=2, sort_keys=True))
+        return EXIT_OK
+    if not found:
+        print("no shadow runs yet", file=sys.stderr)
+    for route, stats in routes.items():
+        ratio = "-" if stats["match_ratio"] is None else f"{stats['match_ratio']:.0%}"
+        print(f"route {route}: {stats['runs']} shadow run(s), {stats['compared']} compared, "
+              f"{stats['matched']} matched ({ratio})")
+    for c in shown:
+        would = ", ".join(f"{w['remedy']} ({w['kind']} on {w['target']})" for w in c.would)
+        later = f" vs {c.later}" if c.later else ""
+        print(f"{c.run_id}  {c.at[:19]}  {c.route}  {c.playbook}  would propose: "
+              f"{would or 'nothing'}  -> {c.outcome}{later}")
+    return EXIT_OK
+

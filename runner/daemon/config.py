@@ -119,6 +119,10 @@ class Route(_Strict):
     escalation: list[EscalationTarget] = Field(
         default_factory=list, description="who hears of a remedy nobody approved: the Nth "
                                           "after N deadlines (escalate_after)")
+    mode: Literal["live", "shadow"] = Field(
+        "live", description="shadow: diagnose for real and record the remedies it would "
+                            "propose, proposing none for approval and telling no one "
+                            "(runner/shadow.py; `runbook history --shadow`)")
 
     @cached_property
     def matchers(self) -> list[Matcher]:

@@ -44,6 +44,9 @@ class Metrics:
         pending = Gauge("runbook_alerts_undispatched", "stored alerts not yet routed",
                         registry=self.registry)
         pending.set_function(inbox.undispatched)
+        from ..shadow import ShadowCollector  # per route: how often shadow matched people
+
+        self.registry.register(ShadowCollector(inbox.journal))
 
     def observe_run(self, state: RunState) -> None:
         self.runs.labels(state.playbook, state.status).inc()

@@ -66,6 +66,12 @@ class Workers:
         policy = self.config.policy()
         engine = lifecycle.engine_for(self.registry, self.journal, approver="daemon",
                                       policy=policy)
+        trigger, requested_by = f"alert route {item.route}", f"alert:{item.route}"
+        if self._shadow(item.route):
+            from .. import shadow
+
+            engine = shadow.engine_for(self.registry, self.journal, policy)
+            trigger, requested_by = shadow.trigger(item.route), f"shadow:{item.route}"
         inventory = self._inventory()
         run_id = item.run_id
         resuming = item.kind == WorkKind.RESUME or (
@@ -81,7 +87,7 @@ class Workers:
                                       item.params)
             state = lifecycle.start(
                 engine, plan, inventory_paths=self.config.inventory_paths(), policy=policy,
-                trigger=f"alert route {item.route}", requested_by=f"alert:{item.route}",
+                trigger=trigger, requested_by=requested_by,
                 on_run_id=lambda new_id: self.inbox.set_run(item.id, new_id),
                 route_severity=self._route_severity(item.route))
             run_id = state.run_id
@@ -89,6 +95,10 @@ class Workers:
         self.metrics.observe_run(state)
         self.announcer.send(run_id, message)
         return state
+
+    def _shadow(self, name: str | None) -> bool:
+        route = next((r for r in self.config.routes if r.name == name), None)
+        return route is not None and route.mode == "shadow"
 
     def _route_severity(self, name: str) -> dict[str, str] | None:
         """The route's `severity:`, which raises (never lowers) what the run finds."""
