@@ -20,7 +20,8 @@ DEFAULT_FIXTURES = ("tests/fixtures", "playbooks/fixtures")
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser],
                 add_home: Callable[[argparse.ArgumentParser], None]) -> None:
     p = command("replay", "Judge a playbook (the recorded one, or --playbook) against a "
-                          "recorded run's step results; touches no live system.")
+                          "recorded run's step results; touches no live system. Exit 0 when "
+                          "its findings and remedies are the run's, 1 when they differ.")
     p.add_argument("run", metavar="RUN_ID|RUN_DIR")
     p.add_argument("--playbook", type=Path, metavar="PATH",
                    help="an edited playbook to judge instead of the recorded one")

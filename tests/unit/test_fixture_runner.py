@@ -205,3 +205,31 @@ def test_fixture_format_is_documented_with_an_example_that_parses() -> None:
     example = textwrap.dedent(module.__doc__.split("```yaml")[1].split("```")[0])
     data = yaml.safe_load(example)
     assert {"playbook", "targets", "steps", "cases"} <= set(data)
+
+
+def test_a_fixture_may_take_its_steps_from_a_run_directory(
+        fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kit = Kit(tmp_path / "kit")
+    from runner import loader
+    from runner.plan import make_plan
+
+    loaded = loader.parse((fixtures / "pb.yaml").read_text(), "pb.yaml", kit.registry)
+    state = kit.engine().start(make_plan(loaded, kit.inventory, kit.registry, {}, {}),
+                               "20261202-000000-abcd", trigger="test", requested_by="t")
+    (fixtures / "from-run.yaml").write_text(
+        f"playbook: pb.yaml\nrun: {kit.journal.run_dir(state.run_id)}\n"
+        "cases:\n  - name: as run\n    expect: {findings: {big: fired}}\n"
+        "  - name: a smaller n\n    steps: {a: {result: {value: {n: 1}}}}\n"
+        "    expect: {findings: {big: clear, small: fired}}\n")
+    code, out = cli(capsys, "test", str(fixtures / "from-run.yaml"))
+    assert (code, out.splitlines()[-1]) == (0, "2 passed, 0 failed")
+
+
+def test_record_trims_bulky_evidence_and_masks_secret_shapes() -> None:
+    from runner.record import MAX_ITEMS, MAX_TEXT, trim
+
+    trimmed = trim({"log": "x" * (MAX_TEXT + 500), "rows": list(range(MAX_ITEMS + 10)),
+                    "line": "connect with password=hunter2-secret now"})
+    assert len(trimmed["log"]) < MAX_TEXT + 20 and trimmed["log"].endswith("(trimmed)")
+    assert trimmed["rows"] == list(range(MAX_ITEMS))
+    assert "hunter2-secret" not in trimmed["line"]

@@ -201,3 +201,20 @@ def test_replay_of_a_run_with_a_secret_in_its_inventory_prints_no_secret(
     assert replayed["remedies"][0]["status"] == "proposed"
     fixture = (tmp_path / "f.yaml").read_text()
     assert "hunter2" not in fixture and "login" in fixture
+
+
+def test_a_copied_run_directory_needs_the_playbook_named(
+        kit: Kit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    run_id = recorded_run(kit)
+    copy = tmp_path / "elsewhere" / run_id
+    shutil.copytree(kit.journal.run_dir(run_id), copy)
+    code, _, err = cli(capsys, "replay", str(copy))
+    assert code == 2 and "name one with --playbook" in err
+    book = tmp_path / "pb.yaml"
+    book.write_text(kit.journal.get_run(run_id).source["playbook_text"])
+    code, out, _ = cli(capsys, "replay", str(copy), "--playbook", str(book), "-o", "json")
+    document = json.loads(out)
+    assert {f["id"]: f["status"] for f in document["findings"]}["big"] == "fired"
+    assert document["run_id"] == run_id
