@@ -65,6 +65,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     check_approvals(args.approve, plan.loaded)
     announcer = comms.announcer_of(args, journal, paths)
     engine = engine_for(args, registry, journal, sources.policy_of(args, paths), announcer)
+    from .. import shadow
+
+    if shadow.is_shadow(journal.state(args.run_id)):  # still proposes nothing, tells no one
+        engine = shadow.engine_for(registry, journal, sources.policy_of(args, paths))
     try:
         state = lifecycle.resume(engine, plan, args.run_id, by=sources.who(args))
         state = follow(args, engine, plan, state)

@@ -77,6 +77,10 @@ class Workers:
         resuming = item.kind == WorkKind.RESUME or (
             run_id is not None and lifecycle.exists(self.journal, run_id))
         if resuming and run_id is not None:
+            from .. import shadow
+
+            if shadow.is_shadow(self.journal.state(run_id)):  # a shadow run stays one
+                engine = shadow.engine_for(self.registry, self.journal, policy)
             plan = lifecycle.replan_run(self.journal, run_id, inventory, self.registry)
             state = lifecycle.resume(engine, plan, run_id, by="daemon")
             message = notify.update(state)

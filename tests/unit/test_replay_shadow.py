@@ -131,3 +131,33 @@ def _last_run_json(capsys: pytest.CaptureFixture[str]) -> str:
     capsys.readouterr()
     assert main(["history", "--limit", "1", "-o", "json"]) == 0
     return json.dumps(json.loads(capsys.readouterr().out)["runs"][0])
+
+
+def test_a_shadow_run_cut_short_after_proposing_stays_shadow_when_resumed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from runner import shadow
+    from runner.journal import new_run_id
+    from tests.enginekit import Kit
+
+    monkeypatch.setenv("RUNBOOK_BACKENDS", "tests.support.membackend:register")
+    monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "home"))
+    kit = Kit(tmp_path)
+    monkeypatch.setenv("RUNBOOK_INVENTORY", str(tmp_path / "inventory.yaml"))
+    body = """
+    steps:
+      - {id: a, run: mem.sleep, with: {value: 2}}
+    findings:
+      - {id: high, when: steps.a.value > 1, say: high}
+    remedies:
+      - {id: fix, run: mem.act, with: {items: [1]}}
+    """
+    # the plain engine stands for a shadow run that stopped between proposing and settling
+    state = kit.engine().start(kit.plan(body), new_run_id(), trigger=shadow.trigger("r"),
+                               requested_by="shadow:r")
+    assert state.remedies["fix"].status == "proposed"
+    capsys.readouterr()
+    assert main(["resume", state.run_id, "--no-input", "--approve", "fix=mem.act"]) == 1
+    after = kit.journal.state(state.run_id)
+    assert after.remedies["fix"].status == "skipped" and after.status == "completed"
+    assert kit.actions() == []  # even --approve on the command line ran nothing
