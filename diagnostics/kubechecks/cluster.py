@@ -133,7 +133,7 @@ def _summed(graded: list[dict[str, Any]], scope: str, advice: str,
             fine: str) -> dict[str, Any]:
     level = worst(n["level"] for n in graded)
     bad = [n for n in graded if n["level"] != "ok"]
-    which = ("the workload's node(s)" if scope == "workload" else "node(s)")
+    which = "node(s) under the workload" if scope == "workload" else "node(s) in the cluster"
     if not graded:
         return {"ok": False, "level": "warning", "nodes": [], "scope": scope,
                 "summary": "no node to check: the cluster lists none"}

@@ -18,7 +18,7 @@ from runner.errors import PermanentError
 from runner.model import Duration
 
 from .. import logclass
-from ..errorcause import last_errors_before_exits, point_at
+from ..errorcause import is_error_line, last_errors_before_exits, point_at
 from ..grading import worst
 from ..kubernetes.objects import MAX_PODS, parse_time
 from . import kubeapi
@@ -83,14 +83,34 @@ def crash_candidates(workload: Workload, params: CrashLoopParams) -> list[dict[s
 
 def last_error(lines: list[str], finished_at: str | None) -> dict[str, Any]:
     """The last classified error of one container's log (every line is of the run that
-    ended at `finished_at`, second-precise: a later line of that second is still its)."""
+    ended at `finished_at`, second-precise: a later line of that second is still its), and
+    the error lines before it (an application often logs where it failed to connect, then
+    dies of an exception that does not say)."""
     end = parse_time(finished_at)
     stamped = [t for t in (parse_time_of(line) for line in lines) if t is not None]
     moment = max(filter(None, [end + timedelta(seconds=1) if end else None, *stamped]),
                  default=None)
     if moment is None:
-        return {"at": finished_at, "last_error": None, "class": None, "classes": {}}
-    return last_errors_before_exits(lines, [moment])[0] | {"at": finished_at}
+        return {"at": finished_at, "last_error": None, "class": None, "classes": {},
+                "earlier_errors": []}
+    found = last_errors_before_exits(lines, [moment])[0]
+    errors = [m.strip()[:300] for m in (logclass.split_timestamp(line)[1] for line in lines)
+              if is_error_line(m)]
+    earlier = errors[:-1] if errors and errors[-1] == found["last_error"] else errors
+    return found | {"at": finished_at, "earlier_errors": earlier[-10:]}
+
+
+def pointed(candidate: dict[str, Any]) -> dict[str, Any]:
+    """What the candidate's last error points at; its target, when that line names none,
+    from the latest earlier error line of the same run that points at the same cause."""
+    pointer = point_at(candidate["last_error"], candidate["class"])
+    if pointer["cause"] is None or pointer["target"]:
+        return pointer
+    for line in reversed(candidate.get("earlier_errors") or []):
+        earlier = point_at(line, logclass.classify_message(line))
+        if earlier["cause"] == pointer["cause"] and earlier["target"]:
+            return earlier
+    return pointer
 
 
 def parse_time_of(line: str) -> datetime | None:
@@ -106,7 +126,7 @@ def diagnose_crashes(label: str, candidates: list[dict[str, Any]]) -> dict[str, 
                        crashing=[], cause=None, cause_target=None, restart_count=0,
                        exit_codes=[], oom_killed=False)
     level = worst(c["level"] for c in candidates)
-    pointers = [point_at(c["last_error"], c["class"]) for c in candidates if c["last_error"]]
+    pointers = [pointed(c) for c in candidates if c["last_error"]]
     pointers += [point_at("", "oom") for c in candidates if c["reason"] == "OOMKilled"]
     causes = Counter(p["cause"] for p in pointers if p["cause"])
     cause = causes.most_common(1)[0][0] if causes else None
@@ -154,7 +174,9 @@ def crash_loop(view: Any, params: CrashLoopParams) -> dict[str, Any]:
             lines = text.splitlines()
         found = last_error(lines, candidate["finished_at"])
         candidate.update({"last_error": found["last_error"], "class": found["class"],
-                          "classes": found["classes"]})
+                          "classes": found["classes"],
+                          "earlier_errors": found["earlier_errors"]})
     for candidate in candidates[MAX_PODS:]:
-        candidate.update({"last_error": None, "class": None, "classes": {}})
+        candidate.update({"last_error": None, "class": None, "classes": {},
+                          "earlier_errors": []})
     return diagnose_crashes(workload.label, candidates)

@@ -223,6 +223,22 @@ def test_a_crash_loop_names_the_database_that_refuses_and_says_a_restart_will_no
         "will not help")
 
 
+def test_the_target_comes_from_an_earlier_error_when_the_last_names_none() -> None:
+    lines = [stamp(3.0, "starting journey-api v1.4.2"),
+             stamp(2.9, "ERROR cannot connect to the database at db.shop:5432: connection "
+                        "failed: Connection refused"),
+             stamp(2.8, "Traceback (most recent call last):"),
+             stamp(2.8, '  File "app.py", line 4, in <module>'),
+             stamp(2.8, "psycopg.OperationalError: connection failed: Connection refused")]
+    found = crashes.last_error(lines, ago(2))
+    assert found["last_error"] == ("psycopg.OperationalError: connection failed: Connection "
+                                   "refused")
+    assert found["earlier_errors"][0].startswith("ERROR cannot connect to the database at")
+    graded = crashes.diagnose_crashes(LABEL, [candidate(**found)])
+    assert (graded["cause"], graded["cause_target"]) == ("database", "db.shop:5432")
+    assert "because its database at db.shop:5432 refuses connections" in graded["summary"]
+
+
 def test_an_oom_kill_is_the_cause_and_it_is_critical() -> None:
     oom = pod("api-1", containers=[running(restarts=1, last=terminated(137, "OOMKilled", 30))])
     [found] = crashes.crash_candidates(workload([oom]), PARAMS)
@@ -488,8 +504,8 @@ def test_memory_and_disk_pressure_are_critical_and_named() -> None:
         "workload", NOW)
     assert (found["level"], found["affected"]) == ("critical", ["10.0.0.2"])
     assert found["summary"].startswith(
-        "1 of 2 the workload's node(s): 10.0.0.2 is short of memory (MemoryPressure for 15 min: "
-        "kubelet has insufficient memory available): the kubelet evicts pods")
+        "1 of 2 node(s) under the workload: 10.0.0.2 is short of memory (MemoryPressure for 15 "
+        "min: kubelet has insufficient memory available): the kubelet evicts pods")
     unknown = cluster.grade_pressure([node(DiskPressure=("Unknown", "NodeStatusUnknown",
                                                          "Kubelet stopped posting node "
                                                          "status."))], "all", NOW)
