@@ -14,6 +14,7 @@ from pydantic import Field
 from runner.model import Duration
 
 from ..grading import above, worst
+from ..kubernetes.objects import parse_time
 from . import kubeapi
 from .podstate import Workload, is_ready, pod_name, read_workload, result
 
@@ -47,10 +48,11 @@ def probe_cause(detail: str) -> tuple[str, str]:
 
 
 def grade_probes(workload: Workload, params: ProbeParams) -> dict[str, Any]:
-    since = (workload.now - timedelta(seconds=params.window)).isoformat()
+    since = workload.now - timedelta(seconds=params.window)
     probes: dict[str, dict[str, Any]] = {}
     for event in workload.events:
-        if (event.get("last_seen") or "") < since or event.get("kind") != "Pod":
+        seen = parse_time(event.get("last_seen"))
+        if seen is None or seen < since or event.get("kind") != "Pod":
             continue
         message = event.get("message") or ""
         if event.get("reason") == "Unhealthy" and (match := _PROBE.match(message)):
