@@ -188,11 +188,15 @@ class Lab:
     playbooks: Path
     inventory: Path
 
+    def report(self, cli: CLI, workload: str, inventory: Path | None = None
+               ) -> tuple[int, dict[str, Any]]:
+        return cli.json("run", "kube-pod-checks", "--playbooks", str(self.playbooks),
+                        "--inventory", str(inventory or self.inventory),
+                        "--target", f"service={workload}", "--no-input")
+
     def run(self, cli: CLI, workload: str) -> dict[str, dict[str, Any]]:
         """Every check on the workload's service, through `runbook run`: {check: result}."""
-        _code, report = cli.json("run", "kube-pod-checks", "--playbooks", str(self.playbooks),
-                                 "--inventory", str(self.inventory),
-                                 "--target", f"service={workload}", "--no-input")
+        _code, report = self.report(cli, workload)
         steps = {s["id"]: s for s in report["steps"]}
         failed = {k: s for k, s in steps.items() if s["status"] != "ok"}
         assert not failed, failed  # every check ran: none of these faults stops a check
@@ -386,3 +390,31 @@ def test_a_pod_evicted_for_its_local_storage(faults: Lab, cli: CLI) -> None:
     assert found["summary"].startswith("pods app=disk-hog: 1 pod(s) evicted because it wrote "
                                        "more local disk than its limit allows")
     quiet_but(results, "evictions")
+
+
+def test_the_read_only_role_reads_pods_and_logs_but_not_nodes_and_says_so(
+        faults: Lab, cli: CLI, tmp_path: Path) -> None:
+    """deploy/kubernetes/rbac.yaml's runbook-diagnostics, bound in the namespace: enough for
+    every pod check (pods, pods/log, events), not for nodes (cluster-scoped: a RoleBinding
+    cannot grant them). A healthy workload is then not an all-clear: the run says what it
+    could not check."""
+    kube.apply_rbac(faults.namespace)
+    read_only = kube.service_account_kubeconfig("runbook", "runbook-diagnostics",
+                                                tmp_path / "diagnostics.kubeconfig")
+    inventory = tmp_path / "inventory.yaml"
+    targets = json.loads(faults.inventory.read_text())["targets"]
+    inventory.write_text(json.dumps({"targets": {
+        name: {**targets[name], "kubeconfig": str(read_only)}
+        for name in ("healthy", "crash-db")}}))
+
+    code, report = faults.report(cli, "crash-db", inventory)
+    steps = {s["id"]: s for s in report["steps"]}
+    assert steps["crash_loop"]["result"]["cause_target"] == "127.0.0.1:5432"  # its log read
+    code, report = faults.report(cli, "healthy", inventory)
+    steps = {s["id"]: s for s in report["steps"]}
+    assert {k: s["status"] for k, s in steps.items() if s["status"] != "ok"} == {
+        "node_pressure": "failed", "nodes_not_ready": "failed"}
+    error = steps["nodes_not_ready"]["error"]
+    assert error.startswith("forbidden: the Kubernetes API server refused to")
+    assert "nodes" in error and "bind get and list on nodes with a ClusterRoleBinding" in error
+    assert report["verdict"] == "inconclusive" and code != 0
