@@ -197,7 +197,6 @@ class PendingParams(kubeapi.Params):
                                     "this long is a warning")
 
 
-
 def grade_pending(workload: Workload, params: PendingParams) -> dict[str, Any]:
     """Pending pods: unschedulable ones with the scheduler's reason (critical); scheduled
     ones that have not started after `warning_after`, with their latest warning event. Pods
@@ -256,6 +255,7 @@ def grade_pending(workload: Workload, params: PendingParams) -> dict[str, Any]:
                                 "kubernetes.image_pull and kubernetes.config_error)"
                                 if elsewhere else ""),
                        pending=[], cause=None, waiting_elsewhere=elsewhere)
+    found.sort(key=lambda f: f["level"] != "critical")  # stable: the API's order in each
     first = found[0]
     others = "".join(f"; also {r['nodes']} node(s): {r['reason']}"
                      for r in first["reasons"][1:3])
