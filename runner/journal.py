@@ -25,6 +25,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JournalError, JournalUnavailable
+from .journalstore import (
+    DSN_ENV,
+    PostgresStore,
+    SqliteStore,
+    Store,
+    database_unavailable,
+    migrate,
+)
 from .redact import SECRETS
 from .state import INTERRUPTED, RUNNING, Event, RunState
 from .vocabulary import RUN_STATUS_EVENTS, EventKind
@@ -85,6 +94,17 @@ CREATE TABLE IF NOT EXISTS remedy_attempts (
 );
 """
 
+# A process that heartbeats (a daemon replica) says here when it was last alive: on
+# another host, where its pid means nothing, its runs, work and locks are taken over once
+# this is older than LEASE seconds. One that never heartbeat (a CLI) counts as alive there.
+_OWNERS = """
+CREATE TABLE IF NOT EXISTS owners (
+    owner TEXT PRIMARY KEY,
+    seen_at REAL NOT NULL       -- unix time of its last heartbeat
+);
+"""
+LEASE = 30.0
+
 # Events after which the run's status column changes.
 _STATUS_EVENTS = RUN_STATUS_EVENTS
 # Event fields the run's state is folded from (ids, names, fingerprints, resolved action):
@@ -134,6 +154,18 @@ def _private_dir(path: Path) -> None:
     """A directory only its user can enter (mkdir's mode is cut by the umask: chmod)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
+
+
+def _private_file(path: Path) -> Path:
+    """The SQLite database file, 0600 (SQLite gives -wal and -shm its mode). Never opens and
+    closes an existing one: closing any descriptor of it drops the POSIX locks this
+    process's other connections hold on it."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
+    return path
 
 
 def _open_private(path: Path, flags: int) -> int:
@@ -190,34 +222,31 @@ class AlreadyAttempted(JournalError):
 
 
 class Journal:
-    def __init__(self, home: Path, *, busy_timeout: float | None = None) -> None:
+    """The journal of runs under `home` (their directories live there either way); its
+    tables in SQLite there, or in the PostgreSQL database of `dsn` (default:
+    RUNBOOK_JOURNAL_DSN), which several daemon replicas share."""
+
+    def __init__(self, home: Path, *, busy_timeout: float | None = None,
+                 dsn: str | None = None) -> None:
         self.home = home
         if busy_timeout is None:
             busy_timeout = float(os.environ.get(BUSY_TIMEOUT_ENV) or DEFAULT_BUSY_TIMEOUT)
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._mirror: list[Event] = []  # events of the open transaction, for events.jsonl
-        path = home / "journal.sqlite3"
+        dsn = dsn if dsn is not None else os.environ.get(DSN_ENV)
         with self._storage():
             _private_dir(home)
-            # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
-            # Never open and close an existing database file here: closing any descriptor
-            # of it drops the POSIX locks this process's other connections hold on it.
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
-                                 0o600))
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.chmod(f"{path}{suffix}", 0o600)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                       timeout=busy_timeout)
+            self._db: Store = (PostgresStore(dsn, busy_timeout) if dsn
+                               else SqliteStore(_private_file(home / "journal.sqlite3"),
+                                                busy_timeout))
             with self._lock:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                # FULL: each commit is on disk before it returns, so a power loss cannot
-                # forget a remedy attempt that was claimed (NORMAL survives a process crash
-                # only). Cost: benchmarks/README.md.
-                self._db.execute("PRAGMA synchronous=FULL")
-                self._db.executescript(_SCHEMA)
+                migrate(self._db, "journal", [_SCHEMA, _OWNERS], now())
+
+    @property
+    def kind(self) -> str:
+        """Where the tables are: "sqlite" or "postgresql"."""
+        return self._db.kind
 
     def close(self) -> None:
         self._db.close()
@@ -243,7 +272,12 @@ class Journal:
                     f"(waited {self.busy_timeout:g}s; {BUSY_TIMEOUT_ENV} sets how long)"
                 ) from None
             raise JournalUnavailable(f"cannot write the journal in {self.home}: {exc}") from None
-        except OSError as exc:
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise JournalUnavailable(f"cannot use the journal database: "
+                                         f"{str(exc).strip().splitlines()[0]}") from None
+            if not isinstance(exc, OSError):
+                raise
             reason = {errno.ENOSPC: "no space left on the device",
                       errno.EFBIG: "file size limit reached",
                       errno.EDQUOT: "disk quota exceeded"}.get(exc.errno or 0, exc.strerror)
@@ -251,8 +285,9 @@ class Journal:
             raise JournalUnavailable(f"cannot write {where}: {reason}") from None
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE), serialized with every other user; a
+    def transaction(self, *, serialized: bool = True) -> Iterator[Store]:
+        """One write transaction, serialized with every other writer (unless `serialized`
+        is False: a PostgreSQL statement that locks only its own rows); a
         transaction opened inside another (same thread) joins it. The events it appends
         reach events.jsonl before COMMIT and are taken back if it does not commit."""
         with self._lock:
@@ -261,20 +296,20 @@ class Journal:
                 return
             written: list[tuple[Path, int]] = []
             with self._storage():
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.begin(serialized)
             try:
                 with self._storage():
                     yield self._db
                     self._mirror_events(written)
-                    self._db.execute("COMMIT")
+                    self._db.commit()
             except BaseException:
                 self._mirror.clear()
                 for path, size in written:  # take back the lines of what did not commit
                     with contextlib.suppress(OSError):
                         os.truncate(path, size)
                 if self._db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.execute("ROLLBACK")
+                    with contextlib.suppress(Exception):
+                        self._db.rollback()
                 raise
 
     def _mirror_events(self, written: list[tuple[Path, int]]) -> None:
@@ -304,6 +339,11 @@ class Journal:
         with self._lock, self._storage():
             self._db.executescript(script)
 
+    def migrate(self, component: str, migrations: list[str]) -> list[int]:
+        """Apply `component`'s schema migrations not applied yet (see `journalstore`)."""
+        with self._lock, self._storage():
+            return migrate(self._db, component, migrations, now())
+
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
 
@@ -327,15 +367,15 @@ class Journal:
                 directory.rmdir()
             raise
 
-    def _insert_event(self, db: sqlite3.Connection, run_id: str, type_: str,
+    def _insert_event(self, db: Store, run_id: str, type_: str,
                       data: dict[str, Any], owner: str | None = None) -> Event:
         """One event inside the caller's transaction; `owner` for a status event that
         makes the run running (default: this process)."""
         data = SECRETS.scrub(data, keep=STRUCTURAL_FIELDS)
         at = now()
         payload = json.dumps(data, default=str)
-        cursor = db.execute("INSERT INTO events (run_id, at, type, data) VALUES (?,?,?,?)",
-                            (run_id, at, type_, payload))
+        seq = db.execute("INSERT INTO events (run_id, at, type, data) VALUES (?,?,?,?) "
+                         "RETURNING seq", (run_id, at, type_, payload)).fetchone()[0]
         if type_ in _STATUS_EVENTS and "status" in data:
             running = data["status"] == RUNNING
             db.execute("UPDATE runs SET status=?, updated_at=?, owner=? WHERE id=?",
@@ -343,7 +383,7 @@ class Journal:
                         run_id))
         if type_ == EventKind.SEVERITY and "level" in data:  # `runbook history` shows it
             db.execute("UPDATE runs SET severity=? WHERE id=?", (data["level"], run_id))
-        event = Event(int(cursor.lastrowid or 0), run_id, at, type_, json.loads(payload))
+        event = Event(int(seq), run_id, at, type_, json.loads(payload))
         self._mirror.append(event)
         return event
 
@@ -388,7 +428,8 @@ class Journal:
     def mark_interrupted(self) -> list[str]:
         """Runs whose owning process died become `interrupted` (resumable)."""
         candidates = [run_id for run_id, owner in self.read(
-            "SELECT id, owner FROM runs WHERE status=?", (RUNNING,)) if not owner_alive(owner)]
+            "SELECT id, owner FROM runs WHERE status=?", (RUNNING,))
+            if not self.alive(owner)]
         dead = []
         for run_id in candidates:
             with self.transaction() as db:
@@ -396,10 +437,10 @@ class Journal:
                     dead.append(run_id)
         return dead
 
-    def _interrupt_if_dead(self, db: sqlite3.Connection, run_id: str) -> bool:
+    def _interrupt_if_dead(self, db: Store, run_id: str) -> bool:
         """Inside a transaction: re-read the run, so a claim that won meanwhile stands."""
         row = db.execute("SELECT status, owner FROM runs WHERE id=?", (run_id,)).fetchone()
-        if row is None or row[0] != RUNNING or owner_alive(row[1]):
+        if row is None or row[0] != RUNNING or self.alive(row[1], db):
             return False
         self._insert_event(db, run_id, EventKind.RUN_INTERRUPTED, {
             "status": INTERRUPTED, "reason": "the process running it stopped"})
@@ -413,11 +454,30 @@ class Journal:
             row = db.execute("SELECT status, owner FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 raise JournalError(f"no run {run_id!r} in the journal at {self.home}")
-            if row[0] == RUNNING and owner_alive(row[1]):
+            if row[0] == RUNNING and self.alive(row[1], db):
                 raise JournalError(f"run {run_id} is being driven by another process ({row[1]})")
             self._interrupt_if_dead(db, run_id)
             return self._insert_event(db, run_id, EventKind.RUN_RESUMED,
                                       {"status": RUNNING, "by": by})
+
+    def alive(self, owner: str | None, db: Store | None = None) -> bool:
+        """Whether the process `owner` names still lives: on this host by its pid and start
+        time; on another by its heartbeat (`heartbeat`), if it ever sent one."""
+        if not owner:
+            return False
+        if owner.rsplit(":", 2)[0] == socket.gethostname():
+            return owner_alive(owner)
+        query = "SELECT seen_at FROM owners WHERE owner=?"
+        row = (db.execute(query, (owner,)).fetchone() if db is not None
+               else next(iter(self.read(query, (owner,))), None))
+        return row is None or time.time() - float(row[0]) < LEASE
+
+    def heartbeat(self) -> None:
+        """Say this process is alive (a daemon replica, every few seconds): past LEASE
+        without one, replicas on other hosts take over its runs, work and target locks."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO owners VALUES (?,?) ON CONFLICT (owner) DO UPDATE SET "
+                       "seen_at=excluded.seen_at", (this_process(), time.time()))
 
     def owner(self, run_id: str) -> str | None:
         rows = self.read("SELECT owner FROM runs WHERE id=?", (run_id,))
@@ -444,20 +504,21 @@ class Journal:
 
     # Per-target remediation lock (safety model 3) and the one attempt of each remedy
 
-    def _take_target(self, db: sqlite3.Connection, target: str, run_id: str) -> None:
+    def _take_target(self, db: Store, target: str, run_id: str) -> None:
         """Inside a transaction: the lock is held by one (run, process); a dead process's
         lock is broken (journaled on the run that held it), a live one's is refused."""
         me = this_process()
         row = db.execute("SELECT run_id, owner FROM target_locks WHERE target=?",
                          (target,)).fetchone()
         if row and (row[0], row[1]) != (run_id, me):
-            if owner_alive(row[1]):
+            if self.alive(row[1], db):
                 raise TargetBusy(f"target {target!r} is being remediated by run {row[0]}")
             if db.execute("SELECT 1 FROM runs WHERE id=?", (row[0],)).fetchone():
                 self._insert_event(db, row[0], EventKind.LOCK_BROKEN, {
                     "target": target, "owner": row[1],
                     "reason": f"its process is gone; run {run_id} took the lock"})
-        db.execute("INSERT OR REPLACE INTO target_locks VALUES (?,?,?,?)",
+        db.execute("INSERT INTO target_locks VALUES (?,?,?,?) ON CONFLICT (target) DO UPDATE "
+                   "SET run_id=excluded.run_id, owner=excluded.owner, at=excluded.at",
                    (target, run_id, me, now()))
 
     def lock_target(self, target: str, run_id: str) -> None:
@@ -486,13 +547,14 @@ class Journal:
                 raise JournalError(f"run {run_id} is not driven by this process "
                                    f"({row[1] if row else 'no such run'})")
             self._take_target(db, target, run_id)
-            try:
-                db.execute("INSERT INTO remedy_attempts VALUES (?,?,?,?,?,?)",
-                           (run_id, remedy, fingerprint, target, me, now()))
-            except sqlite3.IntegrityError:  # UNIQUE (run_id, remedy): it ran, or runs, once
+            # UNIQUE (run_id, remedy): it ran, or runs, once. DO NOTHING rather than an
+            # error, which would abort a PostgreSQL transaction before the earlier is read.
+            if not db.execute("INSERT INTO remedy_attempts VALUES (?,?,?,?,?,?) "
+                              "ON CONFLICT DO NOTHING",
+                              (run_id, remedy, fingerprint, target, me, now())).rowcount:
                 earlier = self.attempt(run_id, remedy)
                 assert earlier is not None
-                raise AlreadyAttempted(earlier) from None
+                raise AlreadyAttempted(earlier)
             return self._insert_event(db, run_id, EventKind.REMEDY_STARTED, {
                 "remedy": remedy, "fingerprint": fingerprint, "target": target})
 
@@ -533,3 +595,4 @@ class Journal:
 def new_run_id() -> str:
     """Sortable by time, short enough to type: 20261122-073405-4f2a."""
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()
+

@@ -134,6 +134,18 @@ class Route(_Strict):
         return spec if isinstance(spec, str) else spec.template
 
 
+class JournalAt(_Strict):
+    """Where the journal's tables are: PostgreSQL, shared by several replicas."""
+
+    dsn_env: str = Field(description="env var holding the PostgreSQL DSN (libpq form)")
+
+    def dsn(self) -> str:
+        value = os.environ.get(self.dsn_env)
+        if not value:
+            raise ValueError(f"journal: {self.dsn_env} is not set (the journal's DSN)")
+        return value
+
+
 class Triage(_Strict):
     """Alerts that no route takes: run the triage playbook of the target they name."""
 
@@ -176,6 +188,9 @@ class DaemonConfig(_Strict):
     four_eyes: bool = Field(False, description="the approver may not be who requested the run")
     approvers: dict[str, Approver] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
+    journal: JournalAt | None = Field(None, description="PostgreSQL for several replicas; "
+                                      "default: SQLite under RUNBOOK_HOME (or "
+                                      "RUNBOOK_JOURNAL_DSN)")
     triage: Triage | None = Field(None, description="alerts no route takes: the triage "
                                                     "playbook of the target they name")
     notify: list[Notify] = Field(default_factory=list)

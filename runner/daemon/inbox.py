@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..journal import Journal, now
-from ..state import AWAITING
+from ..journal import Journal, now, this_process
+from ..state import AWAITING, RUNNING
 from ..vocabulary import AlertOutcome, WorkKind, WorkStatus
 from .alerts import Alert
 from .config import DaemonConfig, Route
@@ -114,7 +114,7 @@ class Inbox:
         self.journal, self.config = journal, config
         self.fallback = fallback  # the route of an alert no route takes (triage), if any
         self.clock = clock  # unix time; dedup windows and signature expiry read it
-        journal.extend_schema(SCHEMA)
+        journal.migrate("inbox", [SCHEMA, "ALTER TABLE work ADD COLUMN owner TEXT"])
 
     # Intake
 
@@ -137,14 +137,14 @@ class Inbox:
                            (self.clock(),))
             for alerts, signature in zip(batches, signed or [None] * len(batches), strict=True):
                 if signature is not None and not db.execute(
-                        "INSERT OR IGNORE INTO intake_signatures VALUES (?,?)",
+                        "INSERT INTO intake_signatures VALUES (?,?) ON CONFLICT DO NOTHING",
                         (signature.signature, signature.expires_at)).rowcount:
                     ids.append(None)
                     continue
                 ids.append([int(db.execute(
                     "INSERT INTO alerts (received_at, source, status, fingerprint, alert) "
-                    "VALUES (?,?,?,?,?)", (at, a.source, a.status, a.fingerprint,
-                                           a.model_dump_json())).lastrowid or 0)
+                    "VALUES (?,?,?,?,?) RETURNING id", (at, a.source, a.status, a.fingerprint,
+                                                        a.model_dump_json())).fetchone()[0])
                     for a in alerts])
         return ids
 
@@ -197,12 +197,15 @@ class Inbox:
         at = now()
         work_id = db.execute(
             "INSERT INTO work (kind, route, group_key, playbook, targets, params, status, "
-            "created_at, updated_at) VALUES ('run',?,?,?,?,?,'queued',?,?)",
+            "created_at, updated_at) VALUES ('run',?,?,?,?,?,'queued',?,?) RETURNING id",
             (route.name, key, route.playbook, json.dumps(targets), json.dumps(params, default=str),
-             at, at)).lastrowid
+             at, at)).fetchone()[0]
         window = route.once_within or self.config.dedup_window
-        db.execute("INSERT OR REPLACE INTO alert_groups (group_key, work_id, opened_at, window)"
-                   " VALUES (?,?,?,?)", (key, work_id, self.clock(), window))
+        db.execute("INSERT INTO alert_groups (group_key, work_id, opened_at, window) "
+                   "VALUES (?,?,?,?) ON CONFLICT (group_key) DO UPDATE SET "
+                   "work_id=excluded.work_id, opened_at=excluded.opened_at, "
+                   "window=excluded.window, resolved=0, resolved_said=0",
+                   (key, work_id, self.clock(), window))
         db.execute("UPDATE alerts SET outcome='started', route=?, group_key=?, work_id=? "
                    "WHERE id=?", (route.name, key, work_id, alert_id))
         return Dispatched(alert, AlertOutcome.STARTED)
@@ -244,7 +247,10 @@ class Inbox:
 
     def queue_approved_resumes(self) -> list[str]:
         """Runs awaiting approval that got one (over HTTP or `runbook approve`): queue their
-        resume. A cursor over the approvals table makes each approval count once."""
+        resume. A cursor over the approvals table makes each approval count once. An
+        approval of a run that something drives right now (a resume for an earlier approval)
+        holds the cursor: that resume may have read the gate before it, so it is looked at
+        again once the run stops, and a second approver's decision is never lost."""
         newest = self.journal.read("SELECT coalesce(max(id), 0) FROM approvals")[0][0]
         seen = self.journal.read("SELECT position FROM cursors WHERE name='approvals'")
         if seen and seen[0][0] >= newest:
@@ -252,15 +258,17 @@ class Inbox:
         with self.journal.transaction() as db:
             row = db.execute("SELECT position FROM cursors WHERE name='approvals'").fetchone()
             position = row[0] if row else 0
-            fresh = db.execute("SELECT a.id, a.run_id FROM approvals a JOIN runs r "
-                               "ON r.id = a.run_id WHERE a.id > ? AND r.status = ? "
-                               "ORDER BY a.id", (position, AWAITING)).fetchall()
-            last = db.execute("SELECT coalesce(max(id), 0) FROM approvals").fetchone()[0]
-            db.execute("INSERT OR REPLACE INTO cursors VALUES ('approvals', ?)", (last,))
+            rows = db.execute("SELECT a.id, a.run_id, r.status FROM approvals a JOIN runs r "
+                              "ON r.id = a.run_id WHERE a.id > ? ORDER BY a.id",
+                              (position,)).fetchall()
+            held = [a_id for a_id, _, status in rows if status == RUNNING]
+            last = min(held) - 1 if held else max((r[0] for r in rows), default=position)
+            db.execute("INSERT INTO cursors VALUES ('approvals', ?) ON CONFLICT (name) DO UPDATE "
+                       "SET position=excluded.position", (last,))
             queued = []
-            for _, run_id in fresh:
+            for _, run_id in [(a, r) for a, r, status in rows if status == AWAITING]:
                 waiting = db.execute("SELECT 1 FROM work WHERE run_id=? AND kind='resume' AND "
-                                     "status IN ('queued','running')", (run_id,)).fetchone()
+                                     "status='queued'", (run_id,)).fetchone()
                 source = db.execute("SELECT route, group_key, playbook FROM work "
                                     "WHERE run_id=? ORDER BY id LIMIT 1", (run_id,)).fetchone()
                 if waiting or run_id in queued:
@@ -277,12 +285,17 @@ class Inbox:
     # Work
 
     def claim(self) -> Work | None:
-        """The oldest queued work, now marked running (atomically: one claimer wins)."""
-        with self.journal.transaction() as db:
+        """The oldest queued work, now running and owned by this process (atomically: one
+        claimer wins). On PostgreSQL replicas claim at once, each skipping rows another is
+        claiming (FOR UPDATE SKIP LOCKED), outside the journal's one-writer lock."""
+        shared = self.journal.kind == "postgresql"
+        with self.journal.transaction(serialized=not shared) as db:
             row = db.execute(
-                "UPDATE work SET status='running', updated_at=? WHERE id = (SELECT id FROM work "
-                "WHERE status='queued' ORDER BY id LIMIT 1) RETURNING id, kind, route, "
-                "group_key, playbook, targets, params, run_id", (now(),)).fetchone()
+                "UPDATE work SET status='running', owner=?, updated_at=? WHERE id = (SELECT id "
+                "FROM work WHERE status='queued' ORDER BY id LIMIT 1"
+                f"{' FOR UPDATE SKIP LOCKED' if shared else ''}) RETURNING id, kind, route, "
+                "group_key, playbook, targets, params, run_id",
+                (this_process(), now())).fetchone()
         if row is None:
             return None
         return Work(row[0], WorkKind(row[1]), row[2], row[3], row[4], json.loads(row[5]),
@@ -299,10 +312,16 @@ class Inbox:
                        (WorkStatus.FAILED if error else WorkStatus.DONE, error, now(), work_id))
 
     def requeue_running(self) -> int:
-        """After a restart: work a dead process had claimed goes back to the queue."""
+        """Work a dead process had claimed goes back to the queue (this replica's own after
+        a restart; another replica's once its heartbeat is older than the lease)."""
+        running = self.journal.read("SELECT id, owner FROM work WHERE status='running'")
+        dead = [work_id for work_id, owner in running if not self.journal.alive(owner)]
+        if not dead:
+            return 0
         with self.journal.transaction() as db:
-            return int(db.execute("UPDATE work SET status='queued', updated_at=? "
-                                  "WHERE status='running'", (now(),)).rowcount)
+            return sum(int(db.execute("UPDATE work SET status='queued', owner=NULL, "
+                                      "updated_at=? WHERE id=? AND status='running'",
+                                      (now(), work_id)).rowcount) for work_id in dead)
 
     def queue_depth(self) -> int:
         return int(self.journal.read("SELECT count(*) FROM work WHERE status='queued'")[0][0])
@@ -328,8 +347,8 @@ class Inbox:
             at = now()
             work_id = db.execute(
                 "INSERT INTO work (kind, route, group_key, playbook, targets, params, status, "
-                "created_at, updated_at) VALUES ('run',?,?,?,?,?,'queued',?,?)",
-                (*row, at, at)).lastrowid
+                "created_at, updated_at) VALUES ('run',?,?,?,?,?,'queued',?,?) RETURNING id",
+                (*row, at, at)).fetchone()[0]
             db.execute("UPDATE alert_groups SET work_id=?, opened_at=?, resolved=0 "
                        "WHERE group_key=?", (work_id, self.clock(), row[1]))
         return True

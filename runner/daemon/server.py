@@ -41,12 +41,13 @@ def serve(config_path: Path, host: str | None = None, port: int | None = None) -
         log.warning("config %s: %s", config_path, warning)
     for problem in unknown:
         log.warning("config %s", problem)
-    daemon = Daemon(config, Journal(home()), registry)
+    journal = Journal(home(), dsn=config.journal.dsn() if config.journal else None)
+    daemon = Daemon(config, journal, registry)
     server = uvicorn.Server(uvicorn.Config(
         build_app(daemon), host=host or config.listen.host, port=port or config.listen.port,
         log_level="warning", access_log=False, timeout_graceful_shutdown=30))
-    log.info("runbook daemon on http://%s:%s, journal %s", server.config.host,
-             server.config.port, home())
+    log.info("runbook daemon on http://%s:%s, journal %s (%s)", server.config.host,
+             server.config.port, home(), journal.kind)
     server.run()
     return 0
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .config import DaemonConfig
 
 log = logging.getLogger("runbook.daemon")
+HEARTBEAT = 5.0  # seconds between a replica's heartbeats (the journal's LEASE is 30)
 
 
 class Daemon:
@@ -90,8 +91,12 @@ class Daemon:
     # Dispatcher
 
     def _dispatch_loop(self) -> None:
+        beat = 0.0
         while not self.stopping.is_set():
             try:
+                if time.monotonic() - beat >= HEARTBEAT:
+                    beat = time.monotonic()
+                    self._heartbeat()
                 handled = self.dispatch_once()
             except Exception as exc:  # keep the loop alive; the alerts stay stored and retried
                 self.log_once(f"dispatch:{type(exc).__name__}", f"dispatch failed: {exc}",
@@ -100,6 +105,18 @@ class Daemon:
             if not handled:
                 self.new_alerts.wait(0.5)
                 self.new_alerts.clear()
+
+    def _heartbeat(self) -> None:
+        """Say this replica lives, and take over what dead ones left: their runs become
+        interrupted and their claimed work is queued again (on one host, a replica is known
+        dead by its pid; on another, by a heartbeat older than the journal's LEASE)."""
+        self.journal.heartbeat()
+        interrupted = self.journal.mark_interrupted()
+        requeued = self.inbox.requeue_running()
+        if interrupted or requeued:
+            log.warning("took over from a stopped process: %d run(s) interrupted, %d work "
+                        "item(s) requeued", len(interrupted), requeued)
+            self.new_work.set()
 
     def dispatch_once(self) -> int:
         dispatched = self.inbox.dispatch()

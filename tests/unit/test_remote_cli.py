@@ -67,12 +67,22 @@ def test_two_approvers_approve_from_their_laptops_and_the_daemon_runs_it(
     run_id = awaiting(daemon)
     code, out, _ = cli("approve", run_id, "fix")
     assert code == 0 and "approved: fix" in out and "by alice" in out
+    settled(daemon)  # the resume her approval queued found four-eyes unmet
     code, _, err = cli("approve", run_id, "fix")  # the same person twice is one person
     assert code == 2 and "four-eyes" in err, err
     assert daemon.get(f"/v1/runs/{run_id}").json()["status"] == "awaiting_approval"
     assert cli("approve", run_id, "fix", token="bob-tok")[0] == 0
     [run] = daemon.wait_run(lambda runs: runs[0]["status"] == "completed")
     assert run["remedies"][0]["status"] == "succeeded"
+
+
+def settled(daemon: RunningDaemon) -> None:
+    """The daemon has no work queued or running."""
+    from tests.support.polling import wait_for
+
+    wait_for(lambda: daemon.daemon.journal.read(
+        "SELECT count(*) FROM work WHERE status IN ('queued', 'running')")[0][0] == 0,
+             "the daemon's work to settle")
 
 
 def test_history_and_report_read_the_daemons_journal(daemon: RunningDaemon, cli: Any) -> None:
