@@ -153,13 +153,13 @@ class Inbox:
     def dispatch(self, limit: int = 500) -> list[Dispatched]:
         """Route stored alerts, oldest first, in one transaction: every alert's outcome
         commits together with its effect (a queued run, a joined group)."""
-        pending = self.journal.read("SELECT id, alert FROM alerts WHERE outcome IS NULL "
-                                    "ORDER BY id LIMIT ?", (limit,))
-        if not pending:
-            return []
+        query = "SELECT id, alert FROM alerts WHERE outcome IS NULL ORDER BY id LIMIT ?"
+        if not self.journal.read(query, (limit,)):
+            return []  # nothing new: no write transaction on every wake-up
         with self.journal.transaction() as db:
+            # Read again inside: another replica may have dispatched them meanwhile.
             return [self._dispatch_one(db, alert_id, Alert.model_validate_json(body))
-                    for alert_id, body in pending]
+                    for alert_id, body in db.execute(query, (limit,)).fetchall()]
 
     def _dispatch_one(self, db: Any, alert_id: int, alert: Alert) -> Dispatched:
         route = route_for(alert, self.config.routes)

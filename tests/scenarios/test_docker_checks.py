@@ -19,6 +19,7 @@ import pytest
 from diagnostics import dockerchecks
 from diagnostics.request_guard import ReadOnlyRefusal
 from diagnostics.service import DockerService, ServiceConnector, ServiceSettings
+from runner.context import StepContext
 from runner.inventory import Target
 from tests.lab.images import require_image
 from tests.scenarios.conftest import CLI
@@ -126,7 +127,8 @@ def check(kind: str, container: Any, previous_image: str | None = None,
     func, model = next((f, m) for name, f, m, *_ in dockerchecks.KINDS if name == kind)
     settings = ServiceSettings(DockerService(runtime="docker", container=container.name,
                                              previous_image=previous_image))
-    with ServiceConnector().probe(Target("svc", "service", settings), 10) as view:
+    with ServiceConnector().probe(Target("svc", "service", settings),
+                                  StepContext.outside_a_run(10)) as view:
         return dict(func(view, model(**params)))
 
 
@@ -190,7 +192,8 @@ def test_the_checks_engine_client_cannot_stop_or_remove_a_container(engine: Engi
     container = engine.run("readonly")
     started_at = state(container)["StartedAt"]
     settings = ServiceSettings(DockerService(runtime="docker", container=container.name))
-    with ServiceConnector().probe(Target("svc", "service", settings), 10) as view, \
+    with ServiceConnector().probe(Target("svc", "service", settings),
+                                  StepContext.outside_a_run(10)) as view, \
             dockerchecks._engine(view) as api:
         attempts: list[Callable[[], Any]] = [
             lambda: api.stop(container.id, timeout=1),
