@@ -105,6 +105,17 @@ CREATE TABLE IF NOT EXISTS owners (
 """
 LEASE = 30.0
 
+# On PostgreSQL every run-directory file (evidence, reports) is in the journal too, so that
+# any replica sharing it can serve a run (`export` writes the directory from here).
+_RUN_FILES = """
+CREATE TABLE IF NOT EXISTS run_files (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    path TEXT NOT NULL,         -- relative to the run's directory
+    content TEXT NOT NULL,      -- as written there (scrubbed)
+    PRIMARY KEY (run_id, path)
+);
+"""
+
 # Events after which the run's status column changes.
 _STATUS_EVENTS = RUN_STATUS_EVENTS
 # Event fields the run's state is folded from (ids, names, fingerprints, resolved action):
@@ -241,7 +252,7 @@ class Journal:
                                else SqliteStore(_private_file(home / "journal.sqlite3"),
                                                 busy_timeout))
             with self._lock:
-                migrate(self._db, "journal", [_SCHEMA, _OWNERS], now())
+                migrate(self._db, "journal", [_SCHEMA, _OWNERS, _RUN_FILES], now())
 
     @property
     def kind(self) -> str:
@@ -338,6 +349,11 @@ class Journal:
         """Tables of other parts of runbook (the daemon's inbox) in the same database."""
         with self._lock, self._storage():
             self._db.executescript(script)
+
+    def has_table(self, name: str) -> bool:
+        """Whether another part of runbook (the daemon's inbox) made this table here."""
+        with self._lock, self._storage():
+            return self._db.has_table(name)
 
     def migrate(self, component: str, migrations: list[str]) -> list[int]:
         """Apply `component`'s schema migrations not applied yet (see `journalstore`)."""
@@ -567,12 +583,36 @@ class Journal:
 
     def write_file(self, run_id: str, relative: str, content: str | dict[str, Any]) -> Path:
         """Write a run-directory file atomically (scrubbed, 0600): the old file or the new
-        one, never half of one."""
-        path = self.run_dir(run_id) / relative
+        one, never half of one. On PostgreSQL the same text goes into `run_files` for the
+        other replicas; on SQLite (one host) the directory is where it is kept."""
         if isinstance(content, dict):
             text = json.dumps(SECRETS.scrub(content), indent=2, default=str) + "\n"
         else:
             text = SECRETS.scrub(content)
+        if self.kind == "postgresql":
+            with self.transaction() as db:
+                db.execute("INSERT INTO run_files VALUES (?,?,?) ON CONFLICT (run_id, path) "
+                           "DO UPDATE SET content=excluded.content", (run_id, relative, text))
+        return self._write_private(self.run_dir(run_id) / relative, text)
+
+    def export(self, run_id: str) -> Path:
+        """The run's directory as its process wrote it, written here from the journal
+        where it is missing or behind (a run another replica drove; not one this process
+        drives now): its files and events.jsonl, byte for byte. Returns the directory."""
+        directory = self.run_dir(run_id)
+        for relative, text in self.read("SELECT path, content FROM run_files WHERE run_id=?",
+                                        (run_id,)):
+            path = directory / relative
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                self._write_private(path, text)
+        lines = "".join(json.dumps(e.to_json(), default=str) + "\n"
+                        for e in self.events(run_id))
+        events = directory / "events.jsonl"
+        if not events.is_file() or events.read_text(encoding="utf-8") != lines:
+            self._write_private(events, lines)
+        return directory
+
+    def _write_private(self, path: Path, text: str) -> Path:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with self._storage():
             for parent in reversed(path.relative_to(self.home).parents):

@@ -51,6 +51,7 @@ class Store(Protocol):
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor: ...
     def executescript(self, script: str) -> None: ...
     def ddl(self, statement: str) -> None: ...  # one schema statement written for SQLite
+    def has_table(self, name: str) -> bool: ...
     # A write transaction, serialized with every other writer unless `serialized` is False
     # (PostgreSQL only: a statement that locks its own rows, FOR UPDATE SKIP LOCKED).
     def begin(self, serialized: bool = True) -> None: ...
@@ -81,6 +82,10 @@ class SqliteStore:
 
     def ddl(self, statement: str) -> None:
         self._db.execute(statement)
+
+    def has_table(self, name: str) -> bool:
+        return bool(self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                                     "name=?", (name,)).fetchone())
 
     def begin(self, serialized: bool = True) -> None:
         self._db.execute("BEGIN IMMEDIATE")  # SQLite has one writer at a time regardless
@@ -121,6 +126,10 @@ class PostgresStore:
 
     def ddl(self, statement: str) -> None:
         self._db.execute(schema_for_postgres(statement).encode())
+
+    def has_table(self, name: str) -> bool:
+        row = self._db.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        return bool(row and row[0])
 
     def begin(self, serialized: bool = True) -> None:
         self._db.execute("BEGIN")

@@ -88,6 +88,8 @@ def load(journal: Journal, run_id: str) -> Incident:
             found = journal.read("SELECT run_id FROM work WHERE group_key = ? AND run_id IS NOT "
                                  "NULL GROUP BY run_id ORDER BY min(id)", (group,))
             run_ids = [str(r[0]) for r in found] or run_ids
+    for rid in run_ids:  # a run another replica drove: its directory, here, from the journal
+        journal.export(rid)
     states = [journal.state(rid) for rid in run_ids]
     states.sort(key=lambda s: (s.started_at, s.run_id))
     sources = {s.run_id: journal.get_run(s.run_id).source for s in states}
@@ -95,8 +97,7 @@ def load(journal: Journal, run_id: str) -> Incident:
 
 
 def _has_table(journal: Journal, name: str) -> bool:
-    return bool(journal.read("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                             (name,)))
+    return journal.has_table(name)
 
 
 def _alerts(journal: Journal, run_ids: list[str]) -> list[dict[str, Any]]:

@@ -168,7 +168,7 @@ def replay(recording: Recording, registry: Registry, loaded: LoadedPlaybook | No
     fake = replay_registry(registry)
     pinned = frozenset(k.name for k in registry if k.pin is not None)
     with tempfile.TemporaryDirectory(prefix="runbook-replay-") as scratch, \
-            Journal(Path(scratch)) as journal:
+            Journal(Path(scratch), dsn="") as journal:  # SQLite, whatever the env says
         journal.read("PRAGMA synchronous=OFF")  # a throwaway journal: no fsync per event
         gate = _ReplayGate(journal, fake, recording, pinned)
         engine = _ReplayEngine(fake, journal, gate, recording, recorded_book)

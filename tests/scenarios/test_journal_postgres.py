@@ -71,6 +71,28 @@ def test_a_run_on_postgres_reads_as_on_sqlite(tmp_path: Path, dsn: str,
         assert [r.id for r in other.runs()] == [on_postgres.run_id]
 
 
+def test_any_replica_has_a_runs_files_and_its_postmortem(tmp_path: Path, dsn: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evidence and reports are in the journal: a host that never saw the run writes its
+    directory byte for byte, and the postmortem it drafts cites the same hashes."""
+    from runner import postmortem
+
+    monkeypatch.setenv("RUNBOOK_JOURNAL_DSN", dsn)
+    kit = Kit(tmp_path / "replica-a")
+    state = kit.run(RUN, approve=frozenset({"fix=mem.act"}))
+    kit.journal.close()
+    here = kit.journal.run_dir(state.run_id)
+    with Journal(tmp_path / "replica-b") as other:
+        draft = postmortem.draft(postmortem.load(other, state.run_id))
+        there = other.run_dir(state.run_id)
+        written = sorted(p.relative_to(here) for p in here.rglob("*") if p.is_file())
+        assert sorted(p.relative_to(there) for p in there.rglob("*") if p.is_file()) == written
+        for relative in written:
+            assert (there / relative).read_bytes() == (here / relative).read_bytes(), relative
+    with Journal(tmp_path / "replica-a") as again:
+        assert postmortem.draft(postmortem.load(again, state.run_id)) == draft
+
+
 def test_of_replicas_claiming_one_run_at_once_exactly_one_wins(tmp_path: Path,
                                                                dsn: str) -> None:
     with Journal(tmp_path / "a", dsn=dsn) as journal:
@@ -110,13 +132,14 @@ def test_a_remedy_is_attempted_once_whichever_connection_asks(tmp_path: Path,
 
 def test_migrations_are_versioned_and_each_runs_once(tmp_path: Path, dsn: str) -> None:
     with Journal(tmp_path / "a", dsn=dsn) as journal:
-        assert journal.migrate("journal", ["SELECT 1", "SELECT 1"]) == []  # v1, v2 done
+        assert journal.migrate("journal", ["SELECT 1"] * 3) == []  # v1 to v3 done
         assert journal.migrate("extra", ["CREATE TABLE extra (id INTEGER PRIMARY KEY "
                                          "AUTOINCREMENT, at REAL)"]) == [1]
         assert journal.migrate("extra", ["CREATE TABLE extra (id INTEGER)"]) == []
         rows = journal.read("SELECT component, version FROM schema_migrations "
                             "ORDER BY component, version")
-    assert [tuple(r) for r in rows] == [("extra", 1), ("journal", 1), ("journal", 2)]
+    assert [tuple(r) for r in rows] == [("extra", 1), ("journal", 1), ("journal", 2),
+                                        ("journal", 3)]
 
 
 def test_a_journal_database_that_is_gone_is_journal_unavailable(tmp_path: Path,
