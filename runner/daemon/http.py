@@ -9,7 +9,9 @@ may call is decided in `auth.py`; what happens to the alerts, in `service.py`.
     POST /v1/runs/{id}/approvals   {"remedy": ..., "decision": "approve"|"decline"},
                                    with an approver's bearer token
     POST /v1/slack/interactions    Slack's signed button clicks (slackapp.py)
-    GET  /healthz                  liveness only: {"status": "ok"}, nothing about runs
+    GET  /healthz                  ready: {"status": "ok"} once the journal answers a
+                                   query, else 503; `?live`: the process answers
+                                   (liveness). Nothing about runs either way
     GET  /metrics                  Prometheus metrics (a reader's token unless
                                    `metrics: {auth: none}`)
     GET  /runs, /runs/{id}         the HTML run pages, and their sign-in (pages.py)
@@ -31,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..errors import JournalError, UsageError
+from ..errors import JournalError, JournalUnavailable, UsageError
 from . import pages
 from .alerts import (
     Alert,
@@ -236,7 +238,16 @@ class Api:
         return Response(status_code=200, background=BackgroundTask(then))
 
     async def healthz(self, request: Request) -> Response:
-        # unauthenticated: says it is alive and nothing else (no playbooks, kinds, counts)
+        # Unauthenticated: says whether it can serve and nothing else (no playbooks, kinds,
+        # counts, nor why the journal fails: that goes to the log). A replica whose journal
+        # does not answer must get no alerts (readiness); `?live` leaves the journal out, so
+        # that an outage of the shared database does not restart every replica (liveness).
+        if "live" not in request.query_params:
+            try:
+                await run_in_threadpool(self.daemon.journal.read, "SELECT 1")
+            except JournalUnavailable as exc:
+                self.daemon.log_once("healthz:journal", f"not ready: {exc}")
+                return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metrics(self, request: Request) -> Response:

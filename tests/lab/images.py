@@ -114,6 +114,11 @@ RECIPES: dict[str, Recipe | AppRecipe] = {
             _API_ENTRYPOINT,
         ),
     ),
+    # The daemon's base (tests/lab/daemonimage.py installs runbook from this checkout on it):
+    # a venv's Python, what the step kinds call out to (ssh for Ansible, CA certificates),
+    # and tini as PID 1 to pass on SIGTERM and reap what the kinds leave behind.
+    "daemon-base": Recipe(packages=("python3", "python3-venv", "ca-certificates",
+                                    "openssh-client", "tini")),
     # A host to reach over SSH (and, later, with Ansible: hence python3). The host keys are
     # made once, by the build step of the `sshd` image, so they are fixed for that build.
     "sshd-base": Recipe(packages=("openssh-server", "procps", "coreutils", "grep", "python3")),
