@@ -195,7 +195,7 @@ def test_bash_completion_completes_commands_options_and_playbooks() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "validate", "--target", "db-pool-exhausted",
-        "-h --help --debug --limit --status -o --format --home"]
+        "-h --help --debug --limit --status --shadow -o --format --home --server"]
 
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])

@@ -181,7 +181,8 @@ def test_the_pytest_plugin_collects_one_test_per_case(fixtures: Path) -> None:
     (fixtures / "broken.yaml").write_text(BROKEN)
     (fixtures / "notes.yaml").write_text("just: some yaml\n")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "runner.fixture_pytest", "-q", "-p",
+        # The plugin loads through its pytest11 entry point, as in a team's suite.
+        [sys.executable, "-m", "pytest", "-q", "-p",
          "no:cacheprovider", "--rootdir", str(fixtures), "-c", "/dev/null", str(fixtures)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={**_env(), "RUNBOOK_BACKENDS": "tests.support.membackend:register"})

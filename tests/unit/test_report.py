@@ -67,7 +67,7 @@ def test_a_finding_reading_a_field_its_step_lacks_names_the_step_and_the_field(
         assert state.findings[finding].status == "unknown"
         assert "step usage has no field" in reason, reason
         assert "dict object" not in reason and "attribute" not in reason
-    assert "'inodes_pct' (it has: ok, slept, timeout, value)" in (
+    assert "'inodes_pct' (it has: context, ok, slept, timeout, value)" in (
         state.findings["inodes"].reason or "")
     code, document = exit_code(state, capsys)
     assert (code, document["verdict"]) == (EXIT_UNDIAGNOSED, "inconclusive")

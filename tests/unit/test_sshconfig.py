@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from diagnostics import sshconfig, sshconn
+from runner.context import StepContext
 from runner.errors import PermanentError
 from runner.inventory import Target
 
 
 def open_probe(config: Path, host: str = "box") -> None:
     settings = sshconn.SshSettings.model_validate({"host": host, "ssh_config": str(config)})
-    with sshconn.SshConnector().probe(Target("t", "ssh", settings), 5):
+    with sshconn.SshConnector().probe(Target("t", "ssh", settings), StepContext.outside_a_run(5)):
         pass
 
 

@@ -31,7 +31,8 @@ from tests.enginekit import Kit
 
 # The strings journals hold today: a change here breaks every journal already written.
 ON_DISK: dict[type[StrEnum], set[str]] = {
-    RunStatus: {"running", "awaiting_approval", "completed", "failed", "interrupted"},
+    RunStatus: {"running", "awaiting_approval", "monitoring", "completed", "failed",
+                "interrupted"},
     StepStatus: {"pending", "running", "ok", "failed", "timeout", "skipped"},
     FindingStatus: {"fired", "clear", "unknown"},
     RemedyStatus: {"proposed", "declined", "not_needed", "skipped", "running", "succeeded",
@@ -42,6 +43,7 @@ ON_DISK: dict[type[StrEnum], set[str]] = {
                 "step.started", "step.retry", "step.finished", "finding", "remedy.proposed",
                 "remedy.skipped", "remedy.started", "remedy.finished", "remedy.ended_late",
                 "remedy.still_running", "remedy.interrupted", "verify.started",
+                "watch.started", "watch.relapsed",
                 "verify.finished", "approval", "approval.policy", "approval.refused",
                 "approval.void", "approval.expired", "lock.broken", "alert.resolved",
                 "notify.sent", "notify.failed", "escalation", "severity", "note"},
