@@ -332,7 +332,8 @@ def deployment(api: ApiDeployment) -> Any:
 
 def apply_rbac(target_namespace: str, manifest: Path = RBAC_MANIFEST) -> list[str]:
     """Create the manifest's objects, its RoleBindings in `target_namespace` (the manifest
-    says `namespace: apps` for the workloads' namespace); existing ones are left as they are.
+    says `namespace: apps` for the workloads' namespace); existing ones are left as they are,
+    but cluster roles are replaced, so that their rules are the manifest's now.
     The kinds and names created."""
     import yaml
     from kubernetes import client
@@ -361,6 +362,8 @@ def apply_rbac(target_namespace: str, manifest: Path = RBAC_MANIFEST) -> list[st
         except ApiException as exc:
             if exc.status != 409:  # already there
                 raise
+            if kind == "ClusterRole":
+                rbac.replace_cluster_role(meta["name"], doc)
         created.append(f"{kind}/{meta['name']}")
     return created
 
