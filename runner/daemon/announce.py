@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 class Announcer:
     def __init__(self, notifier: notify.Notifier, journal: Journal, inbox: Inbox,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, public_url: str | None = None) -> None:
         self.notifier, self.journal, self.inbox, self.metrics = notifier, journal, inbox, metrics
+        self.public_url = public_url  # the run pages' base, linked from every message
 
     def send(self, run_id: str, message: dict[str, Any]) -> None:
         if self._shadow(run_id):  # a shadow route tells no one
@@ -31,7 +32,7 @@ class Announcer:
             return
         alerts = self.inbox.alerts_of(run_id)
         self.journal.append(run_id, EventKind.ALERT_RESOLVED, {"alerts": len(alerts)})
-        self.send(run_id, notify.resolved(self.journal.state(run_id), alerts))
+        self.send(run_id, notify.resolved(self.journal.state(run_id), alerts, self.public_url))
 
     def _shadow(self, run_id: str) -> bool:
         from ..shadow import is_shadow

@@ -188,6 +188,9 @@ class DaemonConfig(_Strict):
     four_eyes: bool = Field(False, description="the approver may not be who requested the run")
     approvers: dict[str, Approver] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
+    public_url: str | None = Field(None, description="where people reach the daemon, e.g. "
+                                   "https://runbook.example.com: every message links to "
+                                   "the run's page under it")
     journal: JournalAt | None = Field(None, description="PostgreSQL for several replicas; "
                                       "default: SQLite under RUNBOOK_HOME (or "
                                       "RUNBOOK_JOURNAL_DSN)")
@@ -208,6 +211,8 @@ class DaemonConfig(_Strict):
     def _checks(self) -> DaemonConfig:
         if self.auth.mode == "none" and not _loopback(self.listen.host):
             raise ValueError("auth mode none is allowed only when listening on loopback")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError(f"public_url {self.public_url!r}: expected http:// or https://")
         if self.auth.mode == "bearer" and not self.auth.token_env:
             raise ValueError("auth mode bearer needs token_env")
         if self.auth.mode == "hmac" and not self.auth.secret_env:

@@ -69,37 +69,46 @@ def notes(alerts: list[Alert]) -> list[str]:
             "saw only the alerts it was sent; the sender's UI lists them all"]
 
 
-def _alert_facts(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
+def _alert_facts(state: RunState, alerts: list[Alert],
+                 public_url: str | None) -> dict[str, Any]:
     starts = [a.starts_at for a in alerts if a.starts_at]
+    page = f"{public_url.rstrip('/')}/runs/{state.run_id}" if public_url else None
     return {
         "started": min(starts).isoformat() if starts else None,
         "symptoms": "; ".join(sorted({a.annotations.get("summary") or a.name
                                       for a in alerts})) or "(no alert annotations)",
         "notes": notes(alerts),
-        "links": links(alerts),
-        "approve": (f"POST /v1/runs/{state.run_id}/approvals or "
-                    f"`runbook approve {state.run_id} REMEDY`"),
+        "links": ([{"text": "Run page", "url": page}] if page else []) + links(alerts),
+        "approve": (f"sign in on the run page {page}" if page else
+                    f"POST /v1/runs/{state.run_id}/approvals")
+                   + f" or `runbook approve {state.run_id} REMEDY`",
     }
 
 
-def incident(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
+def incident(state: RunState, alerts: list[Alert],
+             public_url: str | None = None) -> dict[str, Any]:
     """INCIDENT ALERT: severity, service, started, impact, symptoms, responding, status,
     and what waits."""
     templates, settings = setup.daemon_templates()
-    return build("incident", state, templates, settings, alert=_alert_facts(state, alerts))
+    return build("incident", state, templates, settings,
+                 alert=_alert_facts(state, alerts, public_url))
 
 
-def update(state: RunState, alerts: list[Alert] | None = None) -> dict[str, Any]:
+def update(state: RunState, alerts: list[Alert] | None = None,
+           public_url: str | None = None) -> dict[str, Any]:
     """UPDATE: time, status, what was found or done, next step, ETA."""
     templates, settings = setup.daemon_templates()
-    return build("update", state, templates, settings, alert=_alert_facts(state, alerts or []))
+    return build("update", state, templates, settings,
+                 alert=_alert_facts(state, alerts or [], public_url))
 
 
-def resolved(state: RunState, alerts: list[Alert]) -> dict[str, Any]:
+def resolved(state: RunState, alerts: list[Alert],
+             public_url: str | None = None) -> dict[str, Any]:
     """RESOLVED: duration (from the first alert), summary, root cause, resolution, review
     date."""
     templates, settings = setup.daemon_templates()
-    return build("resolved", state, templates, settings, alert=_alert_facts(state, alerts))
+    return build("resolved", state, templates, settings,
+                 alert=_alert_facts(state, alerts, public_url))
 
 
 def customer(state: RunState) -> dict[str, Any]:

@@ -49,7 +49,7 @@ class Daemon:
         self.writer = IntakeWriter(self.inbox)
         self.metrics = Metrics(self.inbox)
         self.announcer = Announcer(notify.Notifier(list(config.notify), journal), journal,
-                                   self.inbox, self.metrics)
+                                   self.inbox, self.metrics, config.public_url)
         self.stopping = threading.Event()
         self.new_alerts = threading.Event()
         self.new_work = threading.Event()
@@ -72,11 +72,24 @@ class Daemon:
             log.warning("recovered after a stop: %d run(s) interrupted, %d work item(s) "
                         "requeued", len(interrupted), requeued)
         self.writer.thread.start()
+        threading.Thread(target=self._retry_undelivered, name="retry-notify",
+                         daemon=True).start()
         self.threads = [threading.Thread(target=self._dispatch_loop, name="dispatcher",
                                          daemon=True), *self.workers.threads(),
                         self.escalator.thread(), self.watcher.thread()]
         for thread in self.threads:
             thread.start()
+
+    def _retry_undelivered(self) -> None:
+        """Messages that failed before a stop (their sink was down) are sent again."""
+        from ..comms.notifier import runs_with_undelivered
+
+        try:
+            for run_id in runs_with_undelivered(self.journal):
+                self.announcer.notifier.retry_undelivered(run_id)
+        except Exception as exc:  # a retry must never keep the daemon from serving
+            self.log_once("retry-notify", f"retrying undelivered messages failed: {exc}",
+                          level=logging.ERROR, exc_info=True)
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop claiming work; let running runs finish within the grace period. A run still

@@ -66,7 +66,8 @@ class Watcher:
                 self._due[row.id] = time.monotonic() + next_look(state)
                 continue
             self._due.pop(row.id, None)
-            self.announcer.send(row.id, notify.update(state, self.inbox.alerts_of(row.id)))
+            self.announcer.send(row.id, notify.update(state, self.inbox.alerts_of(row.id),
+                                                      self.config.public_url))
             if any(e.type == EventKind.WATCH_RELAPSED for e in state.timeline[-3:]):
                 reopened = self.inbox.reopen(row.id)
                 log.warning("run %s relapsed during its watch; the incident reopens%s", row.id,

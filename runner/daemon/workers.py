@@ -83,7 +83,7 @@ class Workers:
                 engine = shadow.engine_for(self.registry, self.journal, policy)
             plan = lifecycle.replan_run(self.journal, run_id, inventory, self.registry)
             state = lifecycle.resume(engine, plan, run_id, by="daemon")
-            message = notify.update(state)
+            message = notify.update(state, public_url=self.config.public_url)
         else:
             loaded = lifecycle.load_playbook(item.playbook, self.config.playbook_dirs(),
                                              self.registry)
@@ -95,7 +95,8 @@ class Workers:
                 on_run_id=lambda new_id: self.inbox.set_run(item.id, new_id),
                 route_severity=self._route_severity(item.route))
             run_id = state.run_id
-            message = notify.incident(state, self.inbox.alerts_of(run_id))
+            message = notify.incident(state, self.inbox.alerts_of(run_id),
+                                      self.config.public_url)
         self.metrics.observe_run(state)
         self.announcer.send(run_id, message)
         return state

@@ -192,3 +192,44 @@ def test_a_generic_webhook_gets_the_links_and_the_truncation_as_data(
     assert message["notes"] == ["2 more alert(s) were truncated by Alertmanager (its "
                                 "max_alerts): this run saw only the alerts it was sent; the "
                                 "sender's UI lists them all"]
+
+
+def test_with_a_public_url_every_message_links_the_run_page(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack: SlackStandIn,
+        runbook_home: Path) -> None:
+    monkeypatch.setenv("TEST_INTAKE_TOKEN", "intake-tok-123")
+    monkeypatch.setenv("TEST_SLACK_URL", slack.url)
+    config = write_world(tmp_path, CONFIG + "public_url: https://runbook.example.com/\n")
+    with daemon_in_thread(config, runbook_home, "intake-tok-123") as daemon:
+        daemon.post("/v1/alerts/alertmanager", payload())
+        [run] = daemon.wait_run(lambda runs: len(runs) == 1)
+        slack.wait_for(lambda got: len(got) >= 1)
+    page = f"https://runbook.example.com/runs/{run['run_id']}"
+    assert links_in(slack)["Run page"] == page
+    assert f"sign in on the run page {page}" in json.dumps(slack.got[0])
+
+
+def test_messages_that_failed_before_a_restart_are_delivered_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack: SlackStandIn,
+        runbook_home: Path) -> None:
+    from runner.comms.notifier import undelivered
+
+    monkeypatch.setenv("TEST_INTAKE_TOKEN", "intake-tok-123")
+    monkeypatch.setenv("TEST_SLACK_URL", slack.url)
+    config = write_world(tmp_path, CONFIG)
+    slack.status = 500  # the channel is down
+    with daemon_in_thread(config, runbook_home, "intake-tok-123") as daemon:
+        daemon.post("/v1/alerts/alertmanager", payload())
+        [run] = daemon.wait_run(lambda runs: len(runs) == 1 and runs[0]["status"] !=
+                                "running")
+        journal = daemon.daemon.journal
+        from tests.support.polling import wait_for
+
+        wait_for(lambda: bool(undelivered(journal, run["run_id"])), "a failed message")
+    slack.status = 200
+    slack.got.clear()
+    slack.refused.clear()  # what it refused while down, on purpose
+    with daemon_in_thread(config, runbook_home, "intake-tok-123") as daemon:
+        slack.wait_for(lambda got: len(got) >= 1)
+        wait_for(lambda: not undelivered(daemon.daemon.journal, run["run_id"]),
+                 "the failed message delivered")
