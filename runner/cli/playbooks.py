@@ -116,6 +116,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         loaded_inventory = inventory.load(inv_paths, registry)
     except PlaybookError as exc:
         problems += exc.problems
+    try:  # notify.yaml and a team's message templates, beside the inventory
+        from ..comms.setup import for_cli
+
+        for_cli(None, inv_paths)
+    except PlaybookError as exc:
+        problems += exc.problems
     found = target_warnings(registry, list(loaded_inventory or []))
     if args.format == "json":
         render.emit({"ok": not problems, "playbooks": [str(p) for p in paths],

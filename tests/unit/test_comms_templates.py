@@ -164,3 +164,11 @@ def test_what_a_system_said_posts_as_text_and_only_configured_mentions_ping(
     shown = json.dumps(alert.blocks)
     assert "log line: &lt;!channel&gt; see &lt;http://evil.example|the dashboard&gt;" in shown
     assert "cut: the run has it all" in shown
+
+
+def test_validate_finds_a_wrong_notify_file_before_any_run(
+        world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (world / "notify.yaml").write_text("notify: true\nsinkz: []\n")
+    assert main(["validate"]) == 2
+    assert f"{world / 'notify.yaml'}:2:8: sinkz: unknown field 'sinkz'" in \
+        capsys.readouterr().err
