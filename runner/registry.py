@@ -46,7 +46,8 @@ class Connector(Protocol):
     Both receive the step's `StepContext` (`runner.context`): its own timeout and deadline,
     the run's directory and runbook's home, a logger and a cancellation signal.
     A connector may offer `prepare()`, called once before a run's steps start: the place to
-    import its client library, so that no step's time includes it.
+    import its client library, so that no step's time includes it; and `extras(target)`,
+    the package extras a target needs (`runner.extras` says which `pip install` adds them).
     A connector should offer `identity(target, timeout) -> dict[str, str]`: the non-secret
     resolved identity of what the target's name points at now (a container id, a workload
     uid, a database's system identifier, a host key). An approval binds to it, and the gate
