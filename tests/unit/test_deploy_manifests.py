@@ -210,6 +210,20 @@ def test_a_replica_whose_journal_dsn_is_a_closed_port_never_serves(tmp_path: Pat
     assert password not in proc.stdout + proc.stderr
 
 
+def test_a_replica_without_the_journal_dsn_refuses_to_start_rather_than_journal_alone(
+        configmap_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two replicas each on SQLite in its emptyDir would each believe it holds a target's
+    lock: the shipped config names its journal, so a missing DSN stops the replica."""
+    monkeypatch.delenv("RUNBOOK_JOURNAL_DSN")
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "daemon", "--config", str(configmap_files),
+         "--host", "127.0.0.1", "--port", str(free_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert proc.returncode != 0
+    assert "RUNBOOK_JOURNAL_DSN is not set" in proc.stderr
+    assert not list((tmp_path / "home").rglob("journal.sqlite3"))
+
+
 # The systemd unit
 
 
