@@ -138,8 +138,9 @@ def test_the_servicemonitor_scrapes_the_services_port_with_the_metrics_token(
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
     assert endpoint["path"] == "/metrics"
     metrics_env = yaml.safe_load(shipped["ConfigMap"]["data"]["daemon.yaml"])["metrics"]
-    assert endpoint["bearerTokenSecret"] == (
-        env(shipped)[metrics_env["token_env"]]["valueFrom"]["secretKeyRef"])
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": env(shipped)[metrics_env["token_env"]]["valueFrom"]["secretKeyRef"]}
 
 
 @pytest.fixture
