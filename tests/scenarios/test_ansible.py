@@ -304,7 +304,8 @@ def test_events_say_what_ran_outside_check_mode_even_when_the_reading_missed_it(
     task the static reading did not foresee (here: none was read) is still caught."""
     settings = fleet(tmp_path, key, write_known_hosts(tmp_path / "known_hosts", [host]),
                      host.ip).settings
-    probe = ansible.AnsibleProbe(Target("lab-fleet", "ansible", settings), 120)
+    probe = ansible.AnsibleProbe(Target("lab-fleet", "ansible", settings),
+                                 StepContext.outside_a_run(120))
     docker_exec(host, "sh", "-c", f"rm -f {' '.join(REAL_FILES)}")
     result = probe.run(ansible.PlaybookParams(playbook="real-in-check.yml"), check=True)
     assert result["ok"] is False and result["changed"] is True
@@ -417,7 +418,7 @@ def test_a_symlink_out_of_playbook_dir_is_refused(tmp_path: Path) -> None:
     (books / "fine.yml").write_text("- hosts: all\n")
     settings = ansible.AnsibleSettings.model_validate({
         "playbook_dir": str(books), "inventory": str(tmp_path / "hosts.ini")})
-    handle = ansible.AnsibleProbe(Target("t", "ansible", settings), 10)
+    handle = ansible.AnsibleProbe(Target("t", "ansible", settings), StepContext.outside_a_run(10))
     with pytest.raises(PermanentError, match="leads out of"):
         handle.playbook_path("sneaky.yml")
     with pytest.raises(PermanentError, match="no playbook"):
@@ -473,7 +474,7 @@ class _FailingRun(ansible.AnsibleAction):
 def test_a_real_run_that_fails_fails_the_remedy_and_says_where_to_look(tmp_path: Path) -> None:
     settings = ansible.AnsibleSettings.model_validate({
         "playbook_dir": str(tmp_path), "inventory": str(tmp_path / "hosts.ini")})
-    action = _FailingRun(Target("t", "ansible", settings), 10)
+    action = _FailingRun(Target("t", "ansible", settings), StepContext.outside_a_run(10))
     with pytest.raises(PermanentError) as failed:
         ansible.run_playbook(action, ansible.PlaybookParams(playbook="site.yml"))
     message = str(failed.value)
