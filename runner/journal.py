@@ -40,6 +40,7 @@ from .journalstore import (
     SqliteStore,
     Store,
     database_unavailable,
+    extend,
     migrate,
 )
 from .redact import SECRETS
@@ -348,7 +349,7 @@ class Journal:
     def extend_schema(self, script: str) -> None:
         """Tables of other parts of runbook (the daemon's inbox) in the same database."""
         with self._lock, self._storage():
-            self._db.executescript(script)
+            extend(self._db, script)
 
     def has_table(self, name: str) -> bool:
         """Whether another part of runbook (the daemon's inbox) made this table here."""

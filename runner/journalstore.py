@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -108,31 +108,43 @@ class PostgresStore:
     kind = "postgresql"
 
     def __init__(self, dsn: str, busy_timeout: float) -> None:
-        import psycopg
         from psycopg.conninfo import conninfo_to_dict
 
         # lock_timeout: a writer waits at most busy_timeout for the others, as on SQLite;
         # after the DSN's own options, which are kept.
         options = " ".join(filter(None, [str(conninfo_to_dict(dsn).get("options") or ""),
                                          f"-c lock_timeout={int(busy_timeout * 1000)}"]))
-        self._db = psycopg.connect(dsn, autocommit=True, connect_timeout=10,
-                                   options=options)
+        self._dsn, self._options = dsn, options
+        self._db = self._connect()
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self._dsn, autocommit=True, connect_timeout=10,
+                               options=self._options)
+
+    def _live(self) -> Any:
+        """The connection; a new one when the old was lost (the server restarted) and no
+        transaction was open on it (one that was is failed by the caller, not replayed)."""
+        if self._db.closed or self._db.broken:
+            self._db = self._connect()
+        return self._db
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
-        return self._db.execute(to_postgres(sql).encode(), tuple(args))
+        return self._live().execute(to_postgres(sql).encode(), tuple(args))  # type: ignore[no-any-return]
 
     def executescript(self, script: str) -> None:
-        self._db.execute(schema_for_postgres(script).encode())
+        self._live().execute(schema_for_postgres(script).encode())
 
     def ddl(self, statement: str) -> None:
-        self._db.execute(schema_for_postgres(statement).encode())
+        self._live().execute(schema_for_postgres(statement).encode())
 
     def has_table(self, name: str) -> bool:
         row = self._db.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
         return bool(row and row[0])
 
     def begin(self, serialized: bool = True) -> None:
-        self._db.execute("BEGIN")
+        self._live().execute("BEGIN")
         if serialized:
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
 
@@ -146,7 +158,9 @@ class PostgresStore:
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return self._db.info.transaction_status != TransactionStatus.IDLE
+        # A lost connection holds no transaction: the next statement reconnects.
+        return self._db.info.transaction_status in {
+            TransactionStatus.ACTIVE, TransactionStatus.INTRANS, TransactionStatus.INERROR}
 
     def close(self) -> None:
         self._db.close()
@@ -173,7 +187,7 @@ def schema_for_postgres(script: str) -> str:
 def migrate(store: Store, component: str, migrations: Sequence[str], at: str) -> list[int]:
     """Apply the migrations of `component` not applied yet, in order, each in the write
     transaction that records it; the versions applied now (1-based)."""
-    store.executescript(MIGRATIONS_TABLE)
+    _serialized(store, lambda: store.ddl(MIGRATIONS_TABLE))  # replicas may start at once
     applied = []
     for version, script in enumerate(migrations, start=1):
         if store.execute("SELECT 1 FROM schema_migrations WHERE component=? AND version=?",
@@ -193,6 +207,26 @@ def migrate(store: Store, component: str, migrations: Sequence[str], at: str) ->
             store.rollback()
             raise
     return applied
+
+
+def extend(store: Store, script: str) -> None:
+    """A schema script (CREATE ... IF NOT EXISTS) run as one serialized write: on
+    PostgreSQL two replicas creating the same table at once would otherwise collide."""
+    def work() -> None:
+        for statement in _statements(script):
+            store.ddl(statement)
+
+    _serialized(store, work)
+
+
+def _serialized(store: Store, work: Callable[[], None]) -> None:
+    store.begin()
+    try:
+        work()
+        store.commit()
+    except BaseException:
+        store.rollback()
+        raise
 
 
 def _statements(script: str) -> list[str]:

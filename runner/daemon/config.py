@@ -140,9 +140,11 @@ class JournalAt(_Strict):
     dsn_env: str = Field(description="env var holding the PostgreSQL DSN (libpq form)")
 
     def dsn(self) -> str:
+        from ..errors import UsageError
+
         value = os.environ.get(self.dsn_env)
         if not value:
-            raise ValueError(f"journal: {self.dsn_env} is not set (the journal's DSN)")
+            raise UsageError(f"journal: {self.dsn_env} is not set (the journal's DSN)")
         return value
 
 

@@ -70,7 +70,7 @@ def _crash(faults: Faults, db: LabDatabase) -> None:
 def _bad_deploy(faults: Faults, db: LabDatabase) -> None:
     _api(db, "good")
     # runbook sees the good image run (as it would have on any earlier check) ...
-    subprocess.run([RUNBOOK, "run", "bad-deploy", "-t", "lab-api", "--no-input"],
+    subprocess.run([RUNBOOK, "run", "bad-deploy", "-t", "lab-api", "--no-input", *SHORT_WATCH],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     deploy(API_NAME, "bad")  # ... then version 1.5.0 goes out
     for _ in range(5):  # and users hit it
@@ -83,6 +83,9 @@ def _leak(faults: Faults, db: LabDatabase) -> None:
     fault(API_URL, leak_mb_per_s=4)
 
 
+# The playbooks watch a fix for the seeds' 15 minutes; the demo watches it for 5 seconds.
+SHORT_WATCH = ("-p", "watch_for=5s")
+
 SCENARIOS = {
     "pool": Scenario("20 API sessions left idle inside open transactions (22 slots)",
                      "db-pool-exhausted", "end-idle-transactions",
@@ -94,12 +97,14 @@ SCENARIOS = {
                      "cancel-long-queries", ("-t", "db=lab-db", "-p", "long_after=2s"),
                      _runaway_query),
     "api-down": Scenario("the API process crashes (exit code 3)", "api-down", "start-api",
-                         ("-t", "api=lab-api", "-t", "db=lab-db", "-p", "deploy_within=0s"),
+                         ("-t", "api=lab-api", "-t", "db=lab-db", "-p", "deploy_within=0s",
+                          *SHORT_WATCH),
                          _crash),
     "bad-deploy": Scenario("version 1.5.0 is deployed; /api/accounts now fails",
-                           "bad-deploy", "roll-back", ("-t", "lab-api",), _bad_deploy),
+                           "bad-deploy", "roll-back", ("-t", "lab-api", *SHORT_WATCH),
+                           _bad_deploy),
     "memory-leak": Scenario("the API leaks 4 MB/s", "memory-leak", "rolling-restart",
-                            ("-t", "lab-api", "-p", "window=10s"), _leak),
+                            ("-t", "lab-api", "-p", "window=10s", *SHORT_WATCH), _leak),
 }
 
 

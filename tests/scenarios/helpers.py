@@ -9,6 +9,9 @@ import psycopg
 from tests.lab.faults import LabDatabase
 from tests.support.polling import wait_for
 
+# The shipped playbooks watch a fix for 15 minutes; a test watches for seconds.
+SHORT_WATCH = ("--param", "watch_for=3s")
+
 
 def alive(db: LabDatabase, pids: list[int]) -> set[int]:
     with psycopg.connect(db.admin, autocommit=True) as conn:

@@ -12,7 +12,7 @@ import pytest
 from runner.paths import home
 from tests.lab.api import fault, wait_exit
 from tests.scenarios.conftest import CLI
-from tests.scenarios.helpers import findings
+from tests.scenarios.helpers import SHORT_WATCH, findings
 from tests.scenarios.servicelab import ServiceLab
 
 pytestmark = pytest.mark.lab
@@ -35,7 +35,7 @@ def test_an_outage_is_p0_and_its_postmortem_cites_real_evidence(
     fault(api.url, crash=True)
     assert wait_exit(api.name)["ExitCode"] == 3
 
-    code, report = cli.json("run", "api-down", *NO_DEPLOY, "--no-input")
+    code, report = cli.json("run", "api-down", *SHORT_WATCH, *NO_DEPLOY, "--no-input")
     assert code == 1 and "api-unreachable" in findings(report)
     assert report["severity"] == "P0"
     assert report["severity_why"] == ("complete outage, the API does not answer or all its "
@@ -66,7 +66,7 @@ def test_an_outage_is_p0_and_its_postmortem_cites_real_evidence(
 def test_one_failing_endpoint_is_p1(cli: CLI, services: ServiceLab) -> None:
     api = services.start()
     fault(api.url, fail_endpoint="/api/balance-report")
-    code, report = cli.json("run", "api-down", *NO_DEPLOY, "--no-input")
+    code, report = cli.json("run", "api-down", *SHORT_WATCH, *NO_DEPLOY, "--no-input")
     assert code == 1 and "one-endpoint-fails" in findings(report)
     assert "api-unreachable" not in findings(report)
     assert (report["severity"], report["severity_why"]) == (

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import psycopg.conninfo
 import pytest
 from psycopg.conninfo import make_conninfo
 
@@ -140,6 +141,47 @@ def test_migrations_are_versioned_and_each_runs_once(tmp_path: Path, dsn: str) -
                             "ORDER BY component, version")
     assert [tuple(r) for r in rows] == [("extra", 1), ("journal", 1), ("journal", 2),
                                         ("journal", 3)]
+
+
+def test_replicas_starting_at_once_on_an_empty_database_all_start(tmp_path: Path,
+                                                                  dsn: str) -> None:
+    barrier, journals, failed = threading.Barrier(4), [], []
+
+    def start(index: int) -> None:
+        barrier.wait()
+        try:
+            journal = Journal(tmp_path / f"r{index}", dsn=dsn)
+            journal.migrate("inbox", ["CREATE TABLE IF NOT EXISTS work (id INTEGER)"])
+            journals.append(journal)
+        except Exception as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for journal in journals:
+        journal.close()
+    assert failed == [] and len(journals) == 4
+
+
+def test_a_lost_connection_is_made_again(tmp_path: Path, dsn: str,
+                                         lab_db: LabDatabase) -> None:
+    """The server ended the journal's session (a restart, a failover): the write in flight
+    fails as unavailable, and the next one reconnects; nothing half-written."""
+    with Journal(tmp_path / "a", dsn=dsn) as journal:
+        run_id = new_run_id()
+        journal.create_run(run_id, "pb", "P3", {})
+        dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+        with psycopg.connect(lab_db.admin, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
+        with pytest.raises(JournalUnavailable):
+            journal.append(run_id, EventKind.NOTE, {"text": "lost"})
+        journal.append(run_id, EventKind.NOTE, {"text": "after"})
+        assert [e.data.get("text") for e in journal.events(run_id)][-1] == "after"
+        assert "lost" not in [e.data.get("text") for e in journal.events(run_id)]
 
 
 def test_a_journal_database_that_is_gone_is_journal_unavailable(tmp_path: Path,

@@ -23,7 +23,7 @@ import pytest
 from tests.lab import kube
 from tests.lab.images import require_image
 from tests.scenarios.conftest import CLI
-from tests.scenarios.helpers import findings, remedy
+from tests.scenarios.helpers import SHORT_WATCH, findings, remedy
 
 pytestmark = pytest.mark.lab
 
@@ -295,7 +295,7 @@ def test_a_healthy_workload_raises_nothing(cli: CLI, lab: Lab, inventory: Path) 
 
 def test_api_down_names_the_waiting_reason_of_pods_not_ready(
         cli: CLI, lab: Lab, inventory: Path) -> None:
-    _code, report = cli.json("run", "api-down", "--target", "api=stuck", "--no-input")
+    _code, report = cli.json("run", "api-down", *SHORT_WATCH, "--target", "api=stuck", "--no-input")
     assert {"pods-not-ready", "rollout-stuck"} <= findings(report)
     said = next(f["message"] for f in report["findings"] if f["id"] == "pods-not-ready")
     assert "ErrImageNeverPull" in said and BAD_TAG in said
@@ -303,7 +303,8 @@ def test_api_down_names_the_waiting_reason_of_pods_not_ready(
 
 def test_api_down_names_the_scheduler_reason_of_a_pending_pod(
         cli: CLI, lab: Lab, inventory: Path) -> None:
-    _code, report = cli.json("run", "api-down", "--target", "api=greedy", "--no-input")
+    _code, report = cli.json("run", "api-down", *SHORT_WATCH, "--target", "api=greedy",
+                             "--no-input")
     said = next(f["message"] for f in report["findings"] if f["id"] == "pods-not-ready"
                 and f["status"] == "fired")
     assert "Unschedulable" in said and "Insufficient memory" in said
@@ -313,7 +314,7 @@ def test_bad_deploy_rolls_a_stuck_rollout_back_to_the_available_revision_after_a
         cli: CLI, lab: Lab, inventory: Path) -> None:
     undo = kube.ApiDeployment(lab.faulty, "undo", lab.good_image)
     good_rs = kube.replica_sets(undo)[1]
-    code, report = cli.json("run", "bad-deploy", "--target", "api=undo", "--no-input")
+    code, report = cli.json("run", "bad-deploy", *SHORT_WATCH, "--target", "api=undo", "--no-input")
     assert code == 1 and "rollout-stuck" in findings(report)
     proposed = remedy(report, "roll-back-stuck-rollout")
     assert proposed["status"] == "proposed"

@@ -19,7 +19,7 @@ from tests.lab import kube
 from tests.lab.api import container_dsn
 from tests.lab.faults import LabDatabase
 from tests.scenarios.conftest import CLI
-from tests.scenarios.helpers import findings, remedy
+from tests.scenarios.helpers import SHORT_WATCH, findings, remedy
 
 pytestmark = pytest.mark.lab
 
@@ -100,7 +100,8 @@ def test_oom_killed_pod_gets_a_higher_limit_and_the_rollout_finishes(
     kube.wait_container(api, lambda c: kube.last_reason(c) == "OOMKilled"
                         and c.restart_count >= 1 and bool(c.state.running), 240, "an OOM kill")
 
-    code, report = cli.json("run", "memory-leak", "--param", "window=3s", "--no-input")
+    code, report = cli.json("run", "memory-leak", *SHORT_WATCH, "--param", "window=3s",
+                            "--no-input")
     assert code == 1
     assert {"oom-killed", "restarting"} <= findings(report)
     status = step(report, "status")["result"]
@@ -111,7 +112,7 @@ def test_oom_killed_pod_gets_a_higher_limit_and_the_rollout_finishes(
     memory = step(report, "memory")["result"]
     assert memory["source"] == "docker" and "no metrics.k8s.io" in memory["note"]
 
-    _code, report = cli.json("run", "api-down", *NO_DEPLOY, "--no-input",
+    _code, report = cli.json("run", "api-down", *SHORT_WATCH, *NO_DEPLOY, "--no-input",
                              "--approve", "raise-memory-limit=service.set_memory_limit")
     assert "oom-killed" in findings(report)
     assert "api-unreachable" not in findings(report)  # it runs again, for now
@@ -135,7 +136,7 @@ def test_crash_looping_pod_is_diagnosed_from_its_previous_container(
     kube.wait_container(api, lambda c: kube.waiting_reason(c) == "CrashLoopBackOff"
                         and c.restart_count >= 1, 90, "CrashLoopBackOff")
 
-    code, report = cli.json("run", "api-down", *NO_DEPLOY, "--no-input")
+    code, report = cli.json("run", "api-down", *SHORT_WATCH, *NO_DEPLOY, "--no-input")
     assert code == 1
     assert {"api-unreachable", "crashed"} <= findings(report)
     status = step(report, "status")["result"]
@@ -163,7 +164,7 @@ def test_bad_image_rollout_is_undone_to_the_old_replica_set(cli: CLI, kl: KubeLa
     for _ in range(3):  # users hit the broken endpoint: the first errors follow the deploy
         httpx.get(f"{url}/api/accounts", timeout=5)
 
-    code, report = cli.json("run", "bad-deploy", "--no-input")
+    code, report = cli.json("run", "bad-deploy", *SHORT_WATCH, "--no-input")
     assert code == 1
     assert "errors-since-deploy" in findings(report)
     deploy = step(report, "deploy")["result"]
@@ -198,7 +199,8 @@ def test_memory_leak_rolling_restart_then_scale_out_and_back(cli: CLI, kl: KubeL
     api = kl.deploy(mem_limit="512Mi")
     leaking = kube.pods(api)[0].metadata.name
     kube.fault(api, leak_mb_per_s=4)
-    code, report = cli.json("run", "memory-leak", "--param", "window=6s", "--no-input",
+    code, report = cli.json("run", "memory-leak", *SHORT_WATCH, "--param", "window=6s",
+                            "--no-input",
                             "--approve", "rolling-restart=service.restart")
     assert code == 1
     assert "memory-growing" in findings(report)
@@ -250,7 +252,8 @@ def test_read_only_credentials_diagnose_but_the_api_server_refuses_remedies(
     kl.write_inventory(kubeconfig=read_only)  # remedies too get the read-only credentials
     kube.fault(api, leak_mb_per_s=4)
 
-    code, report = cli.json("run", "memory-leak", "--param", "window=4s", "--no-input",
+    code, report = cli.json("run", "memory-leak", *SHORT_WATCH, "--param", "window=4s",
+                            "--no-input",
                             "--approve", "rolling-restart=service.restart")
     assert code == 1  # diagnosed: every step ran with get/list/watch alone
     assert {s["id"]: s["status"] for s in report["steps"]} == {
@@ -277,7 +280,8 @@ def test_read_only_credentials_diagnose_but_the_api_server_refuses_remedies(
 
     # The remedies' own credentials (runbook-remedies) are enough for the same remedy.
     kl.write_inventory(kubeconfig=read_only, action_kubeconfig=remedies)
-    code, report = cli.json("run", "memory-leak", "--param", "window=4s", "--no-input",
+    code, report = cli.json("run", "memory-leak", *SHORT_WATCH, "--param", "window=4s",
+                            "--no-input",
                             "--approve", "rolling-restart=service.restart")
     assert remedy(report, "rolling-restart")["status"] == "succeeded"
 

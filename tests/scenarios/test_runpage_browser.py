@@ -57,7 +57,7 @@ routes:
     match: ['alertname="ApiMemoryLeak"']
     playbook: memory-leak
     targets: {{api: test-api}}
-    params: {{window: 8s}}
+    params: {{window: 8s, watch_for: 3s}}
   - name: db
     match: ['alertname="DbPoolExhausted"']
     playbook: db-pool-exhausted

@@ -13,6 +13,7 @@ from runner.paths import home
 from tests.lab.api import deploy, fault, wait_exit
 from tests.scenarios.conftest import CLI
 from tests.scenarios.helpers import (
+    SHORT_WATCH,
     findings,
     idle_in_transaction_of,
     remedy,
@@ -34,7 +35,7 @@ def test_api_down_crashed_is_found_then_started_after_approval(
     fault(api.url, crash=True)
     assert wait_exit(api.name)["ExitCode"] == 3
 
-    code, report = cli.json("run", "api-down", *NO_DEPLOY, "--no-input")
+    code, report = cli.json("run", "api-down", *SHORT_WATCH, *NO_DEPLOY, "--no-input")
     assert code == 1
     assert {"api-unreachable", "crashed"} <= findings(report)
     health = next(s for s in report["steps"] if s["id"] == "health")["result"]
@@ -59,7 +60,7 @@ def test_api_down_oom_killed_gets_more_memory_and_a_start(
     fault(api.url, leak_mb_per_s=25)
     assert wait_exit(api.name)["OOMKilled"] is True
 
-    _code, report = cli.json("run", "api-down", *NO_DEPLOY, "--no-input",
+    _code, report = cli.json("run", "api-down", *SHORT_WATCH, *NO_DEPLOY, "--no-input",
                             "--approve", "raise-memory-limit=service.set_memory_limit",
                             "--approve", "start-api=service.restart")
     assert "oom-killed" in findings(report)
@@ -79,8 +80,8 @@ def test_api_down_every_endpoint_failing_points_at_the_database(
     pool = wait_for(lambda: idle_in_transaction_of(services.db, "journey_app", 5),
                     "the API's 5 pool connections idle in a transaction")
     wait_idle_in_transaction(services.db, pool, seconds=1)  # as long as idle_after
-    code, report = cli.json("run", "api-down", *NO_DEPLOY, "--param", "idle_after=1s",
-                            "--no-input")
+    code, report = cli.json("run", "api-down", *SHORT_WATCH, *NO_DEPLOY,
+                            "--param", "idle_after=1s", "--no-input")
     assert code == 1
     assert "all-endpoints-fail" in findings(report)
     assert "api-unreachable" not in findings(report)
@@ -98,7 +99,7 @@ def test_api_down_one_failing_endpoint_points_at_the_code(
         cli: CLI, services: ServiceLab) -> None:
     api = services.start()
     fault(api.url, fail_endpoint="/api/balance-report")
-    code, report = cli.json("run", "api-down", *NO_DEPLOY, "--no-input")
+    code, report = cli.json("run", "api-down", *SHORT_WATCH, *NO_DEPLOY, "--no-input")
     assert code == 1
     assert "one-endpoint-fails" in findings(report)
     assert "all-endpoints-fail" not in findings(report)
@@ -108,14 +109,15 @@ def test_api_down_one_failing_endpoint_points_at_the_code(
 def test_bad_deploy_is_rolled_back_to_the_image_runbook_saw_before(
         cli: CLI, services: ServiceLab) -> None:
     api = services.start("good")
-    code, report = cli.json("run", "bad-deploy", "--no-input")  # runbook sees the good image
+    # runbook sees the good image
+    code, report = cli.json("run", "bad-deploy", *SHORT_WATCH, "--no-input")
     assert code == 0, report["findings"]
     deploy(api.name, "bad")
     time.sleep(1.1)
     for _ in range(3):  # users hit the broken endpoint: the first errors follow the deploy
         httpx.get(f"{api.url}/api/accounts", timeout=5)
 
-    code, report = cli.json("run", "bad-deploy", "--no-input")
+    code, report = cli.json("run", "bad-deploy", *SHORT_WATCH, "--no-input")
     assert code == 1
     assert "errors-since-deploy" in findings(report)
     proposed = remedy(report, "roll-back")
@@ -134,7 +136,8 @@ def test_bad_deploy_is_rolled_back_to_the_image_runbook_saw_before(
 def test_memory_leak_trend_restart_and_scale_out(cli: CLI, services: ServiceLab) -> None:
     api = services.start(mem_limit="512m")
     fault(api.url, leak_mb_per_s=4)
-    code, report = cli.json("run", "memory-leak", "--param", "window=6s", "--no-input",
+    code, report = cli.json("run", "memory-leak", *SHORT_WATCH, "--param", "window=6s",
+                            "--no-input",
                             "--approve", "rolling-restart=service.restart")
     assert code == 1
     assert "memory-growing" in findings(report)
