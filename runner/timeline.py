@@ -148,7 +148,17 @@ def _entry(event: Event, verbose: bool) -> Entry | None:
                      f"{d.get('channel', '?')}{error}")
     if kind == EventKind.ALERT_RESOLVED:
         return make("alert", f"alerts resolved ({d.get('alerts', '?')})")
-    # An event kind this module does not know (watch, escalation ...): shown, not dropped.
+    if kind == EventKind.WATCH_STARTED:
+        return make("watch", f"watching {', '.join(d.get('checks', []))} until "
+                     f"{d.get('until')} (every {d.get('interval')}s)")
+    if kind == EventKind.WATCH_RELAPSED:
+        return make("watch", f"relapsed: {d.get('verify')} stopped holding: {d.get('error')}")
+    if kind == EventKind.ESCALATED:
+        sent = "" if d.get("delivered", True) else f", not delivered: {d.get('error')}"
+        return make("escalate", f"escalation level {d.get('level')} of {d.get('of')}: "
+                     f"{d.get('remedy')} waited {d.get('waited_s')}s, to "
+                     f"{d.get('target') or 'the run channels'}{sent}")
+    # An event kind this module does not know: shown, not dropped.
     subject = " ".join(str(d[k]) for k in ("remedy", "step", "verify", "status", "reason",
                                             "target") if d.get(k))
     return make(kind.split(".", 1)[0], f"{kind} {subject}".rstrip(),

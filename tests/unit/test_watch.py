@@ -193,3 +193,14 @@ def test_runbook_verify_checks_a_fix_made_by_hand(cli: Any) -> None:
     _, verified = cli("verify", report["run_id"], "--as", "alice")
     assert verified["status"] == "completed"
     assert verified["remedies"][0]["status"] == "proposed"  # never run by runbook
+
+
+def test_the_timeline_says_when_the_watch_started_and_that_it_relapsed(kit: Kit) -> None:
+    from runner import timeline
+
+    run_id = start(kit, "30s")
+    (kit.box / "up").unlink()
+    state = kit.engine(inline_watch=0.5).watch(kit.plan(FIXED.replace("WINDOW", "30s")), run_id)
+    said = [(e.kind, e.what) for e in timeline.entries(state)]
+    assert any(k == "watch" and w.startswith("watching up until") for k, w in said)
+    assert any(k == "watch" and w.startswith("relapsed: up stopped holding") for k, w in said)
