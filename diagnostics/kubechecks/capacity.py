@@ -351,12 +351,14 @@ def grade_pdb(pdb: dict[str, Any], label: str, params: PdbParams) -> dict[str, A
     level: Level = "ok"
     if not observed or not st:
         say = f"PDB {name} ({budget}): the disruption controller has not computed it yet"
+    elif expected == 0:  # scaled to zero, or not created yet: nothing to protect
+        say = f"PDB {name} ({budget}) selects no pod now"
     elif healthy < desired:
         level = "critical"
         say = (f"PDB {name} ({budget}) is violated: {healthy} healthy pod(s) of the {desired} "
                f"it requires ({expected} expected): every eviction of {label}'s pods is "
                "refused until they recover (see the pod checks for why they are not ready)")
-    elif allowed == 0 and expected > 0:
+    elif allowed == 0:
         level = params.blocking_level
         say = (f"PDB {name} ({budget}) allows 0 disruptions with {healthy} of {expected} "
                f"pod(s) healthy: a node drain or eviction of {label}'s pods blocks; "
@@ -398,8 +400,7 @@ def grade_pdbs(label: str, pdbs: list[dict[str, Any]], labels: list[dict[str, st
     return {"ok": level == "ok", "level": level, "summary": summary, "pdbs": graded,
             "blocking": [g["name"] for g in graded if g["level"] != "ok"
                          and g["current_healthy"] >= g["desired_healthy"]],
-            "violated": [g["name"] for g in graded
-                         if g["current_healthy"] < g["desired_healthy"]],
+            "violated": [g["name"] for g in graded if g["level"] == "critical"],
             "problems": problems}
 
 
