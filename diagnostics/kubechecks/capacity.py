@@ -80,7 +80,8 @@ def oom_kills(workload: Workload, params: OomParams) -> list[dict[str, Any]]:
         for cs, init in statuses(pod):
             state, last = cs.get("state") or {}, (cs.get("lastState") or {}).get("terminated")
             current = state.get("terminated")
-            kills = [t for t in (current, last) if t and t.get("reason") == "OOMKilled"]
+            exits = [t for t in (current, last) if t]
+            kills = [t for t in exits if t.get("reason") == "OOMKilled"]
             if not kills:
                 continue
             latest = max(kills, key=lambda t: t.get("finishedAt") or "")
@@ -97,6 +98,7 @@ def oom_kills(workload: Workload, params: OomParams) -> list[dict[str, Any]]:
             found.append({
                 "pod": pod_name(pod), "container": cs.get("name"), "init": init,
                 "level": level, "down": down, "restarts": restarts, "oom_kills": len(kills),
+                "exits_seen": len(exits),
                 "state": (state.get("waiting") or {}).get("reason") or next(iter(state), None),
                 "exit_code": latest.get("exitCode"),
                 "last_at": finished.isoformat() if finished else None,
@@ -122,7 +124,8 @@ def grade_oom(workload: Workload, params: OomParams) -> dict[str, Any]:
                       **fields)
     first = graded[0]
     pods = sorted({k["pod"] for k in graded})
-    where = (f"container {first['container']} of {first['pod']} OOMKilled "
+    where = (f"container {first['container']} of {first['pod']} OOMKilled in "
+             f"{first['oom_kills']} of its last {first['exits_seen']} exit(s), last "
              f"{_ago(first['seconds_ago'])}"
              + (f" (exit code {first['exit_code']})" if first["exit_code"] is not None else "")
              + f", {first['restarts']} restart(s)"
@@ -425,7 +428,8 @@ _GRADED = {"ok": "nothing wrong", "level": "ok, warning or critical",
 KINDS: tuple[tuple[str, Any, type[BaseModel], str, dict[str, str]], ...] = (
     ("oom_killed", oom_killed, OomParams,
      "containers OOM-killed: how often, when last, and the memory limit they had",
-     {"oom_killed": "[{pod, container, level, down, restarts, oom_kills, state, exit_code, "
+     {"oom_killed": "[{pod, container, level, down, restarts, oom_kills, exits_seen, state, "
+      "exit_code, "
       "last_at, seconds_ago, memory_limit, memory_request}] worst first",
       "containers": "the containers OOM-killed within the window",
       "oom_kills": "OOM terminations the API still shows (current and last state)",

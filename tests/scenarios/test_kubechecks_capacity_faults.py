@@ -225,7 +225,8 @@ def test_an_oom_killed_container_names_its_limit(lab: Lab, cli: CLI) -> None:
         "app", 137, "32Mi")
     assert killed["oom_kills"] >= 1 and killed["seconds_ago"] is not None
     assert found["containers"] == ["app"]
-    assert f"container app of {killed['pod']} OOMKilled" in found["summary"]
+    assert f"container app of {killed['pod']} OOMKilled in {killed['oom_kills']} of its " \
+        f"last {killed['exits_seen']} exit(s)" in found["summary"]
     assert "at its 48Mi limit, request 32Mi: raise the limit or find what allocates" in \
         found["summary"]
     quiet_but(results, "oom_killed")

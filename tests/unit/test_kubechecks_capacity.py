@@ -71,9 +71,10 @@ def test_a_container_oom_killed_between_restarts_is_critical_and_names_its_limit
             killed["memory_request"], killed["memory_limit_bytes"]) == (
         2, 2, True, 137, "32Mi", 48 * 1024 * 1024)
     assert found["summary"] == (
-        "deployment/oom: container app of oom-7d9f-x2x9z OOMKilled 2 min ago (exit code 137), "
-        "2 restart(s), down now (terminated), at its 48Mi limit, request 32Mi: raise the limit "
-        "or find what allocates (a leak, a cache, a batch too big); a restart will not help")
+        "deployment/oom: container app of oom-7d9f-x2x9z OOMKilled in 2 of its last 2 exit(s), "
+        "last 2 min ago (exit code 137), 2 restart(s), down now (terminated), at its 48Mi "
+        "limit, request 32Mi: raise the limit or find what allocates (a leak, a cache, a batch "
+        "too big); a restart will not help")
 
 
 def test_crash_loop_back_off_after_an_oom_kill_is_down() -> None:
@@ -104,6 +105,7 @@ def test_an_oom_kill_older_than_the_window_is_reported_but_not_graded() -> None:
 def test_without_a_limit_the_node_ran_out_of_memory() -> None:
     found = grade_oom(workload(pod("oom-a", oom_term(10), None, 0)), OomParams())
     assert (found["cause"], found["memory_limit"]) == ("node_memory", None)
+    assert "OOMKilled in 1 of its last 1 exit(s), last 10 s ago" in found["summary"]
     assert "with no memory limit: the node ran out of memory" in found["summary"]
 
 
