@@ -134,6 +134,23 @@ RECIPES: dict[str, Recipe | AppRecipe] = {
             f'ENTRYPOINT ["{ENTRYPOINT}"]',
         ),
     ),
+    # The sshd host with chrony (and libfaketime for a server whose time is off), started by
+    # `lab-clock` in a real clock state; see sshd-clock.sh. policy-rc.d keeps the package's
+    # postinst from starting chronyd with Debian's pool; that config goes too.
+    "sshd-chrony": AppRecipe(
+        base="sshd",
+        repository="sshd-chrony",
+        variant="lab",
+        files=(("sshd-clock.sh", "/usr/local/bin/lab-clock"),),
+        instructions=(
+            "RUN printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d "
+            "&& chmod 755 /usr/sbin/policy-rc.d /usr/local/bin/lab-clock "
+            "&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+            "--no-install-recommends chrony faketime >/dev/null "
+            "&& rm -rf /usr/sbin/policy-rc.d /var/lib/apt/lists/* /var/cache/apt/*.bin "
+            "&& echo '# written by lab-clock' >/etc/chrony/chrony.conf",
+        ),
+    ),
     # The sync-failure lab's host: the sshd host plus the sync-engine stand-in (stdlib +
     # Debian's python3-psycopg, which the build installs from the mirror), with the log and
     # state directories of the `runbook` user it runs as. tests/lab/sync.py writes its

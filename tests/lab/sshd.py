@@ -83,11 +83,12 @@ def docker_exec(host: SshdHost, *argv: str, user: str = "root") -> tuple[int, st
 
 
 def start_sshd(count: int, key: ClientKey, prefix: str = "rb-test-sshd",
-               **run_options: Any) -> list[SshdHost]:
+               image_name: str = "sshd", **run_options: Any) -> list[SshdHost]:
     """Start `count` containers and wait until each answers with an SSH banner.
     `run_options` go to docker's containers.run: e.g. mem_limit="64m",
-    tmpfs={"/small": "size=1m,nr_inodes=200"}, for a host with a fault to induce."""
-    image = require_image("sshd")
+    tmpfs={"/small": "size=1m,nr_inodes=200"}, for a host with a fault to induce.
+    `image_name` is a lab recipe built on `sshd` (e.g. "sshd-chrony")."""
+    image = require_image(image_name)
     client = _docker()
     names = [f"{prefix}-{uuid.uuid4().hex[:6]}-{i}" for i in range(count)]
     hosts: list[SshdHost] = []
@@ -102,6 +103,15 @@ def start_sshd(count: int, key: ClientKey, prefix: str = "rb-test-sshd",
         remove(names)
         raise
     return hosts
+
+
+def start_clock(host: SshdHost, *mode: str) -> None:
+    """Start chrony on an `sshd-chrony` host in a real clock state (tests/lab/sshd-clock.sh):
+    ("unsynchronised",), ("synchronised",) or ("offset", "SECONDS"). Returns once
+    `chronyc tracking` shows it; a RuntimeError says what it read otherwise."""
+    code, out = docker_exec(host, "lab-clock", *mode)
+    if code:
+        raise RuntimeError(f"{host.name}: lab-clock {' '.join(mode)} failed: {out}")
 
 
 def docker_logs(host: SshdHost) -> str:
