@@ -220,14 +220,17 @@ def grade_quota_usage(quota: dict[str, Any], params: QuotaParams) -> dict[str, A
 def grade_quota(label: str, quotas: list[dict[str, Any]], refusals: list[dict[str, Any]],
                 now: datetime, params: QuotaParams) -> dict[str, Any]:
     """The namespace's quotas graded, and the refusals of the workload's pods (FailedCreate
-    events and ReplicaFailure conditions as {object, message, count, last_seen}) that a
-    quota caused. A refusal is critical: the controller cannot create the pods it wants."""
+    events and ReplicaFailure conditions as {object, message, count, last_seen, current})
+    that a quota caused. A refusal is critical: the controller cannot create the pods it
+    wants."""
     graded = by_level([grade_quota_usage(q, params) for q in quotas])
     refused: dict[str, dict[str, Any]] = {}
     for seen in refusals:
         parsed = parse_quota_refusal(str(seen.get("message") or ""))
         last = parse_time(seen.get("last_seen"))
-        if parsed is None or (last and (now - last).total_seconds() > params.within):
+        # A ReplicaFailure condition stays True while creation fails: current, however old.
+        stale = last and (now - last).total_seconds() > params.within
+        if parsed is None or (stale and not seen.get("current")):
             continue
         entry = refused.setdefault(parsed["quota"], {**parsed, "objects": [], "count": 0,
                                                      "last_seen": None,
@@ -300,7 +303,8 @@ def quota(view: Any, params: QuotaParams) -> dict[str, Any]:
                     and not any(r["object"] == rs["metadata"]["name"] for r in refusals):
                 refusals.append({"object": rs["metadata"]["name"],
                                  "message": failure.get("message"), "count": 1,
-                                 "last_seen": failure.get("lastTransitionTime")})
+                                 "last_seen": failure.get("lastTransitionTime"),
+                                 "current": True})
     return grade_quota(reader.label, list(found.get("items") or []), refusals,
                        datetime.now(UTC), params)
 

@@ -223,6 +223,13 @@ def test_old_refusals_and_other_failures_are_ignored() -> None:
     assert found["summary"] == "deployment/api: no ResourceQuota in its namespace, no pod refused"
 
 
+def test_a_replica_failure_condition_counts_however_old() -> None:
+    # The ReplicaSet's condition, as the lab shows it: True while creation keeps failing.
+    condition = {**refusal(REFUSED[len("Error creating: "):], seconds_ago=7200), "current": True}
+    found = grade_quota("deployment/crowded", [], [condition], NOW, QuotaParams())
+    assert (found["level"], found["resources"]) == ("critical", ["pods"])
+
+
 # kubernetes.pdb
 
 
