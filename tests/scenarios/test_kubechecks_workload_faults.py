@@ -87,6 +87,9 @@ FAIL = ["python3", "-c", "print('migration failed: relation \"accounts\" does no
 def _deployment(namespace: str, name: str, image: str, *, probe_path: str | None = "/health"
                 ) -> None:
     manifest = kube.api_manifest(name, image, NO_DB)
+    # No service-account token to mount: under load its mount can fail for a while and
+    # leave a warning event on a workload that is otherwise healthy.
+    manifest["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
     container = manifest["spec"]["template"]["spec"]["containers"][0]
     if probe_path is None:
         del container["readinessProbe"]  # ready once it runs: no startup probe failures
