@@ -2,7 +2,9 @@
 
 `pods` explains why a workload's pods do not run (image pulls, crash loops, scheduling,
 container config, probes, evictions) and `cluster` what is wrong with the nodes under them;
-`workloads` reads the controllers above them (rollouts, HPAs, Jobs, Services, warning events).
+`workloads` reads the controllers above them (rollouts, HPAs, Jobs, Services, warning events)
+and `capacity` what bounds them (OOM kills against their limits, namespace quotas,
+disruption budgets).
 `pods` registers the pod checks, whose reasoning lives in `crashes` (the previous
 container's exit and the last error in its log, classified by `diagnostics.errorcause`),
 `scheduling` (the scheduler's message parsed into causes) and `probes`; `podstate` is how
