@@ -151,6 +151,31 @@ RECIPES: dict[str, Recipe | AppRecipe] = {
             "&& echo '# written by lab-clock' >/etc/chrony/chrony.conf",
         ),
     ),
+    # The sshd host with systemd as PID 1 (ssh.service, dbus for the login user's systemctl),
+    # for the checks that read unit state; tests/lab/sshd.py's systemd_run_options() has
+    # the mounts it needs (no --privileged). lab-broken.service is there to be started and
+    # fail. The timers that would reach the network (apt) or fail in a container are masked.
+    "sshd-systemd": AppRecipe(
+        base="sshd",
+        repository="sshd-systemd",
+        variant="lab",
+        files=(("sshd-systemd/lab-keys.sh", "/usr/local/bin/lab-keys"),
+               ("sshd-systemd/lab-keys.service", "/etc/systemd/system/lab-keys.service"),
+               ("sshd-systemd/lab-broken.service", "/etc/systemd/system/lab-broken.service")),
+        instructions=(
+            "RUN printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d "
+            "&& chmod 755 /usr/sbin/policy-rc.d /usr/local/bin/lab-keys "
+            "&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+            "--no-install-recommends systemd dbus >/dev/null "
+            "&& rm -rf /usr/sbin/policy-rc.d /var/lib/apt/lists/* /var/cache/apt/*.bin "
+            "&& systemctl enable lab-keys.service ssh.service "
+            "&& systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer "
+            "fstrim.timer dpkg-db-backup.timer console-getty.service",
+            "ENV container=docker",
+            "STOPSIGNAL SIGRTMIN+3",
+            'ENTRYPOINT ["/lib/systemd/systemd"]',
+        ),
+    ),
     # The sync-failure lab's host: the sshd host plus the sync-engine stand-in (stdlib +
     # Debian's python3-psycopg, which the build installs from the mirror), with the log and
     # state directories of the `runbook` user it runs as. tests/lab/sync.py writes its

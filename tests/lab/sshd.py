@@ -114,6 +114,30 @@ def start_clock(host: SshdHost, *mode: str) -> None:
         raise RuntimeError(f"{host.name}: lab-clock {' '.join(mode)} failed: {out}")
 
 
+def systemd_run_options() -> dict[str, Any]:
+    """What start_sshd needs for the `sshd-systemd` image, without --privileged: /run and
+    /run/lock as tmpfs (systemd cannot mount them itself), and a writable cgroup tree for
+    systemd to track its units in. On cgroup v1 that is only the name=systemd hierarchy
+    (no controllers in it), bind-mounted rw; on a unified (v2) host, the tree with the host's
+    cgroup namespace (the usual recipe; this machine is v1, so that branch is untried)."""
+    tmpfs = {"/run": "", "/run/lock": ""}
+    if Path("/sys/fs/cgroup/systemd").is_dir():
+        hierarchy = "/sys/fs/cgroup/systemd"
+        return {"tmpfs": tmpfs, "volumes": {hierarchy: {"bind": hierarchy, "mode": "rw"}}}
+    return {"tmpfs": tmpfs, "cgroupns": "host",
+            "volumes": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}}
+
+
+def wait_until_booted(host: SshdHost) -> str:
+    """Wait for systemd to finish starting its units; its state ("running", or "degraded"
+    when a unit failed). A RuntimeError if it reads anything else."""
+    _, out = docker_exec(host, "systemctl", "is-system-running", "--wait")
+    state = out.strip()
+    if state not in ("running", "degraded"):
+        raise RuntimeError(f"{host.name}: systemd did not boot: is-system-running says {out!r}")
+    return state
+
+
 def docker_logs(host: SshdHost) -> str:
     """The container's output: sshd logs each login there ("Accepted publickey for ...")."""
     logs: bytes = _docker().containers.get(host.name).logs()
