@@ -50,7 +50,7 @@ CONF
 esac
 chronyd -x
 
-for _ in $(seq 200); do
+for _ in $(seq 600); do  # up to a minute on a busy machine
     tracking=$(chronyc -n tracking 2>&1) || true
     if grep -qF "$want" <<<"$tracking"; then
         exit 0

@@ -1,8 +1,9 @@
 """The host checks against real sshd containers, each fault induced for real inside one:
 inodes of a small tmpfs used up, a process holding nearly all of its descriptors, a real
 OOM kill in the container's memory cgroup, zombies of a parent that never reaps, a listener
-stopped and a stray one started; no systemd and no NTP client read as not checked; a
-healthy host raises nothing; the host-health playbook finds three faults at once."""
+stopped and a stray one started; no systemd and no NTP client read as not checked (hosts
+with them: test_host_clock_faults.py, test_host_units_faults.py); a healthy host raises
+nothing; the host-health playbook finds three faults at once."""
 
 from __future__ import annotations
 

@@ -77,7 +77,8 @@ def test_clock_measures_a_host_three_seconds_slow_of_its_ntp_server(
     on = target(key, tmp_path, host)
     result = check(on, "clock")
     assert result["synchronised"] is True  # it hears its server; its clock is wrong
-    assert -3001 < result["offset_ms"] < -2999  # slow: chronyc says "3.0000x seconds slow"
+    # slow: chronyc says "3.0000x seconds slow"; loopback delay under load adds at most ms
+    assert -3050 < result["offset_ms"] < -2950
     assert result["level"] == "critical"
     assert result["summary"] == f"clock {result['offset_ms']:g} ms off NTP time (chronyc tracking)"
     # the thresholds are the check's params: 3 s is only a warning under a 5 s critical
