@@ -15,6 +15,10 @@ its pod's IP on the docker bridge, as are other containers (the lab PostgreSQL, 
 (`imagePullPolicy: Never`): nothing can be pulled here.
 
     python -m tests.lab.kube build|start|stop|status
+
+Node faults, for tests that induce them (and undo them in a `finally`): `pause_kubelet()` /
+`resume_kubelet()` (SIGSTOP/SIGCONT: the node goes NotReady), `restart_kubelet(extra_args)`
+(the same kubelet with more flags) and `restart_kubelet()` (back to start.sh's flags).
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ import argparse
 import base64
 import contextlib
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,9 @@ HERE = Path(__file__).resolve().parent / "k8s"
 STATE = Path(os.environ.get("RUNBOOK_K8S_STATE", "/var/lib/runbook-k8slab"))
 ADMIN_KUBECONFIG = STATE / "admin.kubeconfig"
 API_SERVER = "https://127.0.0.1:16443"
+NODE = "127.0.0.1"  # start.sh's --hostname-override: the only node
+# Present while the kubelet runs with a test's extra flags: the command line to go back to.
+KUBELET_EXTRA = STATE / "kubelet.extra-args.json"
 APP_PORT = 8080
 RBAC_MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "rbac.yaml"
 
@@ -87,6 +96,7 @@ def running() -> bool:
 def start() -> float:
     """Start the cluster (idempotent) and wait for a Ready node; the seconds it took."""
     started = time.monotonic()
+    _undo_kubelet_faults()
     proc = _script("start.sh", quiet=True)
     if proc.returncode:
         raise RuntimeError(f"the lab's Kubernetes did not start:\n{proc.stderr[-3000:]}")
@@ -117,6 +127,99 @@ def cluster() -> Iterator[Cluster]:
     finally:
         if not was_running:
             stop()
+
+
+# The kubelet alone: node faults induced for real. Its pod containers run under dockerd, so
+# they keep running while it is paused or restarted.
+
+
+def kubelet_pid() -> int:
+    return int((STATE / "kubelet.pid").read_text())
+
+
+def pause_kubelet() -> None:
+    """SIGSTOP the kubelet: it stops posting node status and renewing its lease, and the
+    controller-manager marks the node's conditions Unknown once its node-monitor-grace-period
+    (40 s) has passed. `resume_kubelet()` undoes it; so does the next `start()`."""
+    os.kill(kubelet_pid(), signal.SIGSTOP)
+
+
+def resume_kubelet() -> None:
+    """SIGCONT the kubelet (nothing happens to one that runs)."""
+    if _alive("kubelet"):
+        os.kill(kubelet_pid(), signal.SIGCONT)
+
+
+def _gone(pid: int) -> bool:
+    try:  # a zombie is gone too: its parent (init here) may not reap it at once
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _stop_kubelet() -> None:
+    if not _alive("kubelet"):
+        (STATE / "kubelet.pid").unlink(missing_ok=True)
+        return
+    pid = kubelet_pid()
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGCONT)  # a paused kubelet would never see the SIGTERM
+    try:
+        wait_for(lambda: _gone(pid), f"kubelet (pid {pid}) to exit", 10, every=0.1)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: _gone(pid), f"kubelet (pid {pid}) killed", 10, every=0.1)
+    (STATE / "kubelet.pid").unlink()
+
+
+def _undo_kubelet_faults() -> None:
+    """What a test that died left: a paused kubelet, or one with its extra flags (stopped
+    here, for start.sh to start as usual)."""
+    resume_kubelet()
+    if KUBELET_EXTRA.exists():
+        _stop_kubelet()
+        KUBELET_EXTRA.unlink()
+
+
+def wait_node_reporting(since: float, timeout: float = 120) -> None:
+    """Until the node is Ready by a heartbeat of the kubelet posted at `since` (epoch
+    seconds) or later: etcd keeps the Ready=True of an earlier one."""
+    def fresh() -> bool:
+        node = core().read_node(NODE)
+        ready = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
+        return bool(ready and ready.status == "True"
+                    and ready.last_heartbeat_time.timestamp() >= math.ceil(since))
+
+    wait(fresh, timeout, f"node {NODE} Ready, posted by the kubelet started now", interval=0.5)
+
+
+def restart_kubelet(extra_args: Sequence[str] = ()) -> float:
+    """Stop the kubelet and start it again, and wait until the new one reports the node
+    Ready; the seconds it took. With `extra_args`, the kubelet's usual command line and
+    environment plus them (a flag overrides the config file: `--eviction-hard=...`); without,
+    the kubelet as start.sh starts it. A restart with extra flags is undone by the next
+    `restart_kubelet()`, or else by the next `start()`."""
+    started = time.monotonic()
+    if not extra_args:
+        _stop_kubelet()
+        KUBELET_EXTRA.unlink(missing_ok=True)
+        start()
+        return time.monotonic() - started
+    pid = kubelet_pid()
+    usual = (json.loads(KUBELET_EXTRA.read_text())["argv"] if KUBELET_EXTRA.exists() else
+             Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1])
+    env = dict(line.split("=", 1) for line in
+               Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in line)
+    KUBELET_EXTRA.write_text(json.dumps({"argv": usual, "extra": list(extra_args)}))
+    _stop_kubelet()
+    since = time.time()
+    # As start.sh does: its own session, reparented to init once the shell exits.
+    new = subprocess.run(["sh", "-c", 'setsid "$@" >>"$0" 2>&1 </dev/null & echo $!',
+                          str(STATE / "logs" / "kubelet.log"), *usual, *extra_args],
+                         env=env, text=True, check=True, stdout=subprocess.PIPE).stdout
+    (STATE / "kubelet.pid").write_text(new.strip() + "\n")
+    wait_node_reporting(since)
+    return time.monotonic() - started
 
 
 # The client side: the official client, the admin's credentials.
