@@ -183,8 +183,15 @@ def _undo_kubelet_faults() -> None:
 
 def wait_node_reporting(since: float, timeout: float = 120) -> None:
     """Until the node is Ready by a heartbeat of the kubelet posted at `since` (epoch
-    seconds) or later: etcd keeps the Ready=True of an earlier one."""
+    seconds) or later: etcd keeps the Ready=True of an earlier one. RuntimeError, with the
+    end of its log, as soon as the kubelet exits."""
+    pid = kubelet_pid()
+
     def fresh() -> bool:
+        if _gone(pid):
+            log = (STATE / "logs" / "kubelet.log").read_text(errors="replace")
+            raise RuntimeError("the kubelet exited: " + "\n".join(
+                line for line in log.splitlines() if line[:1] in ("E", "F"))[-2000:])
         node = core().read_node(NODE)
         ready = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
         return bool(ready and ready.status == "True"
@@ -196,7 +203,8 @@ def wait_node_reporting(since: float, timeout: float = 120) -> None:
 def restart_kubelet(extra_args: Sequence[str] = ()) -> float:
     """Stop the kubelet and start it again, and wait until the new one reports the node
     Ready; the seconds it took. With `extra_args`, the kubelet's usual command line and
-    environment plus them (a flag overrides the config file: `--eviction-hard=...`); without,
+    environment plus them (a flag overrides the config file: `--eviction-hard=...`; the
+    kubelet refuses a threshold that leaves a negative allocatable); without,
     the kubelet as start.sh starts it. A restart with extra flags is undone by the next
     `restart_kubelet()`, or else by the next `start()`."""
     started = time.monotonic()
