@@ -142,6 +142,7 @@ def test_a_node_whose_kubelet_stopped_reporting_is_not_ready(lab: Lab, cli: CLI)
         results = lab.run(cli)
     finally:
         kube.resume_kubelet()
+        wait_healthy()  # before any other test runs, even when this one failed
     found = results["nodes_not_ready"]
     assert (found["level"], found["scope"], found["affected"]) == (
         "critical", "workload", [kube.NODE]), found["summary"]
@@ -159,7 +160,7 @@ def test_a_node_whose_kubelet_stopped_reporting_is_not_ready(lab: Lab, cli: CLI)
     assert pressure["level"] == "warning", pressure["summary"]
     assert f"{kube.NODE}'s MemoryPressure is unknown (Kubelet stopped posting node status.)" \
         in pressure["summary"]
-    wait_healthy()
+    assert healthy()
     assert_all_clear(lab.run(cli))
 
 
@@ -177,6 +178,7 @@ def test_a_node_under_memory_pressure(lab: Lab, cli: CLI) -> None:
         results = lab.run(cli)
     finally:
         kube.restart_kubelet()
+        wait_healthy()  # before any other test runs, even when this one failed
     found = results["node_pressure"]
     assert (found["level"], found["affected"]) == ("critical", [kube.NODE]), found["summary"]
     [seen] = found["nodes"]
@@ -189,6 +191,6 @@ def test_a_node_under_memory_pressure(lab: Lab, cli: CLI) -> None:
     assert found["summary"].endswith("free memory or disk on it, or move load off it")
     # Short of memory, the node is still Ready: not a NotReady finding.
     assert results["nodes_not_ready"]["level"] == "ok", results["nodes_not_ready"]["summary"]
-    wait_healthy()
+    assert healthy()
     assert not kube.KUBELET_EXTRA.exists()
     assert_all_clear(lab.run(cli))
