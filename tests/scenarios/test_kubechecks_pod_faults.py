@@ -15,9 +15,10 @@ from a ConfigMap key that does not (CreateContainerConfigError); a readiness pro
 liveness probe on a port nobody listens on; a container that writes past its
 ephemeral-storage limit (evicted by the kubelet). A healthy workload raises nothing.
 
-Node pressure and NotReady cannot be induced safely on the lab's only node (every other test
-runs on it): their grading is unit-tested over real-shaped node JSON
-(tests/unit/test_kubechecks_pods.py); here the healthy node reads ok through the real API.
+Here the healthy node reads ok through the real API; node pressure and NotReady are induced
+for real in tests/scenarios/test_kubechecks_node_faults.py (the kubelet paused, or
+restarted with an eviction threshold the node is past), and their grading is unit-tested
+over real-shaped node JSON (tests/unit/test_kubechecks_pods.py).
 """
 
 from __future__ import annotations
