@@ -49,7 +49,6 @@ class Store(Protocol):
     def kind(self) -> str: ...  # "sqlite" or "postgresql"
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor: ...
-    def executescript(self, script: str) -> None: ...
     def ddl(self, statement: str) -> None: ...  # one schema statement written for SQLite
     def has_table(self, name: str) -> bool: ...
     # A write transaction, serialized with every other writer unless `serialized` is False
@@ -76,9 +75,6 @@ class SqliteStore:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
         return self._db.execute(sql, tuple(args))
-
-    def executescript(self, script: str) -> None:
-        self._db.executescript(script)
 
     def ddl(self, statement: str) -> None:
         self._db.execute(statement)
@@ -133,14 +129,11 @@ class PostgresStore:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
         return self._live().execute(to_postgres(sql).encode(), tuple(args))  # type: ignore[no-any-return]
 
-    def executescript(self, script: str) -> None:
-        self._live().execute(schema_for_postgres(script).encode())
-
     def ddl(self, statement: str) -> None:
         self._live().execute(schema_for_postgres(statement).encode())
 
     def has_table(self, name: str) -> bool:
-        row = self._db.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        row = self._live().execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
         return bool(row and row[0])
 
     def begin(self, serialized: bool = True) -> None:
