@@ -86,8 +86,9 @@ def replicas(tmp_path: Path, lab_db: LabDatabase) -> Iterator[Replicas]:
         try:
             yield group
         finally:
-            for replica in group.all:
-                replica.stop()
+            for replica in group.all:  # no graceful stop: a run may wait on a gate forever
+                if replica.proc is not None and replica.proc.poll() is None:
+                    replica.kill9()
 
 
 def alert(group: str, gate: str = "open") -> dict[str, Any]:
