@@ -108,3 +108,6 @@ def test_refusals_say_why(daemon: RunningDaemon, cli: Any) -> None:
     assert code != 0 and "no-such-run" in err
     code, _, err = cli("history", "--server", "ftp://x")
     assert code == 2 and "http://" in err
+    # The events a remote report folds are a reader's: nobody else gets them.
+    assert daemon.get(f"/v1/runs/{run_id}/events", token="").status_code == 401
+    assert daemon.get(f"/v1/runs/{run_id}/events", token="not-a-token").status_code == 401
