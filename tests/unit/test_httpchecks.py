@@ -28,6 +28,7 @@ from runner.context import StepContext
 from runner.errors import PermanentError, TemporaryError
 from runner.inventory import Target
 from runner.registry import Registry
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,7 +189,8 @@ def test_valid_chain_for_60_days_is_ok(registry: Registry, ca: Ca, ca_file: str,
     assert result["issuer"] == "CN=runbook test CA" and not result["self_signed"]
     assert len(result["chain"]) == 2 and result["chain"][1]["subject"] == "CN=runbook test CA"
     assert result["summary"].startswith("certificate for 127.0.0.1 valid for 59 more days")
-    assert server.handshakes >= 1
+    # The server counts its side of the handshake in its own thread, just after ours ends.
+    wait_for(lambda: server.handshakes >= 1, "the server to count the handshake")
     # by host name too, matched against the SAN DNS name
     by_name = _tls(registry, server, host="localhost", ca_file=ca_file)
     assert by_name["ok"] and by_name["server_name"] == "localhost"
