@@ -14,12 +14,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from tests.support.loopback import QuietHandler, serving
 from tests.support.polling import wait_for
 
 if TYPE_CHECKING:
@@ -67,25 +67,16 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     rec = Receiver()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             rec.got.append(json.loads(body))
             self.send_response(rec.status)
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    rec.url = f"http://127.0.0.1:{server.server_port}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as base:
+        rec.url = f"{base}/hook"
         yield rec
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def write_world(root: Path, config: str) -> Path:

@@ -21,14 +21,14 @@ It takes what https://events.pagerduty.com/v2/enqueue takes (PagerDuty's develop
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.loopback import QuietHandler, serving
 
 ROUTING_KEY = "R0UT1NGKEY0STANDIN0000000000000A"  # 32 characters, as PagerDuty's are
 SEVERITIES = {"critical", "error", "warning", "info"}
@@ -102,26 +102,12 @@ class PagerDutyStandIn:
 def pagerduty_stand_in() -> Iterator[PagerDutyStandIn]:
     pd = PagerDutyStandIn()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length", 0)))
             status, answer = pd.answer(self.path, raw)
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.answer(status, json.dumps(answer).encode(), "application/json")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    pd.url = f"http://127.0.0.1:{server.server_port}/v2/enqueue"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as base:
+        pd.url = f"{base}/v2/enqueue"
         yield pd
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -46,10 +46,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.slackhook import SlackStandIn
+from tests.support.loopback import QuietHandler, serving
 
 TOKEN = "xoxb-0000000000-stand-in-token"
 
@@ -216,7 +216,7 @@ class SlackApiStandIn:
 def slack_api_stand_in(**settings: Any) -> Iterator[SlackApiStandIn]:
     api = SlackApiStandIn(**settings)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length", 0)))
             kind = self.headers.get("content-type", "").split(";")[0].strip()
@@ -233,24 +233,9 @@ def slack_api_stand_in(**settings: Any) -> Iterator[SlackApiStandIn]:
             method = self.path.rsplit("/", 1)[-1]
             status, answer, headers = api.answer(
                 method, self.headers.get("Authorization"), body if isinstance(body, dict) else {})
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.answer(status, json.dumps(answer).encode(), "application/json; charset=utf-8",
+                        headers)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    api.url = f"http://127.0.0.1:{server.server_port}/api/"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as base:
+        api.url = f"{base}/api/"
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.loopback import QuietHandler, serving
 
 _CONTROL = re.compile(r"<[^<>]*>")
 
@@ -112,7 +112,7 @@ def _button_ok(button: dict[str, Any]) -> bool:
 def slack_stand_in() -> Iterator[SlackStandIn]:
     hook = SlackStandIn()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             try:
@@ -124,22 +124,8 @@ def slack_stand_in() -> Iterator[SlackStandIn]:
             if problem:
                 hook.refused.append(problem)
             status = hook.status if hook.status != 200 else (400 if problem else 200)
-            answer = (problem or "ok").encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            self.answer(status, (problem or "ok").encode(), "text/plain")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.url = f"http://127.0.0.1:{server.server_port}/services/T0/B0/x"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as base:
+        hook.url = f"{base}/services/T0/B0/x"
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -164,26 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_format(p)
     add_home(p)
     add_server(p)
-    p = command("resume", "Carry on a run: unfinished diagnostics, then approved remedies.")
-    p.add_argument("run_id")
-    add_sources(p)
-    add_approver(p)
-    add_format(p, markdown=True)
-    add_home(p)
-    p = command("watch", "Watch a MONITORING run here until its verify window ends or it "
-                         "relapses (Ctrl-C stops watching here, not the watch).")
-    p.add_argument("run_id")
-    add_sources(p)
-    add_approver(p)
-    add_format(p, markdown=True)
-    add_home(p)
-    p = command("verify", "After a fix made by hand: run the playbook's verify checks now, "
-                          "and watch them for their windows.")
-    p.add_argument("run_id")
-    add_sources(p)
-    add_approver(p)
-    add_format(p, markdown=True)
-    add_home(p)
+    # The commands that carry a recorded run on, each replanned from what it recorded.
+    for name, help_ in (
+            ("resume", "Carry on a run: unfinished diagnostics, then approved remedies."),
+            ("watch", "Watch a MONITORING run here until its verify window ends or it "
+                      "relapses (Ctrl-C stops watching here, not the watch)."),
+            ("verify", "After a fix made by hand: run the playbook's verify checks now, "
+                       "and watch them for their windows.")):
+        p = command(name, help_)
+        p.add_argument("run_id")
+        add_sources(p)
+        add_approver(p)
+        add_format(p, markdown=True)
+        add_home(p)
     p = command("notify", "Show what a run told the incident channel; --retry what failed, "
                           "--customer its customer-facing update.")
     p.add_argument("run_id")

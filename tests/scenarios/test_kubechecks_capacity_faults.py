@@ -60,18 +60,6 @@ def deployment(name: str, image: str, command: list[str], *, replicas: int = 1,
                                          **container}]}}}}
 
 
-def _post(path: str, body: dict[str, Any]) -> None:
-    """POST an object of an API version the client library no longer has (policy/v1beta1
-    budgets: the lab runs Kubernetes 1.20)."""
-    client = kube.api_client()
-    request = client.param_serialize(
-        "POST", path, body=body, auth_settings=["BearerToken"],
-        header_params={"Content-Type": "application/json", "Accept": "application/json"})
-    response = client.call_api(*request)
-    response.read()
-    assert 200 <= response.status < 300, response.data
-
-
 def _get(path: str) -> dict[str, Any]:
     client = kube.api_client()
     request = client.param_serialize("GET", path, auth_settings=["BearerToken"],
@@ -82,7 +70,7 @@ def _get(path: str) -> dict[str, Any]:
 
 
 def budget(namespace: str, name: str, app: str, **spec: Any) -> None:
-    _post(f"/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets", {
+    kube.create_raw(f"/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets", {
         "apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
         "metadata": {"name": name},
         "spec": {"selector": {"matchLabels": {"app": app}}, **spec}})

@@ -62,18 +62,6 @@ class Lab:
         return path
 
 
-def _create_raw(path: str, body: dict[str, Any]) -> None:
-    """POST an object of an API version the client library no longer has (batch/v1beta1
-    CronJobs: the lab runs Kubernetes 1.20)."""
-    client = kube.api_client()
-    request = client.param_serialize(
-        "POST", path, body=body, auth_settings=["BearerToken"],
-        header_params={"Content-Type": "application/json", "Accept": "application/json"})
-    response = client.call_api(*request)
-    response.read()
-    assert 200 <= response.status < 300, response.data
-
-
 def _pod_spec(image: str, command: list[str]) -> dict[str, Any]:
     return {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "task", "image": image, "imagePullPolicy": "Never",
@@ -140,7 +128,7 @@ def lab(k8s: kube.Cluster) -> Iterator[Lab]:
             "backoffLimit": 0, "template": {"spec": _pod_spec(good, FAIL)}}})
         batch.create_namespaced_job(healthy, {"metadata": {"name": "seed"}, "spec": {
             "backoffLimit": 0, "template": {"spec": _pod_spec(good, ["true"])}}})
-        _create_raw(f"/apis/batch/v1beta1/namespaces/{faulty}/cronjobs", {
+        kube.create_raw(f"/apis/batch/v1beta1/namespaces/{faulty}/cronjobs", {
             "apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "report"},
             "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {
                 "backoffLimit": 0, "template": {"spec": _pod_spec(good, ["false"])}}}}})
